@@ -1,0 +1,107 @@
+"""cicd: a GitOps delivery platform for one container service. Composition only."""
+
+import pulumi
+import pulumi_aws as aws
+
+import config
+from components.common import AwsContext
+from components.encryption import KmsKey, KmsKeyArgs
+from components.image import ContainerImage, ContainerImageArgs
+from components.network import Network, NetworkArgs
+from components.observability import Observability, ObservabilityArgs
+from components.service import FargateService, FargateServiceArgs
+
+settings = config.load()
+tags = settings.tag_map
+prefix = settings.prefix
+svc = settings.service
+dep = settings.deployment
+obs = settings.observability
+
+identity = aws.get_caller_identity_output()
+context = AwsContext(account_id=identity.account_id, region=settings.region)
+
+observability = Observability("observability", ObservabilityArgs(
+    context=context,
+    prefix=prefix,
+    alarm_email=obs.alarm_email,
+    slack_workspace_id=obs.slack_workspace_id,
+    slack_channel_id=obs.slack_channel_id,
+    protect=settings.protect,
+    tags=tags,
+))
+
+data_key = KmsKey("data-key", KmsKeyArgs(
+    context=context,
+    alias=f"alias/{prefix}-data",
+    description=f"Images, secrets and build artifacts of {prefix}",
+    protect=settings.protect,
+    tags=tags,
+))
+
+network = Network("network", NetworkArgs(
+    context=context,
+    prefix=prefix,
+    cidr=settings.network.cidr,
+    availability_zones=settings.network.availability_zones,
+    nat_gateways=settings.network.nat_gateways,
+    log_retention_days=obs.log_retention_days,
+    logs_key_arn=observability.key_arn,
+    tags=tags,
+))
+
+image = ContainerImage("image", ContainerImageArgs(
+    repository_name=prefix,
+    kms_key_arn=data_key.arn,
+    architecture=svc.architecture,
+    image=svc.image,
+    protect=settings.protect,
+    tags=tags,
+))
+
+service = FargateService("service", FargateServiceArgs(
+    context=context,
+    prefix=prefix,
+    vpc_id=network.vpc_id,
+    vpc_cidr=settings.network.cidr,
+    public_subnet_ids=network.public_subnet_ids,
+    private_subnet_ids=network.private_subnet_ids,
+    image_ref=image.image_ref,
+    repository_name=prefix,
+    data_key_arn=data_key.arn,
+    logs_key_arn=observability.key_arn,
+    log_retention_days=obs.log_retention_days,
+    container_port=svc.container_port,
+    health_check_path=svc.health_check_path,
+    cpu=svc.cpu,
+    memory=svc.memory,
+    architecture=svc.architecture,
+    desired_count=svc.desired_count,
+    min_count=svc.min_count,
+    max_count=svc.max_count,
+    spot=svc.spot,
+    environment=svc.environment_map,
+    secrets=svc.secrets,
+    strategy=dep.strategy,
+    bake_time_minutes=dep.bake_time_minutes,
+    canary_percent=dep.canary_percent,
+    canary_bake_minutes=dep.canary_bake_minutes,
+    linear_step_percent=dep.linear_step_percent,
+    linear_step_bake_minutes=dep.linear_step_bake_minutes,
+    deregistration_delay_seconds=dep.deregistration_delay_seconds,
+    health_check_interval_seconds=dep.health_check_interval_seconds,
+    healthy_threshold=dep.healthy_threshold,
+    certificate_arn=settings.certificate_arn,
+    protect=settings.protect,
+    alarm_topic_arn=observability.topic_arn,
+    error_rate_percent=obs.error_rate_percent,
+    tags=tags,
+), opts=pulumi.ResourceOptions(depends_on=[network]))
+
+pulumi.export("url", service.url)
+pulumi.export("repositoryUrl", image.repository_url)
+pulumi.export("imageRef", image.image_ref)
+pulumi.export("clusterName", service.cluster_name)
+pulumi.export("serviceName", service.service_name)
+pulumi.export("alertTopicArn", observability.topic_arn)
+pulumi.export("deployWaitSeconds", service.deploy_wait)

@@ -1,0 +1,58 @@
+"""Small helpers shared by the components: IAM documents, resource options, the AWS context."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import pulumi
+
+
+@dataclass(frozen=True)
+class AwsContext:
+    """Where the stack runs. `account_id` comes from an invoke, so it is known during preview."""
+
+    account_id: pulumi.Input[str]
+    region: str
+    partition: str = "aws"
+
+    def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> pulumi.Output[str]:
+        """An ARN built from known parts, e.g. arn(\"logs\", \"log-group:/ecs/web\")."""
+        return pulumi.Output.concat(
+            "arn:", self.partition, ":", service, ":", self.region if region else "", ":",
+            self.account_id if account else "", ":", resource)
+
+    @property
+    def dns_suffix(self) -> str:
+        return "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+
+
+def policy_document(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:
+    """An IAM policy document as JSON; statements may hold Outputs."""
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def assume_role_policy(service: str, conditions: Mapping[str, Any] | None = None) -> pulumi.Output[str]:
+    """A trust policy that lets one AWS service assume the role."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if conditions:
+        statement["Condition"] = conditions
+    return policy_document([statement])
+
+
+def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, **kwargs)
+
+
+def stateful_opts(parent: pulumi.Resource, protect: bool, **kwargs: Any) -> pulumi.ResourceOptions:
+    """Stateful resources in a protected stack can be neither deleted nor lost with the stack."""
+    return pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect, **kwargs)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)

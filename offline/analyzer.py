@@ -1,0 +1,201 @@
+"""Serve the policy pack exactly as the Pulumi CLI does, and call it over the analyzer protocol.
+
+The CLI starts `python -u -m pulumi.policy <engine address> <pack dir>`, reads the port the pack
+prints, then calls GetAnalyzerInfo, Configure, Analyze for each resource and AnalyzeStack once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import grpc
+from google.protobuf import empty_pb2, json_format, struct_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, engine_pb2_grpc
+
+LEVELS = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory",
+          analyzer_pb2.REMEDIATE: "remediate", analyzer_pb2.DISABLED: "disabled"}
+LEVEL_VALUES = {name: value for value, name in LEVELS.items()}
+SEVERITIES = {analyzer_pb2.POLICY_SEVERITY_LOW: "low", analyzer_pb2.POLICY_SEVERITY_MEDIUM: "medium",
+              analyzer_pb2.POLICY_SEVERITY_HIGH: "high", analyzer_pb2.POLICY_SEVERITY_CRITICAL: "critical",
+              analyzer_pb2.POLICY_SEVERITY_UNSPECIFIED: ""}
+PREVIEW_PREFIX = "can't run policy"
+
+
+@dataclass
+class Finding:
+    policy: str
+    level: str
+    severity: str
+    message: str
+    urn: str
+
+    @property
+    def could_not_run(self) -> bool:
+        return self.message.startswith(PREVIEW_PREFIX)
+
+
+@dataclass
+class AnalyzerResult:
+    pack: str
+    version: str
+    policies: list[dict]
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[Finding]:
+        return [f for f in self.findings if not f.could_not_run]
+
+    @property
+    def mandatory(self) -> list[Finding]:
+        return [f for f in self.violations if f.level == "mandatory"]
+
+    @property
+    def not_run(self) -> list[Finding]:
+        return [f for f in self.findings if f.could_not_run]
+
+
+class _Engine(engine_pb2_grpc.EngineServicer):
+    """The engine's log endpoint, so anything the pack logs is kept rather than lost."""
+
+    def __init__(self) -> None:
+        self.logs: list[str] = []
+
+    def Log(self, request, _context):
+        self.logs.append(request.message)
+        return empty_pb2.Empty()
+
+    def GetRootResource(self, request, _context):
+        return engine_pb2_grpc.engine__pb2.GetRootResourceResponse()
+
+    def SetRootResource(self, request, _context):
+        return engine_pb2_grpc.engine__pb2.SetRootResourceResponse()
+
+
+def load_policy_config(path: str | None) -> dict[str, Any]:
+    """A `--policy-pack-config` file: {policy: level} or {policy: {enforcementLevel?, ...properties}}."""
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+class PolicyServer:
+    """The policy pack as a running analyzer plugin; use as a context manager."""
+
+    def __init__(self, pack_dir: str, *, project: str = "cicd", stack: str = "dev", dry_run: bool = True,
+                 config: dict[str, str] | None = None) -> None:
+        self.pack_dir = pack_dir
+        self.env = {**os.environ, "PULUMI_PROJECT": project, "PULUMI_STACK": stack,
+                    "PULUMI_DRY_RUN": "true" if dry_run else "false", "PULUMI_CONFIG": json.dumps(config or {})}
+        self.engine = _Engine()
+
+    def __enter__(self) -> "PolicyServer":
+        self._engine_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        engine_pb2_grpc.add_EngineServicer_to_server(self.engine, self._engine_server)
+        engine_port = self._engine_server.add_insecure_port("127.0.0.1:0")
+        self._engine_server.start()
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "pulumi.policy", f"127.0.0.1:{engine_port}", self.pack_dir],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        line = self.process.stdout.readline().decode().strip()
+        if not line.isdigit():
+            stderr = self.process.stderr.read().decode() if self.process.poll() is not None else ""
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the policy pack in {self.pack_dir} did not start: {line} {stderr}".strip())
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{line}", options=[
+            ("grpc.max_receive_message_length", 400 * 1024 * 1024)])
+        self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if getattr(self, "channel", None):
+            self.channel.close()
+        if getattr(self, "process", None) and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if getattr(self, "process", None):
+            self.process.stdout.close()
+            self.process.stderr.close()
+        self._engine_server.stop(0)
+
+    # -- the protocol ------------------------------------------------------------------------------
+
+    def info(self) -> analyzer_pb2.AnalyzerInfo:
+        return self.stub.GetAnalyzerInfo(empty_pb2.Empty())
+
+    def configure(self, policy_config: dict[str, Any]) -> None:
+        request = analyzer_pb2.ConfigureAnalyzerRequest()
+        for name, value in policy_config.items():
+            config = analyzer_pb2.PolicyConfig()
+            if isinstance(value, str):
+                config.enforcementLevel = LEVEL_VALUES[value]
+            else:
+                value = dict(value)
+                level = value.pop("enforcementLevel", None)
+                if level:
+                    config.enforcementLevel = LEVEL_VALUES[level]
+                else:
+                    config.enforcementLevel = analyzer_pb2.MANDATORY
+                config.properties.update(value)
+            request.policyConfig[name].CopyFrom(config)
+        self.stub.Configure(request)
+
+    def analyze(self, resources: Iterable[Any]) -> list[Finding]:
+        findings = []
+        resources = list(resources)
+        for r in resources:
+            response = self.stub.Analyze(analyzer_pb2.AnalyzeRequest(
+                type=r.type, properties=r.object, urn=r.urn, name=r.name, options=_options(r)))
+            findings += _findings(response, r.urn)
+        stack = analyzer_pb2.AnalyzeStackRequest(resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=r.type, properties=r.object, urn=r.urn, name=r.name, options=_options(r),
+                parent=r.parent, dependencies=r.dependencies,
+                propertyDependencies={k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v)
+                                      for k, v in r.property_dependencies.items()})
+            for r in resources])
+        findings += _findings(self.stub.AnalyzeStack(stack), "")
+        return findings
+
+
+def _options(r: Any) -> analyzer_pb2.AnalyzerResourceOptions:
+    return analyzer_pb2.AnalyzerResourceOptions(protect=r.protect, ignoreChanges=r.ignore_changes, parent=r.parent)
+
+
+def _findings(response: analyzer_pb2.AnalyzeResponse, default_urn: str) -> list[Finding]:
+    return [Finding(policy=d.policyName, level=LEVELS.get(d.enforcementLevel, "advisory"),
+                    severity=SEVERITIES.get(d.severity, ""), message=d.message, urn=d.urn or default_urn)
+            for d in response.diagnostics]
+
+
+def struct(properties: dict[str, Any]) -> struct_pb2.Struct:
+    """A properties Struct from plain values, for crafted resources in tests."""
+    result = struct_pb2.Struct()
+    json_format.ParseDict(properties, result)
+    return result
+
+
+def run_pack(pack_dir: str, resources: Iterable[Any], *, policy_config: dict[str, Any] | None = None,
+             stack: str = "dev", config: dict[str, str] | None = None) -> AnalyzerResult:
+    """Serve the pack, configure it, analyze `resources`, and stop it."""
+    with PolicyServer(pack_dir, stack=stack, config=config) as server:
+        info = server.info()
+        server.configure(policy_config or {})
+        findings = server.analyze(resources)
+    policies = [{"name": p.name, "description": p.description, "level": LEVELS.get(p.enforcementLevel, ""),
+                 "severity": SEVERITIES.get(p.severity, ""),
+                 "type": "stack" if p.policy_type == analyzer_pb2.POLICY_TYPE_STACK else "resource"}
+                for p in info.policies]
+    return AnalyzerResult(pack=info.name, version=info.version, policies=policies, findings=findings)
+
+
+__all__ = ["AnalyzerResult", "Finding", "PolicyServer", "load_policy_config", "run_pack", "struct"]

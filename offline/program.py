@@ -1,0 +1,116 @@
+"""Run the Pulumi program of this project under mocks, with a stack's configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from .mocks import PlatformMocks, RecordingMonitor, Registration
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT = "cicd"
+SECRET_PLACEHOLDER = "[secret]"
+
+
+@dataclass
+class ProgramResult:
+    stack: str
+    config: dict[str, str]
+    secret_keys: list[str]
+    registrations: dict[str, Registration]
+    outputs: dict[str, Any]
+    first_preview: bool
+    error: BaseException | None = None
+    logs: list[str] = field(default_factory=list)
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations.values() if r.type == typ]
+
+
+def _replace_secure(value: Any, path: str, secret_paths: list[str]) -> Any:
+    """`secure:` values cannot be decrypted offline: a placeholder stands in, never printed."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            secret_paths.append(path)
+            return SECRET_PLACEHOLDER
+        return {k: _replace_secure(v, f"{path}.{k}", secret_paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_secure(v, f"{path}[{i}]", secret_paths) for i, v in enumerate(value)]
+    return value
+
+
+def load_stack_config(stack: str, root: str = ROOT) -> tuple[dict[str, str], list[str]]:
+    """The config map the CLI would pass to the program: strings, with objects as JSON."""
+    path = os.path.join(root, f"Pulumi.{stack}.yaml")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no stack file {path}: create Pulumi.{stack}.yaml (see README)")
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.safe_load(handle) or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        secret_paths: list[str] = []
+        value = _replace_secure(value, key, secret_paths)
+        if secret_paths:
+            secret_keys.append(key)
+        if isinstance(value, (dict, list)):
+            config[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            config[key] = "true" if value else "false"
+        elif value is None:
+            config[key] = ""
+        else:
+            config[key] = str(value)
+    return config, secret_keys
+
+
+def run(stack: str, *, first_preview: bool = False, config: dict[str, str] | None = None,
+        secret_keys: list[str] | None = None, root: str = ROOT) -> ProgramResult:
+    """Run `__main__.py` for `stack` under mocks; raise the program's own error if it fails."""
+    if config is None:
+        config, secret_keys = load_stack_config(stack, root)
+    region = config.get("aws:region", "us-east-1")
+    mocks = PlatformMocks(first_preview=first_preview, region=region)
+    monitor = RecordingMonitor(mocks)
+    # A fresh runtime for every run: a previous program's root stack and config must not leak in.
+    pulumi_settings._set_root_resource(None) if hasattr(pulumi_settings, "_set_root_resource") else None
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys or []))
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=first_preview, monitor=monitor)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    for module in [m for m in sys.modules if m == "config" or m == "components" or m.startswith("components.")]:
+        del sys.modules[module]
+
+    def program() -> None:
+        runpy.run_path(os.path.join(root, "__main__.py"), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program))
+    stack_resource = pulumi_settings.get_root_resource()
+    outputs = {}
+    for key, value in (getattr(stack_resource, "outputs", None) or {}).items():
+        outputs[key] = _resolve(value)
+    return ProgramResult(stack=stack, config=config, secret_keys=list(secret_keys or []),
+                         registrations=dict(monitor.registrations), outputs=outputs,
+                         first_preview=first_preview)
+
+
+def _resolve(value: Any) -> Any:
+    output = pulumi.Output.from_input(value)
+    known = _sync_await(output.is_known())
+    if not known:
+        return None
+    if _sync_await(output.is_secret()):
+        return SECRET_PLACEHOLDER
+    return _sync_await(output.future())
