@@ -31,9 +31,10 @@ observability = Observability("observability", ObservabilityArgs(
     tags=tags,
 ))
 
+data_key_alias = f"alias/{prefix}-data"
 data_key = KmsKey("data-key", KmsKeyArgs(
     context=context,
-    alias=f"alias/{prefix}-data",
+    alias=data_key_alias,
     description=f"Images, secrets and build artifacts of {prefix}",
     protect=settings.protect,
     tags=tags,
@@ -69,6 +70,7 @@ service = FargateService("service", FargateServiceArgs(
     image_ref=image.image_ref,
     repository_name=prefix,
     data_key_arn=data_key.arn,
+    data_key_alias=data_key_alias,
     logs_key_arn=observability.key_arn,
     log_retention_days=obs.log_retention_days,
     container_port=svc.container_port,

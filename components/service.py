@@ -31,6 +31,19 @@ HEALTH_CHECK_TIMEOUT_SECONDS = 5
 CPU_TARGET_PERCENT = 60
 REQUESTS_PER_TARGET = 500
 LAMBDA_DIR = os.path.join(os.path.dirname(__file__), "lambdas")
+ACCESS_LOG_PREFIX = "alb"
+# Regions older than August 2022 deliver ALB access logs as this per-region ELB account; newer
+# regions use the logdelivery.elasticloadbalancing.amazonaws.com service principal instead.
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "af-south-1": "098369216593", "ap-east-1": "754344448648",
+    "ap-southeast-3": "589379963580", "ap-south-1": "718504428378", "ap-northeast-3": "383597477331",
+    "ap-northeast-2": "600734575887", "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266",
+    "ap-northeast-1": "582318560864", "ca-central-1": "985666609251", "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806", "eu-west-2": "652711504416", "eu-south-1": "635631232127",
+    "eu-west-3": "009996457667", "eu-north-1": "897822967062", "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class FargateServiceArgs:
     image_ref: pulumi.Input[str]
     repository_name: str
     data_key_arn: pulumi.Input[str]
+    data_key_alias: str
     logs_key_arn: pulumi.Input[str]
     log_retention_days: int
     container_port: int = 8080
@@ -260,8 +274,69 @@ class FargateService(pulumi.ComponentResource):
 
     # -- load balancer -----------------------------------------------------------------------------
 
+    def _create_access_logs(self) -> None:
+        """The ALB access-log bucket: private, versioned, TLS-only, expiring with the log retention."""
+        args = self._args
+        ctx = args.context
+        self.access_log_bucket_name = pulumi.Output.concat(args.prefix, "-alb-logs-", ctx.account_id)
+        bucket_arn = pulumi.Output.concat("arn:", ctx.partition, ":s3:::", self.access_log_bucket_name)
+        self.access_log_bucket = aws.s3.Bucket(
+            f"{self._name}-access-logs",
+            bucket=self.access_log_bucket_name,
+            force_destroy=not args.protect,
+            tags=dict(args.tags),
+            opts=stateful_opts(self, args.protect),
+        )
+        bucket = self.access_log_bucket.bucket
+        block = aws.s3.BucketPublicAccessBlock(
+            f"{self._name}-access-logs-block", bucket=bucket, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child_opts(self))
+        aws.s3.BucketOwnershipControls(
+            f"{self._name}-access-logs-ownership", bucket=bucket,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child_opts(self))
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{self._name}-access-logs-encryption", bucket=bucket,
+            # ALB access logs can only be delivered to SSE-S3 buckets, not SSE-KMS.
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"))],
+            opts=child_opts(self))
+        aws.s3.BucketVersioning(
+            f"{self._name}-access-logs-versioning", bucket=bucket,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=child_opts(self))
+        aws.s3.BucketLifecycleConfiguration(
+            f"{self._name}-access-logs-lifecycle", bucket=bucket,
+            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-logs", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.log_retention_days),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=7),
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=1),
+            )],
+            opts=child_opts(self))
+        elb_account = ELB_LOG_ACCOUNTS.get(ctx.region)
+        writer = ({"AWS": f"arn:{ctx.partition}:iam::{elb_account}:root"} if elb_account
+                  else {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"})
+        self.access_log_policy = aws.s3.BucketPolicy(
+            f"{self._name}-access-logs-policy",
+            bucket=bucket,
+            policy=policy_document([
+                {"Sid": "AlbDeliversLogs", "Effect": "Allow", "Principal": writer, "Action": "s3:PutObject",
+                 "Resource": pulumi.Output.concat(bucket_arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", ctx.account_id, "/*")},
+                {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
+                 "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
+                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            ]),
+            opts=child_opts(self, depends_on=[block]),
+        )
+
     def _create_load_balancer(self) -> None:
         args = self._args
+        self._create_access_logs()
         self.load_balancer = aws.lb.LoadBalancer(
             f"{self._name}-alb",
             name=self.lb_name,
@@ -274,8 +349,11 @@ class FargateService(pulumi.ComponentResource):
             enable_deletion_protection=args.protect,
             enable_http2=True,
             idle_timeout=60,
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(
+                bucket=self.access_log_bucket.bucket, prefix=ACCESS_LOG_PREFIX, enabled=True),
             tags=dict(args.tags),
-            opts=child_opts(self),
+            # AWS checks that it may write to the bucket when access logs are switched on.
+            opts=child_opts(self, depends_on=[self.access_log_policy]),
         )
         self.target_groups = {
             role: aws.lb.TargetGroup(
@@ -413,8 +491,11 @@ class FargateService(pulumi.ComponentResource):
              "Resource": ctx.arn("ecr", f"repository/{args.repository_name}")},
             {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": pulumi.Output.concat(self.log_group_arn, ":log-stream:*")},
+            # Scoped by the key's alias, which is known before the key exists, so the document (and
+            # the policies that read it) are complete at the first preview.
             {"Sid": "DecryptImageLayersAndSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
-             "Resource": args.data_key_arn},
+             "Resource": ctx.arn("kms", "key/*"),
+             "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": args.data_key_alias}}},
         ]
         if args.secrets:
             statements.append({

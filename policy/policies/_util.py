@@ -78,6 +78,20 @@ def known(value: Any, path: str) -> Any:
     return value
 
 
+def dig(props: Any, *path: str) -> Any:
+    """props[a][b]..., None where missing; raise unknown only if a value on this path is unknown."""
+    value = props
+    for i, key in enumerate(path):
+        if is_unknown(value):
+            raise unknown(".".join(path[:i]))
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if is_unknown(value):
+        raise unknown(".".join(path))
+    return value
+
+
 def is_set(value: Any) -> bool:
     """Set: present and not empty. An unknown value is set (it has a value, just not yet known)."""
     return is_unknown(value) or value not in (None, "", [], {})

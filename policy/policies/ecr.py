@@ -1,6 +1,6 @@
 """ECR: scanning, immutable tags, KMS, lifecycle, never public."""
 
-from ._util import (as_list, is_public_principal, is_set, known, of_type, parse_json, plain, resource_policy,
+from ._util import (as_list, dig, is_unknown, is_public_principal, is_set, known, of_type, parse_json, plain, resource_policy,
                     stack_policy, statements)
 
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -9,8 +9,7 @@ REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 
 
 def _scan_on_push(props, _args):
-    scanning = props.get("imageScanningConfiguration") or {}
-    if known(scanning.get("scanOnPush"), "imageScanningConfiguration.scanOnPush") is not True:
+    if dig(props, "imageScanningConfiguration", "scanOnPush") is not True:
         yield "ECR repositories must scan images on push. Set imageScanningConfiguration.scanOnPush to true."
 
 
@@ -21,8 +20,11 @@ def _immutable(props, _args):
 
 
 def _kms(props, _args):
-    configs = as_list(known(props.get("encryptionConfigurations"), "encryptionConfigurations"))
+    configs = as_list(known(props.get("encryptionConfigurations"), "encryptionConfigurations")
+                      if is_unknown(props.get("encryptionConfigurations")) else props.get("encryptionConfigurations"))
     config = configs[0] if configs else {}
+    config = {"encryptionType": known(config.get("encryptionType"), "encryptionConfigurations.encryptionType"),
+              "kmsKey": config.get("kmsKey")}
     if config.get("encryptionType") != "KMS" or not is_set(config.get("kmsKey")):
         yield ("ECR repositories must be encrypted with a customer-managed KMS key. Set "
                "encryptionConfigurations to [{encryptionType: KMS, kmsKey: <key ARN>}].")

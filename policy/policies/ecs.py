@@ -2,7 +2,7 @@
 
 import re
 
-from ._util import ADVISORY, as_list, is_set, known, parse_json, resource_policy
+from ._util import ADVISORY, as_list, dig, is_set, known, parse_json, resource_policy
 from pulumi_policy import Severity
 
 CLUSTER = "aws:ecs/cluster:Cluster"
@@ -73,8 +73,7 @@ def _plaintext_secrets(props, _args):
 
 
 def _no_public_ip(props, _args):
-    network = known(props.get("networkConfiguration") or {}, "networkConfiguration")
-    if network.get("assignPublicIp") is True:
+    if dig(props, "networkConfiguration", "assignPublicIp") is True:
         yield "ECS services must not assign public IPs. Set assignPublicIp to false and use private subnets."
 
 
@@ -90,13 +89,13 @@ def _platform_version(props, _args):
 def _rollback(props, _args):
     if not is_set(props.get("loadBalancers")):
         return
-    breaker = known(props.get("deploymentCircuitBreaker") or {}, "deploymentCircuitBreaker")
-    if not (breaker.get("enable") is True and breaker.get("rollback") is True):
+    if not (dig(props, "deploymentCircuitBreaker", "enable") is True
+            and dig(props, "deploymentCircuitBreaker", "rollback") is True):
         yield "Load-balanced services must roll back failed deployments. Set deploymentCircuitBreaker to enable and rollback."
-    strategy = (known(props.get("deploymentConfiguration") or {}, "deploymentConfiguration")).get("strategy")
+    strategy = dig(props, "deploymentConfiguration", "strategy")
     if strategy in ("BLUE_GREEN", "CANARY", "LINEAR"):
-        alarms = known(props.get("alarms") or {}, "alarms")
-        if not (alarms.get("enable") is True and alarms.get("rollback") is True and alarms.get("alarmNames")):
+        enabled = dig(props, "alarms", "enable") is True and dig(props, "alarms", "rollback") is True
+        if not (enabled and is_set(dig(props, "alarms", "alarmNames"))):
             yield (f"{strategy} deployments must roll back on alarms. Set alarms to the deployment alarms' names "
                    "with enable and rollback true.")
 
