@@ -90,8 +90,6 @@ def run(stack: str, *, first_preview: bool = False, config: dict[str, str] | Non
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=first_preview, monitor=monitor)
     if root not in sys.path:
         sys.path.insert(0, root)
-    for module in [m for m in sys.modules if m == "config" or m == "components" or m.startswith("components.")]:
-        del sys.modules[module]
 
     def program() -> None:
         runpy.run_path(os.path.join(root, "__main__.py"), run_name="__main__")

@@ -1,0 +1,25 @@
+# The two commands: `make plan STACK=dev` (the offline plan) and `make test`. Each creates ./venv
+# from requirements.txt on first use; the Pulumi CLI uses the same venv (Pulumi.yaml).
+STACK ?= dev
+PYTHON ?= python3
+VENV := venv
+PY := $(VENV)/bin/python
+
+.PHONY: plan test bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+plan: $(VENV)/.installed
+	$(PY) -m offline.plan --stack $(STACK) $(ARGS)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) -m offline.bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

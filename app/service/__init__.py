@@ -1,0 +1,1 @@
+"""The sample web service the pipeline ships."""

@@ -1,0 +1,108 @@
+"""A small JSON HTTP service: /health for the load balancer and /api/greeting as the real endpoint.
+
+Logs are one JSON object per line on stdout (CloudWatch Logs via awslogs). The X-Ray trace header
+set by the ALB is passed through to the response and every log line, so a request can be followed
+from the load balancer to the logs and the traces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+TRACE_HEADER = "X-Amzn-Trace-Id"
+NAME_RE = re.compile(r"^[\w .'-]{1,64}$")
+SERVICE = os.environ.get("SERVICE_NAME", "web")
+VERSION = os.environ.get("APP_VERSION", "dev")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": round(record.created, 3), "level": record.levelname.lower(), "service": SERVICE,
+                 "message": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, separators=(",", ":"))
+
+
+class _Stdout:
+    """Whatever sys.stdout is at the time of writing (so a test's capture sees the logs)."""
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def make_logger() -> logging.Logger:
+    logger = logging.getLogger("service")
+    if not logger.handlers:
+        handler = logging.StreamHandler(_Stdout())
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(os.environ.get("LOG_LEVEL", "info").upper())
+    logger.propagate = False
+    return logger
+
+
+LOG = make_logger()
+
+
+def greeting(query: str) -> tuple[int, dict]:
+    """The real endpoint: greet a name given as ?name=…"""
+    name = (parse_qs(query).get("name") or ["world"])[0]
+    if not NAME_RE.match(name):
+        return 400, {"error": "name must be 1 to 64 letters, digits, spaces or .'-"}
+    return 200, {"greeting": f"Hello, {name}!", "version": VERSION}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "web"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        started = time.perf_counter()
+        url = urlparse(self.path)
+        if url.path == "/health":
+            status, body = 200, {"status": "ok"}
+        elif url.path == "/api/greeting":
+            status, body = greeting(url.query)
+        else:
+            status, body = 404, {"error": "not found"}
+        payload = json.dumps(body).encode()
+        trace = self.headers.get(TRACE_HEADER)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        if trace:
+            self.send_header(TRACE_HEADER, trace)
+        self.end_headers()
+        self.wfile.write(payload)
+        if url.path != "/health" or status != 200:
+            LOG.info("request", extra={"fields": {
+                "method": "GET", "path": url.path, "status": status, "trace": trace,
+                "ms": round((time.perf_counter() - started) * 1000, 2)}})
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence the default stderr log
+        return
+
+
+def serve(port: int | None = None) -> ThreadingHTTPServer:
+    return ThreadingHTTPServer(("0.0.0.0", port if port is not None else int(os.environ.get("PORT", "8080"))),
+                               Handler)
+
+
+def main() -> None:
+    server = serve()
+    LOG.info("listening", extra={"fields": {"port": server.server_address[1], "version": VERSION}})
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

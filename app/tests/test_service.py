@@ -1,0 +1,77 @@
+"""The sample service's own tests: a real server on a loopback port."""
+
+import json
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service import healthcheck, server  # noqa: E402
+
+
+@pytest.fixture()
+def base_url(monkeypatch):
+    httpd = server.serve(port=0)
+    port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("PORT", str(port))
+    yield f"http://127.0.0.1:{port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def get(url, headers=None):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), json.loads(err.read())
+
+
+def test_health_is_ok(base_url):
+    status, _, body = get(f"{base_url}/health")
+    assert (status, body) == (200, {"status": "ok"})
+
+
+def test_greeting_greets_by_name(base_url):
+    status, _, body = get(f"{base_url}/api/greeting?name=Ada")
+    assert status == 200
+    assert body["greeting"] == "Hello, Ada!"
+
+
+def test_greeting_rejects_bad_names(base_url):
+    status, _, body = get(f"{base_url}/api/greeting?name=%3Cscript%3E")
+    assert status == 400
+    assert "name" in body["error"]
+
+
+def test_unknown_path_is_404(base_url):
+    assert get(f"{base_url}/nope")[0] == 404
+
+
+def test_trace_header_passes_through_to_response_and_logs(base_url, capsys):
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    status, headers, _ = get(f"{base_url}/api/greeting", {"X-Amzn-Trace-Id": trace})
+    assert status == 200
+    assert headers["X-Amzn-Trace-Id"] == trace
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line["message"] == "request"]
+    assert requests, "the request was not logged"
+    assert requests[-1]["trace"] == trace
+    assert requests[-1]["status"] == 200
+
+
+def test_healthcheck_command_reports_health(base_url):
+    assert healthcheck.main() == 0
+
+
+def test_healthcheck_command_fails_without_server(monkeypatch):
+    monkeypatch.setenv("PORT", "9")  # the discard port: nothing listens
+    assert healthcheck.main() == 1

@@ -1,0 +1,81 @@
+"""Shared fixtures: the program under recording mocks, and the policy pack as the CLI serves it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "policy"))
+
+from offline import analyzer, program  # noqa: E402
+
+POLICY_DIR = os.path.join(ROOT, "policy")
+
+
+def policy_config(stack: str) -> dict:
+    path = os.path.join(POLICY_DIR, "config", f"{stack}.json")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+class Plan:
+    """A program run: the recorded registrations, with helpers to find and read them."""
+
+    def __init__(self, result: program.ProgramResult):
+        self.result = result
+        self.registrations = list(result.registrations.values())
+        self.outputs = result.outputs
+
+    def all(self, typ: str) -> list:
+        found = [r for r in self.registrations if r.type == typ]
+        assert found, f"no {typ} was registered"
+        return found
+
+    def one(self, typ: str, name: str | None = None):
+        found = [r for r in self.all(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {typ} named {name}, found {[r.name for r in found]}"
+        return found[0]
+
+    def named(self, name: str):
+        found = [r for r in self.registrations if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
+        return found[0]
+
+    def children(self, parent) -> list:
+        return [r for r in self.registrations if r.parent == parent.urn]
+
+
+def run_plan(stack: str, **overrides) -> Plan:
+    """Run the program for `stack`, with config keys replaced (objects merged one level deep)."""
+    config, secret_keys = program.load_stack_config(stack)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and key in config:
+            merged = {**json.loads(config[key]), **value}
+            config[key] = json.dumps({k: v for k, v in merged.items() if v is not None})
+        elif value is None:
+            config.pop(key, None)
+        else:
+            config[key] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return Plan(program.run(stack, config=config, secret_keys=secret_keys))
+
+
+@pytest.fixture(scope="session")
+def dev() -> Plan:
+    return Plan(program.run("dev"))
+
+
+@pytest.fixture(scope="session")
+def prod() -> Plan:
+    return Plan(program.run("prod"))
+
+
+@pytest.fixture(scope="session")
+def policy_server():
+    """One policy pack process for the session, served exactly as `pulumi preview --policy-pack` does."""
+    with analyzer.PolicyServer(POLICY_DIR) as server:
+        yield server

@@ -1,0 +1,300 @@
+"""The recorded inputs of the resources that matter, and how dev and prod differ."""
+
+import json
+
+import pytest
+
+from components.service import deploy_wait_seconds
+from conftest import run_plan
+
+WILDCARD_OK = {
+    "ecr:GetAuthorizationToken", "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:UnassignPrivateIpAddresses",
+    "xray:GetSamplingRules", "xray:GetSamplingStatisticSummaries", "xray:GetSamplingTargets",
+    "xray:PutTelemetryRecords", "xray:PutTraceSegments", "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth", "cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData",
+}
+
+
+def statements(document):
+    parsed = json.loads(document)
+    found = parsed["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+# -- listeners, rules, target groups --------------------------------------------------------------
+
+
+def test_listener_rules_forward_blue_and_ignore_ecs_weight_changes(dev):
+    rules = dev.all("aws:lb/listenerRule:ListenerRule")
+    assert sorted(r.name for r in rules) == ["service-production-rule", "service-test-rule"]
+    for rule in rules:
+        assert rule.ignore_changes == ["actions"]
+        weights = {tg["arn"].split("/")[1]: tg["weight"] for tg in rule.inputs["actions"][0]["forward"]["targetGroups"]}
+        assert weights == {"web-dev-blue": 100, "web-dev-green": 0}
+
+
+def test_target_groups_are_ip_targets_with_fast_health_checks(dev):
+    groups = {g.inputs["name"]: g.inputs for g in dev.all("aws:lb/targetGroup:TargetGroup")}
+    assert sorted(groups) == ["web-dev-blue", "web-dev-green"]
+    for tg in groups.values():
+        assert tg["targetType"] == "ip"
+        assert tg["deregistrationDelay"] == 30
+        assert tg["healthCheck"]["path"] == "/health"
+        assert tg["healthCheck"]["interval"] == 10
+        assert tg["healthCheck"]["healthyThreshold"] == 2
+        assert tg["healthCheck"]["timeout"] < tg["healthCheck"]["interval"]
+
+
+def test_prod_serves_https_with_tls13_and_redirects_http(prod):
+    listeners = {l.inputs["port"]: l.inputs for l in prod.all("aws:lb/listener:Listener")}
+    assert sorted(listeners) == [80, 443, 8443]
+    assert listeners[443]["protocol"] == "HTTPS"
+    assert listeners[443]["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert listeners[80]["defaultActions"][0]["redirect"]["protocol"] == "HTTPS"
+    assert listeners[8443]["protocol"] == "HTTPS"
+
+
+def test_dev_serves_plain_http_without_a_certificate(dev):
+    listeners = {l.inputs["port"]: l.inputs["protocol"] for l in dev.all("aws:lb/listener:Listener")}
+    assert listeners == {80: "HTTP", 8080: "HTTP"}
+
+
+def test_only_the_public_listeners_are_open_to_the_internet(prod):
+    ingress = [r.inputs for r in prod.all("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    public = {(r["fromPort"], r.get("cidrIpv4") or r.get("cidrIpv6")) for r in ingress
+              if (r.get("cidrIpv4") or r.get("cidrIpv6")) in ("0.0.0.0/0", "::/0")}
+    assert public == {(80, "0.0.0.0/0"), (80, "::/0"), (443, "0.0.0.0/0"), (443, "::/0")}
+    test_rule = [r for r in ingress if r["fromPort"] == 8443]
+    assert [r["cidrIpv4"] for r in test_rule] == ["10.20.0.0/16"]
+    task_rule = [r for r in ingress if r["fromPort"] == 8080]
+    assert len(task_rule) == 1 and "referencedSecurityGroupId" in task_rule[0]
+
+
+def test_alb_hygiene_and_protection(dev, prod):
+    for plan, protected in ((dev, False), (prod, True)):
+        alb = plan.one("aws:lb/loadBalancer:LoadBalancer").inputs
+        assert alb["dropInvalidHeaderFields"] is True
+        assert alb["internal"] is False
+        assert alb["enableDeletionProtection"] is protected
+        assert alb["accessLogs"]["enabled"] is True
+        assert len(alb["name"]) <= 32
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+
+def test_service_is_ecs_native_blue_green_with_rollback(dev):
+    svc = dev.one("aws:ecs/service:Service").inputs
+    assert svc["deploymentController"] == {"type": "ECS"}
+    config = svc["deploymentConfiguration"]
+    assert config["strategy"] == "BLUE_GREEN"
+    assert config["bakeTimeInMinutes"] == "1"
+    assert config["lifecycleHooks"][0]["lifecycleStages"] == ["POST_TEST_TRAFFIC_SHIFT"]
+    assert config["lifecycleHooks"][0]["hookTargetArn"].endswith(":function:web-dev-smoke-test")
+    assert svc["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert svc["alarms"]["enable"] is True and svc["alarms"]["rollback"] is True
+    assert sorted(svc["alarms"]["alarmNames"]) == [
+        "web-dev-blue-5xx-rate", "web-dev-blue-unhealthy-hosts", "web-dev-green-5xx-rate",
+        "web-dev-green-unhealthy-hosts"]
+    assert svc["waitForSteadyState"] is True
+    assert svc["networkConfiguration"]["assignPublicIp"] is False
+    lb = svc["loadBalancers"][0]
+    advanced = lb["advancedConfiguration"]
+    assert lb["targetGroupArn"].split("/")[1] == "web-dev-blue"
+    assert advanced["alternateTargetGroupArn"].split("/")[1] == "web-dev-green"
+    assert ":listener-rule/app/web-dev-alb/" in advanced["productionListenerRule"]
+    assert ":listener-rule/app/web-dev-alb/" in advanced["testListenerRule"]
+    assert advanced["roleArn"].endswith(":role/web-dev-ecs-lb")
+
+
+def test_prod_releases_as_a_canary_on_demand(prod):
+    svc = prod.one("aws:ecs/service:Service").inputs
+    assert svc["deploymentConfiguration"]["strategy"] == "CANARY"
+    assert svc["deploymentConfiguration"]["canaryConfiguration"] == {
+        "canaryPercent": 10, "canaryBakeTimeInMinutes": "5"}
+    assert [s["capacityProvider"] for s in svc["capacityProviderStrategies"]] == ["FARGATE"]
+
+
+def test_dev_uses_spot_with_one_on_demand_task(dev):
+    svc = dev.one("aws:ecs/service:Service").inputs
+    strategy = {s["capacityProvider"]: s for s in svc["capacityProviderStrategies"]}
+    assert strategy["FARGATE"]["base"] == 1
+    assert strategy["FARGATE_SPOT"]["weight"] == 3
+
+
+def test_rollback_alarms_watch_each_target_group(dev):
+    alarms = {a.inputs["name"]: a.inputs for a in dev.all("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    rate = alarms["web-dev-green-5xx-rate"]
+    metrics = {q["id"]: q for q in rate["metricQueries"]}
+    assert metrics["errors"]["metric"]["metricName"] == "HTTPCode_Target_5XX_Count"
+    assert metrics["errors"]["metric"]["dimensions"]["TargetGroup"].startswith("targetgroup/web-dev-green/")
+    assert rate["threshold"] == 5  # errorRatePercent in Pulumi.dev.yaml
+    unhealthy = alarms["web-dev-green-unhealthy-hosts"]
+    assert unhealthy["metricName"] == "UnHealthyHostCount"
+    for alarm in alarms.values():
+        assert alarm["alarmActions"] == ["arn:aws:sns:us-east-1:123456789012:web-dev-alerts"]
+
+
+def test_container_definitions_are_hardened(dev):
+    task = dev.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    assert (task["cpu"], task["memory"], task["networkMode"]) == ("256", "512", "awsvpc")
+    assert task["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    containers = {c["name"]: c for c in json.loads(task["containerDefinitions"])}
+    assert sorted(containers) == ["app", "xray-daemon"]
+    app = containers["app"]
+    assert "@sha256:" in app["image"]
+    assert app["readonlyRootFilesystem"] is True
+    assert app["user"] == "10001:10001"
+    assert app["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
+    assert app["secrets"] == [{"name": "API_KEY", "valueFrom": "web-dev/API_KEY"}]
+    assert {"name": "LOG_LEVEL", "value": "debug"} in app["environment"]
+    assert app["logConfiguration"]["options"]["awslogs-group"] == "/ecs/web-dev"
+    assert app["healthCheck"]["command"][0] == "CMD"
+    for container in containers.values():
+        assert container["readonlyRootFilesystem"] is True
+        assert container["logConfiguration"]["logDriver"] == "awslogs"
+
+
+def test_iam_documents_have_no_wildcard_actions_and_comment_star_resources(dev, prod):
+    for plan in (dev, prod):
+        documents = [r.inputs["policy"] for r in plan.all("aws:iam/rolePolicy:RolePolicy")]
+        assert len(documents) >= 6
+        for document in documents:
+            for statement in statements(document):
+                for action in as_list(statement["Action"]):
+                    assert "*" not in action, action
+                if "*" in as_list(statement["Resource"]):
+                    assert set(as_list(statement["Action"])) <= WILDCARD_OK, statement
+
+
+def test_ecs_lb_role_has_only_the_documented_actions(dev):
+    policy = [r for r in dev.all("aws:iam/rolePolicy:RolePolicy") if r.name == "service-ecs-lb-policy"][0]
+    actions = sorted(a for s in statements(policy.inputs["policy"]) for a in as_list(s["Action"]))
+    assert actions == sorted([
+        "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+        "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"])
+
+
+def test_autoscaling_tracks_cpu_and_requests_on_both_target_groups(prod):
+    target = prod.one("aws:appautoscaling/target:Target").inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (3, 12)
+    assert target["resourceId"] == "service/web-prd/web-prd"
+    metrics = sorted(p.inputs["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]
+                     ["predefinedMetricType"] for p in prod.all("aws:appautoscaling/policy:Policy"))
+    assert metrics == ["ALBRequestCountPerTarget", "ALBRequestCountPerTarget", "ECSServiceAverageCPUUtilization"]
+
+
+# -- state, protection, retention -----------------------------------------------------------------
+
+
+STATEFUL = ("aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:secretsmanager/secret:Secret",
+            "aws:s3/bucket:Bucket")
+
+
+def test_prod_protects_and_retains_stateful_resources(prod, dev):
+    for typ in STATEFUL + ("aws:cloudwatch/logGroup:LogGroup",):
+        for r in prod.all(typ):
+            if typ == "aws:cloudwatch/logGroup:LogGroup" and r.inputs["name"] != "/ecs/web-prd":
+                continue
+            assert r.protect and r.retain_on_delete, r.name
+    for typ in STATEFUL:
+        for r in dev.all(typ):
+            assert not r.protect and not r.retain_on_delete, r.name
+    assert prod.one("aws:ecr/repository:Repository").inputs["forceDelete"] is False
+    assert dev.one("aws:ecr/repository:Repository").inputs["forceDelete"] is True
+
+
+def test_ecr_repository_is_scanned_immutable_encrypted_and_trimmed(prod):
+    repo = prod.one("aws:ecr/repository:Repository").inputs
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["encryptionConfigurations"][0]["encryptionType"] == "KMS"
+    rules = json.loads(prod.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "any"]
+
+
+def test_every_log_group_has_retention_and_kms(dev, prod):
+    for plan, days in ((dev, 14), (prod, 365)):
+        groups = plan.all("aws:cloudwatch/logGroup:LogGroup")
+        assert len(groups) >= 3
+        for group in groups:
+            assert group.inputs["retentionInDays"] == days
+            assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:")
+
+
+def test_keys_rotate(prod):
+    for key in prod.all("aws:kms/key:Key"):
+        assert key.inputs["enableKeyRotation"] is True
+
+
+# -- network --------------------------------------------------------------------------------------
+
+
+def test_network_sizes_subnets_and_logs_flows(prod):
+    vpc = prod.one("awsx:ec2:Vpc").inputs
+    assert vpc["cidrBlock"] == "10.20.0.0/16"
+    assert vpc["numberOfAvailabilityZones"] == 3
+    assert vpc["natGateways"] == {"strategy": "OnePerAz"}
+    assert [(s["type"], s["cidrMask"]) for s in vpc["subnetSpecs"]] == [("Public", 19), ("Private", 19)]
+    flow = prod.one("aws:ec2/flowLog:FlowLog").inputs
+    assert flow["trafficType"] == "ALL"
+
+
+def test_without_nat_the_tasks_reach_aws_through_endpoints():
+    plan = run_plan("dev", **{"cicd:network": {"natGateways": "none"}})
+    vpc = plan.one("awsx:ec2:Vpc").inputs
+    assert [s["type"] for s in vpc["subnetSpecs"]] == ["Public", "Isolated"]
+    services = sorted(e.inputs["serviceName"].rsplit(".", 1)[-1] if "ecr" not in e.inputs["serviceName"]
+                      else e.inputs["serviceName"].split("us-east-1.")[1]
+                      for e in plan.all("aws:ec2/vpcEndpoint:VpcEndpoint"))
+    assert services == ["ec2", "ecr.api", "ecr.dkr", "logs", "s3", "secretsmanager", "xray"]
+    vpc_outputs = plan.one("awsx:ec2:Vpc").outputs
+    svc = plan.one("aws:ecs/service:Service").inputs
+    assert svc["networkConfiguration"]["subnets"] == vpc_outputs["isolatedSubnetIds"]
+
+
+# -- the cost of a deploy -------------------------------------------------------------------------
+
+
+def test_dev_deploys_wait_at_most_two_minutes(dev):
+    wait = dev.outputs["deployWaitSeconds"]
+    assert wait == {"health checks": 20, "bake time": 60, "deregistration delay": 30, "total": 110}
+    assert wait["total"] <= 120
+
+
+def test_aws_defaults_would_wait_over_seven_minutes():
+    from components.service import FargateServiceArgs
+    from components.common import AwsContext
+
+    args = FargateServiceArgs(
+        context=AwsContext("123456789012", "us-east-1"), prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16",
+        public_subnet_ids=[], private_subnet_ids=[], image_ref="x", repository_name="web-dev",
+        data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
+        health_check_interval_seconds=30, healthy_threshold=5, deregistration_delay_seconds=300,
+        bake_time_minutes=0)
+    assert deploy_wait_seconds(args)["total"] == 450
+
+
+@pytest.mark.parametrize("strategy,extra,expected", [
+    ("LINEAR", {"linear_step_percent": 25.0, "linear_step_bake_minutes": 2}, 3 * 120),
+    ("CANARY", {"canary_percent": 10.0, "canary_bake_minutes": 5}, 300),
+])
+def test_traffic_shift_waits_count(strategy, extra, expected):
+    from components.service import FargateServiceArgs
+    from components.common import AwsContext
+
+    args = FargateServiceArgs(
+        context=AwsContext("123456789012", "us-east-1"), prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16",
+        public_subnet_ids=[], private_subnet_ids=[], image_ref="x", repository_name="web-dev",
+        data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
+        strategy=strategy, bake_time_minutes=0, deregistration_delay_seconds=0, **extra)
+    waits = deploy_wait_seconds(args)
+    assert waits["total"] == 20 + expected

@@ -1,0 +1,214 @@
+"""Every rule of the configuration contract: a bad value fails with the full key named."""
+
+import json
+
+import pytest
+
+import config
+from conftest import run_plan
+
+GOOD = {
+    "environment": "dev",
+    "service": {"name": "web", "cpu": 256, "memory": 512},
+}
+PROD = {
+    "environment": "prod",
+    "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f",
+}
+
+
+def load(**raw):
+    values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
+    return config.load_settings(values, project="cicd", stack="test", region="us-east-1")
+
+
+def with_section(section, **values):
+    return {section: values}
+
+
+BAD = [
+    # (raw config, the key the error must name, a phrase of what is allowed)
+    (with_section("service", cpu=300), "cicd:service.cpu", "one of 256"),
+    (with_section("service", cpu=256, memory=4096), "cicd:service.memory", "512, 1024, 2048"),
+    (with_section("service", cpu=1024, memory=1024), "cicd:service.memory", "2048"),
+    (with_section("service", cpu=8192, memory=18432), "cicd:service.memory", "16384, 20480"),
+    (with_section("service", name="Web"), "cicd:service.name", "starting with a letter"),
+    (with_section("service", name="w"), "cicd:service.name", "2 to 20"),
+    (with_section("service", name="a-very-long-service-name"), "cicd:service.name", "2 to 20"),
+    (with_section("service", containerPort=70000), "cicd:service.containerPort", "between 1 and 65535"),
+    (with_section("service", containerPort=80), "cicd:service.containerPort", "1024 or above"),
+    (with_section("service", containerPort="8080"), "cicd:service.containerPort", "whole number"),
+    (with_section("service", healthCheckPath="health"), "cicd:service.healthCheckPath", "starts with /"),
+    (with_section("service", minCount=3, desiredCount=2, maxCount=4), "cicd:service.minCount",
+     "minCount <= desiredCount"),
+    (with_section("service", minCount=1, desiredCount=5, maxCount=4), "cicd:service.desiredCount",
+     "desiredCount <= maxCount"),
+    (with_section("service", desiredCount=0), "cicd:service.desiredCount", "between 1"),
+    (with_section("service", architecture="arm"), "cicd:service.architecture", "ARM64, X86_64"),
+    (with_section("service", spot="yes"), "cicd:service.spot", "true or false"),
+    (with_section("service", image="nginx:latest"), "cicd:service.image", "pinned by digest"),
+    (with_section("service", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v1"), "cicd:service.image",
+     "@sha256"),
+    (with_section("service", environment={"DB_PASSWORD": "x"}), "cicd:service.environment.DB_PASSWORD",
+     "cicd:service.secrets"),
+    (with_section("service", environment={"STRIPE_API_KEY": "x"}), "cicd:service.environment.STRIPE_API_KEY",
+     "looks like a secret"),
+    (with_section("service", environment={"GITHUB_TOKEN": "x"}), "cicd:service.environment.GITHUB_TOKEN",
+     "looks like a secret"),
+    (with_section("service", environment={"AWS_REGION_OVERRIDE": "x"}), "cicd:service.environment.AWS_REGION_OVERRIDE",
+     "AWS_"),
+    (with_section("service", environment={"PORT": 8080}), "cicd:service.environment.PORT", "must be a string"),
+    (with_section("service", environment={"1BAD": "x"}), "cicd:service.environment.1BAD", "variable name"),
+    (with_section("service", secrets=["API_KEY", "API_KEY"]), "cicd:service.secrets[1]", "listed once"),
+    (with_section("service", secrets="API_KEY"), "cicd:service.secrets", "list"),
+    (with_section("service", secrets=["API_KEY"], environment={"API_KEY": "x"}), "cicd:service.environment.API_KEY",
+     "looks like a secret"),
+    (with_section("service", colour="blue"), "cicd:service.colour", "not a known key"),
+    (with_section("deployment", strategy="ROLLING"), "cicd:deployment.strategy", "BLUE_GREEN, CANARY, LINEAR"),
+    (with_section("deployment", bakeTimeMinutes=2000), "cicd:deployment.bakeTimeMinutes", "between 0 and 1440"),
+    (with_section("deployment", canaryPercent=10), "cicd:deployment.canaryPercent", "only applies when"),
+    (with_section("deployment", canaryBakeMinutes=3), "cicd:deployment.canaryBakeMinutes", "only applies when"),
+    (with_section("deployment", strategy="CANARY", linearStepPercent=10), "cicd:deployment.linearStepPercent",
+     "only applies when"),
+    (with_section("deployment", strategy="LINEAR", linearStepBakeMinutes=-1),
+     "cicd:deployment.linearStepBakeMinutes", "between 0"),
+    (with_section("deployment", strategy="CANARY", canaryPercent=100), "cicd:deployment.canaryPercent", "below 100"),
+    (with_section("deployment", strategy="CANARY", canaryPercent=0), "cicd:deployment.canaryPercent", "at least 0.1"),
+    (with_section("deployment", strategy="LINEAR", linearStepPercent=2), "cicd:deployment.linearStepPercent",
+     "at least 3"),
+    (with_section("deployment", deregistrationDelaySeconds=4000), "cicd:deployment.deregistrationDelaySeconds",
+     "between 0 and 3600"),
+    (with_section("deployment", healthCheckIntervalSeconds=4), "cicd:deployment.healthCheckIntervalSeconds",
+     "between 5 and 300"),
+    (with_section("deployment", bakeTime=1), "cicd:deployment.bakeTime", "not a known key"),
+    (with_section("network", cidr="8.8.0.0/16"), "cicd:network.cidr", "private range"),
+    (with_section("network", cidr="10.0.0.0/8"), "cicd:network.cidr", "/16 to /24"),
+    (with_section("network", cidr="10.0.0.0/25"), "cicd:network.cidr", "/16 to /24"),
+    (with_section("network", cidr="10.0.0.1/16"), "cicd:network.cidr", "IPv4 network"),
+    (with_section("network", availabilityZones=4), "cicd:network.availabilityZones", "between 2 and 3"),
+    (with_section("network", natGateways="two"), "cicd:network.natGateways", "none, single, perAz"),
+    (with_section("network", ipv6=True), "cicd:network.ipv6", "not a known key"),
+    (with_section("pipeline", source="gitlab"), "cicd:pipeline.source", "codecommit, github"),
+    (with_section("pipeline", source="github"), "cicd:pipeline.githubRepository", "required when"),
+    (with_section("pipeline", source="github", githubRepository="acme/web"), "cicd:pipeline.connectionArn",
+     "required when"),
+    (with_section("pipeline", githubRepository="acme/web"), "cicd:pipeline.githubRepository", "only applies when"),
+    (with_section("pipeline", source="github", githubRepository="acme/web", connectionArn="arn:aws:s3:::x"),
+     "cicd:pipeline.connectionArn", "CodeConnections"),
+    (with_section("pipeline", source="github", githubRepository="not a repo", connectionArn=""),
+     "cicd:pipeline.githubRepository", "owner/name"),
+    (with_section("pipeline", repositoryName="has space"), "cicd:pipeline.repositoryName", "1 to 100"),
+    (with_section("pipeline", branch="bad..branch"), "cicd:pipeline.branch", "branch name"),
+    (with_section("pipeline", requireApproval="no"), "cicd:pipeline.requireApproval", "true or false"),
+    (with_section("pipeline", sonarHostUrl="http://sonar"), "cicd:pipeline.sonarHostUrl", "https://"),
+    (with_section("pipeline", trivySeverity="HIGH, CRITICAL"), "cicd:pipeline.trivySeverity", "comma-separated"),
+    (with_section("pipeline", trivySeverity="SEVERE"), "cicd:pipeline.trivySeverity", "CRITICAL"),
+    (with_section("pipeline", backendUrl="file:///tmp/state"), "cicd:pipeline.backendUrl", "s3://"),
+    (with_section("observability", logRetentionDays=10), "cicd:observability.logRetentionDays", "1, 3, 5, 7, 14"),
+    (with_section("observability", logRetentionDays=0), "cicd:observability.logRetentionDays", "one of"),
+    (with_section("observability", alarmEmail="oncall"), "cicd:observability.alarmEmail", "e-mail"),
+    (with_section("observability", slackWorkspaceId="T0123"), "cicd:observability.slackWorkspaceId",
+     "set together"),
+    (with_section("observability", slackChannelId="C0123"), "cicd:observability.slackWorkspaceId", "set together"),
+    (with_section("observability", xraySamplingRate=1.5), "cicd:observability.xraySamplingRate", "between 0 and 1"),
+    (with_section("observability", p99LatencyMs=0), "cicd:observability.p99LatencyMs", "between 1"),
+    (with_section("observability", errorRatePercent=0), "cicd:observability.errorRatePercent", "above 0"),
+    (with_section("observability", pagerDuty="x"), "cicd:observability.pagerDuty", "not a known key"),
+    ({"environment": "qa"}, "cicd:environment", "dev, staging, prod"),
+    ({"environment": "prod"}, "cicd:certificateArn", "required when"),
+    ({**PROD, "protect": "false"}, "cicd:protect", "must be true when"),
+    ({**PROD, "service": {"spot": True}}, "cicd:service.spot", "must be false when"),
+    ({"protect": "maybe"}, "cicd:protect", "true or false"),
+    ({"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f"},
+     "cicd:certificateArn", "region us-east-1"),
+    ({"certificateArn": "not-an-arn"}, "cicd:certificateArn", "ACM certificate ARN"),
+    ({"tags": {"aws:owner": "x"}}, "cicd:tags.aws:owner", "reserves"),
+    ({"tags": {"environment": "x"}}, "cicd:tags.environment", "set by the program"),
+    ({"tags": {"team": 5}}, "cicd:tags.team", "must be a string"),
+    ({"tags": ["team"]}, "cicd:tags", "must be an object"),
+    ({"service": "web"}, "cicd:service", "must be an object"),
+    ({"servce": {}}, "cicd:servce", "not a known key"),
+]
+
+
+@pytest.mark.parametrize("raw,key,allowed", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_value_names_its_key(raw, key, allowed):
+    with pytest.raises(config.ConfigError) as err:
+        load(**raw)
+    message = str(err.value)
+    assert message.startswith(key) or f"{key} " in message or f"{key}," in message, message
+    assert allowed in message, message
+
+
+def test_every_fargate_pair_aws_documents_is_accepted():
+    accepted = 0
+    for cpu, memories in config.FARGATE_MEMORY.items():
+        for memory in memories:
+            settings = load(service={"cpu": cpu, "memory": memory})
+            assert (settings.service.cpu, settings.service.memory) == (cpu, memory)
+            accepted += 1
+    # 3 + 4 + 7 + 13 + 23 + 12 + 12 valid task sizes on Linux.
+    assert accepted == 74
+
+
+def test_defaults_fill_what_the_stack_file_leaves_out():
+    settings = load()
+    assert settings.environment == "dev"
+    assert settings.service == config.ServiceSettings(spot=True)
+    assert settings.deployment.strategy == "BLUE_GREEN"
+    assert settings.deployment.canary_percent is None
+    assert settings.network == config.NetworkSettings()
+    assert settings.observability.log_retention_days == 30
+    assert settings.protect is False
+    assert settings.pipeline.require_approval is False
+
+
+def test_prod_defaults_are_the_safe_ones():
+    settings = load(**PROD)
+    assert settings.protect is True
+    assert settings.pipeline.require_approval is True
+    assert settings.service.spot is False
+
+
+def test_strategy_settings_get_their_own_defaults():
+    canary = load(deployment={"strategy": "CANARY"}).deployment
+    assert (canary.canary_percent, canary.canary_bake_minutes) == (10.0, 5)
+    linear = load(deployment={"strategy": "LINEAR", "linearStepPercent": 20}).deployment
+    assert (linear.linear_step_percent, linear.linear_step_bake_minutes) == (20.0, 2)
+
+
+def test_settings_are_frozen():
+    settings = load()
+    with pytest.raises(Exception):
+        settings.service.cpu = 512  # type: ignore[misc]
+
+
+def test_physical_names_fit_aws_limits_for_the_longest_name():
+    settings = load(environment="staging", service={"name": "a" * 20})
+    assert len(f"{settings.prefix}-green") <= 32
+    assert len(f"{settings.prefix}-alb") <= 32
+
+
+def test_program_fails_before_registering_anything():
+    from offline import program
+
+    config_map, secrets = program.load_stack_config("dev")
+    config_map["cicd:service"] = json.dumps({"cpu": 300})
+    with pytest.raises(config.ConfigError, match=r"cicd:service\.cpu"):
+        program.run("dev", config=config_map, secret_keys=secrets)
+
+
+def test_unknown_top_level_key_fails_the_program():
+    with pytest.raises(config.ConfigError, match="cicd:colour is not a known key"):
+        run_plan("dev", **{"cicd:colour": "blue"})
+
+
+def test_secure_values_are_replaced_and_marked_secret(tmp_path):
+    from offline import program
+
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        "config:\n  aws:region: us-east-1\n  cicd:observability:\n    alarmEmail:\n      secure: AAABAxyz\n")
+    config_map, secret_keys = program.load_stack_config("s", root=str(tmp_path))
+    assert secret_keys == ["cicd:observability"]
+    assert "AAABAxyz" not in config_map["cicd:observability"]
+    assert json.loads(config_map["cicd:observability"])["alarmEmail"] == program.SECRET_PLACEHOLDER

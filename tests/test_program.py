@@ -1,0 +1,112 @@
+"""Whole-program tests: each stack plans, passes every mandatory policy, and has its components."""
+
+import json
+
+import pytest
+
+from conftest import POLICY_DIR, policy_config, run_plan
+from offline import analyzer, plan as plan_cli
+
+COMPONENTS = {
+    "cicd:network:Network", "cicd:image:ContainerImage", "cicd:service:FargateService",
+    "cicd:observability:Observability", "cicd:encryption:KmsKey",
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_has_every_component(stack, dev, prod):
+    plan = {"dev": dev, "prod": prod}[stack]
+    types = {r.type for r in plan.registrations if not r.custom}
+    assert COMPONENTS <= types
+    for r in plan.registrations:
+        if r.custom and not r.type.startswith("awsx:"):
+            assert r.parent.split("::")[2].split("$")[-1] in COMPONENTS, f"{r.name} is not inside a component"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_passes_every_mandatory_policy(stack, dev, prod, policy_server):
+    plan = {"dev": dev, "prod": prod}[stack]
+    policy_server.configure(policy_config(stack))
+    findings = policy_server.analyze(plan.registrations)
+    policy_server.configure({})
+    mandatory = [f"{f.policy}: {f.message}" for f in findings if f.level == "mandatory" and not f.could_not_run]
+    assert mandatory == []
+    # The pack really ran: every custom resource was analyzed and the pack knows its policies.
+    assert len(policy_server.info().policies) >= 35
+
+
+def test_prod_has_no_advisory_findings_either(prod, policy_server):
+    policy_server.configure(policy_config("prod"))
+    findings = policy_server.analyze(prod.registrations)
+    policy_server.configure({})
+    assert [f.policy for f in findings] == []
+
+
+def test_dev_advisories_are_the_documented_ones(dev, policy_server):
+    policy_server.configure(policy_config("dev"))
+    findings = policy_server.analyze(dev.registrations)
+    policy_server.configure({})
+    assert sorted({f.policy for f in findings}) == ["lb-deletion-protection", "lb-http-redirects-to-https"]
+    assert {f.level for f in findings} == {"advisory"}
+
+
+def test_without_policy_config_dev_fails_the_prod_only_rules(dev, policy_server):
+    policy_server.configure({})
+    findings = policy_server.analyze(dev.registrations)
+    assert {f.policy for f in findings if f.level == "mandatory"} == {"lb-deletion-protection",
+                                                                        "lb-http-redirects-to-https"}
+
+
+def test_plan_cli_writes_json_and_passes(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert plan_cli.main(["--stack", "prod", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Policy check passed" in printed
+    assert "cicd:service:FargateService" in printed
+    data = json.loads(out.read_text())
+    assert data["mandatoryViolations"] == 0
+    assert data["counts"]["aws:ecs/service:Service"] == 1
+    assert data["outputs"]["url"].startswith("https://")
+
+
+def test_plan_cli_fails_on_a_mandatory_violation(monkeypatch, capsys):
+    monkeypatch.setattr(plan_cli, "policy_config_path", lambda stack: None)
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    assert "Policy check FAILED" in capsys.readouterr().out
+
+
+def test_plan_cli_reports_config_errors_by_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plan_cli.program, "load_stack_config",
+                        lambda stack, root=None: ({"aws:region": "us-east-1", "cicd:service": '{"cpu": 300}'}, []))
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    assert "cicd:service.cpu" in capsys.readouterr().err
+
+
+def test_first_preview_leaves_computed_outputs_unknown_and_reports_unrun_checks():
+    data = plan_cli.plan("dev", first_preview=True)
+    assert data["outputs"]["url"] is None
+    assert data["mandatoryViolations"] == 0
+    not_run = {f["policy"] for f in data["notRun"]}
+    # Only the task definition waits for the digest of the image that a first `pulumi up` builds.
+    assert not_run <= {"ecs-no-privileged-containers", "ecs-readonly-root-filesystem", "ecs-container-logging",
+                       "ecs-non-root-user", "ecs-no-plaintext-secrets"}
+
+
+def test_first_preview_with_a_pipeline_digest_runs_every_check():
+    digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "a" * 64
+    plan = run_plan("dev", **{"cicd:service": {"image": digest}})
+    assert plan.outputs["imageRef"] == digest
+    result = analyzer.run_pack(POLICY_DIR, _first_preview("dev", digest).registrations.values(),
+                               policy_config=policy_config("dev"))
+    assert result.not_run == []
+    assert result.mandatory == []
+
+
+def _first_preview(stack, digest):
+    from offline import program
+
+    config, secrets = program.load_stack_config(stack)
+    service = json.loads(config["cicd:service"])
+    service["image"] = digest
+    config["cicd:service"] = json.dumps(service)
+    return program.run(stack, first_preview=True, config=config, secret_keys=secrets)
