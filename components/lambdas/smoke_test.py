@@ -15,8 +15,6 @@ import ssl
 import urllib.error
 import urllib.request
 
-import boto3
-
 LB_NAME = os.environ["LB_NAME"]
 TEST_PORT = int(os.environ["TEST_PORT"])
 HEALTH_PATH = os.environ["HEALTH_PATH"]
@@ -46,7 +44,10 @@ def _probe(address):
 
 
 def handler(event, _context, ec2=None):
-    ec2 = ec2 or boto3.client("ec2")
+    if ec2 is None:
+        import boto3  # in the Lambda runtime; imported here so the handler can be tested without it
+
+        ec2 = boto3.client("ec2")
     addresses = _node_addresses(ec2)
     if not addresses:
         print(json.dumps({"result": "FAILED", "reason": "no load balancer nodes found", "lb": LB_NAME}))

@@ -1,0 +1,161 @@
+"""Policies through the analyzer protocol, on crafted resources: compliant, violating, property missing.
+
+Each case is served to the real pack process exactly as `pulumi preview --policy-pack` would send it.
+The remaining policies are exercised on the whole stacks in test_program.py; a case for each of them
+here is listed as open work on the policy-pack issue.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from offline.analyzer import struct
+
+
+@dataclass
+class Resource:
+    type: str
+    props: dict
+    name: str = "r"
+    parent: str = ""
+    protect: bool = False
+    ignore_changes: list = field(default_factory=list)
+    dependencies: list = field(default_factory=list)
+    property_dependencies: dict = field(default_factory=dict)
+
+    @property
+    def urn(self):
+        return f"urn:pulumi:test::cicd::{self.type}::{self.name}"
+
+    @property
+    def object(self):
+        return struct(self.props)
+
+
+TD = "aws:ecs/taskDefinition:TaskDefinition"
+GOOD_CONTAINER = {"name": "app", "image": "x", "user": "10001", "readonlyRootFilesystem": True,
+                  "logConfiguration": {"logDriver": "awslogs"}, "environment": [{"name": "LOG_LEVEL", "value": "info"}]}
+
+
+def td(**changes):
+    return {"containerDefinitions": json.dumps([{**GOOD_CONTAINER, **changes}]), "networkMode": "awsvpc"}
+
+
+def doc(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+# policy, type, compliant props, violating props, props with the key property missing, missing violates?
+CASES = [
+    ("ecr-scan-on-push", "aws:ecr/repository:Repository", {"imageScanningConfiguration": {"scanOnPush": True}},
+     {"imageScanningConfiguration": {"scanOnPush": False}}, {}, True),
+    ("ecr-immutable-tags", "aws:ecr/repository:Repository", {"imageTagMutability": "IMMUTABLE"},
+     {"imageTagMutability": "MUTABLE"}, {}, True),
+    ("ecr-kms-encryption", "aws:ecr/repository:Repository",
+     {"encryptionConfigurations": [{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:1:key/k"}]},
+     {"encryptionConfigurations": [{"encryptionType": "AES256"}]}, {}, True),
+    ("ecs-cluster-container-insights", "aws:ecs/cluster:Cluster",
+     {"settings": [{"name": "containerInsights", "value": "enabled"}]},
+     {"settings": [{"name": "containerInsights", "value": "disabled"}]}, {}, True),
+    ("ecs-no-privileged-containers", TD, td(), td(privileged=True), td(), False),
+    ("ecs-readonly-root-filesystem", TD, td(), td(readonlyRootFilesystem=False),
+     {"containerDefinitions": json.dumps([{"name": "app"}])}, True),
+    ("ecs-awsvpc-network-mode", TD, td(), {**td(), "networkMode": "bridge"},
+     {"containerDefinitions": td()["containerDefinitions"]}, True),
+    ("ecs-container-logging", TD, td(), td(logConfiguration=None), {"containerDefinitions": "[{\"name\":\"a\"}]"}, True),
+    ("ecs-no-plaintext-secrets", TD, td(), td(environment=[{"name": "DB_PASSWORD", "value": "x"}]), td(environment=None),
+     False),
+    ("ecs-service-no-public-ip", "aws:ecs/service:Service", {"networkConfiguration": {"assignPublicIp": False}},
+     {"networkConfiguration": {"assignPublicIp": True}}, {}, False),
+    ("ecs-fargate-platform-version", "aws:ecs/service:Service", {"platformVersion": "1.4.0"},
+     {"platformVersion": "1.3.0"}, {}, False),
+    ("alb-drop-invalid-headers", "aws:lb/loadBalancer:LoadBalancer", {"dropInvalidHeaderFields": True},
+     {"dropInvalidHeaderFields": False}, {}, True),
+    ("alb-desync-mitigation", "aws:lb/loadBalancer:LoadBalancer", {"desyncMitigationMode": "strictest"},
+     {"desyncMitigationMode": "monitor"}, {}, False),
+    ("lb-tls-policy", "aws:lb/listener:Listener",
+     {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"},
+     {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-2016-08"}, {"protocol": "HTTPS"}, True),
+    ("lb-http-redirects-to-https", "aws:lb/listener:Listener",
+     {"protocol": "HTTP", "defaultActions": [{"type": "redirect", "redirect": {"protocol": "HTTPS"}}]},
+     {"protocol": "HTTP", "defaultActions": [{"type": "forward"}]}, {"defaultActions": [{"type": "forward"}]}, True),
+    ("lb-deletion-protection", "aws:lb/loadBalancer:LoadBalancer", {"enableDeletionProtection": True},
+     {"enableDeletionProtection": False}, {}, True),
+    ("lb-access-logs", "aws:lb/loadBalancer:LoadBalancer", {"accessLogs": {"enabled": True, "bucket": "logs"}},
+     {"accessLogs": {"enabled": False, "bucket": "logs"}}, {}, True),
+    ("lb-target-group-health-check", "aws:lb/targetGroup:TargetGroup",
+     {"healthCheck": {"enabled": True, "path": "/health"}}, {"healthCheck": {"enabled": False}}, {}, True),
+    ("sg-no-public-ingress", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+     {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443},
+     {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22},
+     {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22}, False),
+    ("iam-no-admin-statements", "aws:iam/rolePolicy:RolePolicy",
+     {"policy": doc({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})},
+     {"policy": doc({"Effect": "Allow", "Action": "*", "Resource": "*"})}, {}, False),
+    ("iam-trust-no-wildcard-principal", "aws:iam/role:Role",
+     {"assumeRolePolicy": doc({"Effect": "Allow", "Principal": {"Service": "ecs.amazonaws.com"},
+                               "Action": "sts:AssumeRole"})},
+     {"assumeRolePolicy": doc({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})}, {}, False),
+    ("iam-pass-role-scoped", "aws:iam/rolePolicy:RolePolicy",
+     {"policy": doc({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/x"})},
+     {"policy": doc({"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": ["*"]})}, {}, False),
+    ("cloudwatch-log-group-retention", "aws:cloudwatch/logGroup:LogGroup", {"retentionInDays": 30},
+     {"retentionInDays": 1}, {}, True),
+    ("cloudwatch-log-group-kms", "aws:cloudwatch/logGroup:LogGroup", {"kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+     {"kmsKeyId": ""}, {}, True),
+    ("cloudwatch-alarm-actions", "aws:cloudwatch/metricAlarm:MetricAlarm", {"alarmActions": ["arn:aws:sns:x"]},
+     {"alarmActions": ["arn:aws:sns:x"], "actionsEnabled": False}, {}, True),
+    ("kms-key-rotation", "aws:kms/key:Key", {"enableKeyRotation": True}, {"enableKeyRotation": False}, {}, True),
+    ("sns-topic-cmk", "aws:sns/topic:Topic", {"kmsMasterKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+     {"kmsMasterKeyId": "alias/aws/sns"}, {}, True),
+    ("secretsmanager-cmk", "aws:secretsmanager/secret:Secret", {"kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+     {"kmsKeyId": "alias/aws/secretsmanager"}, {}, True),
+]
+
+
+def findings(server, resource, policy):
+    return [f for f in server.analyze([resource]) if f.policy == policy]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_policy_both_ways_and_with_the_property_missing(case, policy_server):
+    policy, typ, good, bad, missing, missing_violates = case
+    policy_server.configure({})
+    assert findings(policy_server, Resource(typ, good), policy) == []
+    violations = findings(policy_server, Resource(typ, bad), policy)
+    assert len(violations) >= 1 and not violations[0].could_not_run
+    assert "." in violations[0].message.splitlines()[-1]  # a message that says how to fix it
+    assert bool(findings(policy_server, Resource(typ, missing), policy)) is missing_violates
+
+
+def test_configured_minimum_retention_applies(policy_server):
+    policy_server.configure({"cloudwatch-log-group-retention": {"minimumRetentionDays": 90}})
+    try:
+        found = findings(policy_server, Resource("aws:cloudwatch/logGroup:LogGroup", {"retentionInDays": 30}),
+                         "cloudwatch-log-group-retention")
+    finally:
+        policy_server.configure({})
+    assert len(found) == 1 and "90" in found[0].message
+
+
+def test_unknown_values_are_deliberate(policy_server):
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    policy_server.configure({})
+    # A presence check passes when the key ARN is set but not yet known...
+    assert findings(policy_server, Resource("aws:cloudwatch/logGroup:LogGroup",
+                                            {"retentionInDays": 30, "kmsKeyId": unknown}),
+                    "cloudwatch-log-group-kms") == []
+    # ...while a check of an unknown document reports that it could not run.
+    found = findings(policy_server, Resource(TD, {"containerDefinitions": unknown, "networkMode": "awsvpc"}),
+                     "ecs-readonly-root-filesystem")
+    assert len(found) == 1 and found[0].could_not_run and found[0].level == "advisory"
+
+
+def test_stack_policies_see_missing_companions(policy_server):
+    policy_server.configure({})
+    bucket = Resource("aws:s3/bucket:Bucket", {"bucket": "logs"}, name="logs")
+    repo = Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo")
+    names = {f.policy for f in policy_server.analyze([bucket, repo]) if f.level == "mandatory"}
+    assert {"s3-public-access-block", "s3-default-encryption", "s3-versioning", "s3-ssl-only",
+            "ecr-lifecycle-policy"} <= names
