@@ -48,6 +48,7 @@ network = Network("network", NetworkArgs(
     nat_gateways=settings.network.nat_gateways,
     log_retention_days=obs.log_retention_days,
     logs_key_arn=observability.key_arn,
+    protect=settings.protect,
     tags=tags,
 ))
 

@@ -56,3 +56,21 @@ def stateful_opts(parent: pulumi.Resource, protect: bool, **kwargs: Any) -> pulu
 
 def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def role_with_policy(parent: pulumi.Resource, name: str, *, role_name: str, description: str,
+                     trust: pulumi.Input[str], statements: Sequence[Mapping[str, Any]],
+                     tags: Mapping[str, str]) -> "aws.iam.Role":
+    """A role with one inline policy: `<name>-role` and `<name>-policy`, children of `parent`."""
+    import pulumi_aws as aws
+
+    role = aws.iam.Role(
+        f"{name}-role",
+        name=role_name,
+        description=description,
+        assume_role_policy=trust,
+        tags=dict(tags),
+        opts=child_opts(parent),
+    )
+    aws.iam.RolePolicy(f"{name}-policy", role=role.name, policy=policy_document(statements), opts=child_opts(parent))
+    return role

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
-from .common import AwsContext, assume_role_policy, child_opts, policy_document
+from .common import AwsContext, assume_role_policy, child_opts, role_with_policy, stateful_opts
 
 NAT_STRATEGIES = {
     "none": awsx.ec2.NatGatewayStrategy.NONE,
@@ -30,6 +30,7 @@ class NetworkArgs:
     ``cidr``: a private IPv4 range, /16 to /24. ``availability_zones``: 2 or 3.
     ``nat_gateways``: none | single | perAz; with none, tasks sit in isolated subnets and reach AWS
     through VPC endpoints. ``log_retention_days`` and ``logs_key_arn`` apply to the flow logs.
+    ``protect``: protect and retain the flow-log group; default False.
     """
 
     context: AwsContext
@@ -39,6 +40,7 @@ class NetworkArgs:
     nat_gateways: str
     log_retention_days: int
     logs_key_arn: pulumi.Input[str]
+    protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,33 +110,27 @@ class Network(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             kms_key_id=args.logs_key_arn,
             tags=args.tags,
-            opts=child_opts(self),
+            opts=stateful_opts(self, args.protect),
         )
         log_group_arn = args.context.arn("logs", f"log-group:{log_group_name}")
         source_arn = pulumi.Output.concat(
             "arn:", args.context.partition, ":ec2:", args.context.region, ":", args.context.account_id,
             ":vpc-flow-log/*")
-        role = aws.iam.Role(
-            f"{name}-flow-logs-role",
-            name=f"{args.prefix}-flow-logs",
+        role = role_with_policy(
+            self, f"{name}-flow-logs",
+            role_name=f"{args.prefix}-flow-logs",
             description="Lets VPC Flow Logs write to this VPC's log group",
             # The confused-deputy guard AWS documents for vpc-flow-logs.amazonaws.com.
-            assume_role_policy=assume_role_policy("vpc-flow-logs.amazonaws.com", {
+            trust=assume_role_policy("vpc-flow-logs.amazonaws.com", {
                 "StringEquals": {"aws:SourceAccount": args.context.account_id},
                 "ArnLike": {"aws:SourceArn": source_arn},
             }),
-            tags=args.tags,
-            opts=child_opts(self),
-        )
-        aws.iam.RolePolicy(
-            f"{name}-flow-logs-policy",
-            role=role.name,
-            policy=policy_document([{
+            statements=[{
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":log-stream:*")],
-            }]),
-            opts=child_opts(self),
+            }],
+            tags=args.tags,
         )
         self.flow_log = aws.ec2.FlowLog(
             f"{name}-flow-log",

@@ -8,7 +8,7 @@ from typing import Mapping
 import pulumi
 import pulumi_aws as aws
 
-from .common import AwsContext, assume_role_policy, child_opts, policy_document
+from .common import AwsContext, assume_role_policy, child_opts, policy_document, role_with_policy
 from .encryption import KmsKey, KmsKeyArgs, ServiceGrant
 
 ENCRYPT_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
@@ -98,24 +98,18 @@ class Observability(pulumi.ComponentResource):
         self.register_outputs({"topic_arn": self.topic_arn, "key_arn": self.key_arn})
 
     def _create_slack(self, name: str, args: ObservabilityArgs) -> None:
-        role = aws.iam.Role(
-            f"{name}-chatbot-role",
-            name=f"{args.prefix}-chatbot",
+        role = role_with_policy(
+            self, f"{name}-chatbot",
+            role_name=f"{args.prefix}-chatbot",
             description="AWS Chatbot posts alerts to Slack; read-only",
-            assume_role_policy=assume_role_policy("chatbot.amazonaws.com"),
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        aws.iam.RolePolicy(
-            f"{name}-chatbot-policy",
-            role=role.name,
-            policy=policy_document([{
+            trust=assume_role_policy("chatbot.amazonaws.com"),
+            statements=[{
                 "Sid": "ReadAlarms", "Effect": "Allow",
                 "Action": ["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"],
                 # CloudWatch's read APIs have no resource-level permissions for these calls: "*" is required.
                 "Resource": "*",
-            }]),
-            opts=child_opts(self),
+            }],
+            tags=args.tags,
         )
         aws.chatbot.SlackChannelConfiguration(
             f"{name}-slack",

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from .common import AwsContext, assume_role_policy, child_opts, policy_document, stateful_opts
+from .common import AwsContext, assume_role_policy, child_opts, policy_document, role_with_policy, stateful_opts
 
 APP_CONTAINER = "app"
 XRAY_CONTAINER = "xray-daemon"
@@ -475,14 +475,6 @@ class FargateService(pulumi.ComponentResource):
             "StringEquals": {"aws:SourceAccount": ctx.account_id},
             "ArnLike": {"aws:SourceArn": ctx.arn("ecs", "*")},
         })
-        self.execution_role = aws.iam.Role(
-            f"{self._name}-execution-role",
-            name=f"{args.prefix}-execution",
-            description="Lets ECS pull the image, write logs and read the service's secrets",
-            assume_role_policy=trust,
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
         statements = [
             # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
@@ -503,29 +495,24 @@ class FargateService(pulumi.ComponentResource):
                 # Secrets Manager appends six random characters to a secret's ARN.
                 "Resource": [ctx.arn("secretsmanager", f"secret:{args.prefix}/{s}-??????") for s in args.secrets],
             })
-        aws.iam.RolePolicy(f"{self._name}-execution-policy", role=self.execution_role.name,
-                           policy=policy_document(statements), opts=child_opts(self))
-
-        self.task_role = aws.iam.Role(
-            f"{self._name}-task-role",
-            name=f"{args.prefix}-task",
+        self.execution_role = role_with_policy(
+            self, f"{self._name}-execution",
+            role_name=f"{args.prefix}-execution",
+            description="Lets ECS pull the image, write logs and read the service's secrets",
+            trust=trust, statements=statements, tags=args.tags)
+        self.task_role = role_with_policy(
+            self, f"{self._name}-task",
+            role_name=f"{args.prefix}-task",
             description="The application's own permissions: sending traces to X-Ray",
-            assume_role_policy=trust,
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        aws.iam.RolePolicy(
-            f"{self._name}-task-policy",
-            role=self.task_role.name,
-            policy=policy_document([{
+            trust=trust,
+            statements=[{
                 "Sid": "XRay", "Effect": "Allow",
                 "Action": ["xray:GetSamplingRules", "xray:GetSamplingStatisticSummaries", "xray:GetSamplingTargets",
                            "xray:PutTelemetryRecords", "xray:PutTraceSegments"],
                 # X-Ray's write and sampling APIs have no resource-level permissions: AWS requires "*".
                 "Resource": "*",
-            }]),
-            opts=child_opts(self),
-        )
+            }],
+            tags=args.tags)
 
     def container_definitions(self) -> pulumi.Output[str]:
         args = self._args
@@ -701,20 +688,14 @@ class FargateService(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             kms_key_id=args.logs_key_arn,
             tags=dict(args.tags),
-            opts=child_opts(self),
+            opts=stateful_opts(self, args.protect),
         )
-        role = aws.iam.Role(
-            f"{self._name}-smoke-test-role",
-            name=f"{args.prefix}-smoke-test",
+        role = role_with_policy(
+            self, f"{self._name}-smoke-test",
+            role_name=f"{args.prefix}-smoke-test",
             description="The smoke-test function: VPC networking, its own logs",
-            assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        aws.iam.RolePolicy(
-            f"{self._name}-smoke-test-policy",
-            role=role.name,
-            policy=policy_document([
+            trust=assume_role_policy("lambda.amazonaws.com"),
+            statements=[
                 {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                  "Resource": pulumi.Output.concat(function_log_group_arn, ":log-stream:*")},
                 # The VPC-networking and describe actions have no resource-level permissions: "*" is required.
@@ -725,9 +706,8 @@ class FargateService(pulumi.ComponentResource):
                  "Resource": "*"},
                 {"Sid": "Tracing", "Effect": "Allow", "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
                  "Resource": "*"},
-            ]),
-            opts=child_opts(self),
-        )
+            ],
+            tags=args.tags)
         self.smoke_test_function = aws.lambda_.Function(
             f"{self._name}-smoke-test",
             name=self.function_name,
@@ -755,21 +735,14 @@ class FargateService(pulumi.ComponentResource):
             opts=child_opts(self, depends_on=[self.smoke_test_log_group]),
         )
         function_arn = ctx.arn("lambda", f"function:{self.function_name}")
-        self.hook_role = aws.iam.Role(
-            f"{self._name}-hook-role",
-            name=f"{args.prefix}-deploy-hooks",
+        self.hook_role = role_with_policy(
+            self, f"{self._name}-hook",
+            role_name=f"{args.prefix}-deploy-hooks",
             description="Lets ECS invoke the deployment lifecycle hooks",
-            assume_role_policy=assume_role_policy("ecs.amazonaws.com"),
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        aws.iam.RolePolicy(
-            f"{self._name}-hook-policy",
-            role=self.hook_role.name,
-            policy=policy_document([{"Sid": "InvokeSmokeTest", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-                                      "Resource": function_arn}]),
-            opts=child_opts(self),
-        )
+            trust=assume_role_policy("ecs.amazonaws.com"),
+            statements=[{"Sid": "InvokeSmokeTest", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+                         "Resource": function_arn}],
+            tags=args.tags)
 
     # -- service -----------------------------------------------------------------------------------
 
@@ -777,21 +750,15 @@ class FargateService(pulumi.ComponentResource):
         """The role ECS assumes to move traffic between the target groups (blue/green)."""
         args = self._args
         ctx = args.context
-        role = aws.iam.Role(
-            f"{self._name}-ecs-lb-role",
-            name=f"{args.prefix}-ecs-lb",
-            description="Lets ECS shift traffic between the blue and green target groups",
-            # The trust policy AWS documents for the ECS infrastructure role, without conditions.
-            assume_role_policy=assume_role_policy("ecs.amazonaws.com"),
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
         elb = lambda resource: ctx.arn("elasticloadbalancing", resource)  # noqa: E731
         # The actions of AWS's AmazonECSInfrastructureRolePolicyForLoadBalancers, scoped to this service.
-        aws.iam.RolePolicy(
-            f"{self._name}-ecs-lb-policy",
-            role=role.name,
-            policy=policy_document([
+        role = role_with_policy(
+            self, f"{self._name}-ecs-lb",
+            role_name=f"{args.prefix}-ecs-lb",
+            description="Lets ECS shift traffic between the blue and green target groups",
+            # The trust policy AWS documents for the ECS infrastructure role, without conditions.
+            trust=assume_role_policy("ecs.amazonaws.com"),
+            statements=[
                 # The ELB describe APIs have no resource-level permissions: AWS requires "*".
                 {"Sid": "Describe", "Effect": "Allow",
                  "Action": ["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
@@ -804,9 +771,8 @@ class FargateService(pulumi.ComponentResource):
                  "Resource": elb(f"listener/app/{self.lb_name}/*")},
                 {"Sid": "Rules", "Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule",
                  "Resource": elb(f"listener-rule/app/{self.lb_name}/*")},
-            ]),
-            opts=child_opts(self),
-        )
+            ],
+            tags=args.tags)
         return role
 
     def _deployment_configuration(self) -> aws.ecs.ServiceDeploymentConfigurationArgs:

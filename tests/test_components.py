@@ -202,8 +202,6 @@ STATEFUL = ("aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:secretsmana
 def test_prod_protects_and_retains_stateful_resources(prod, dev):
     for typ in STATEFUL + ("aws:cloudwatch/logGroup:LogGroup",):
         for r in prod.all(typ):
-            if typ == "aws:cloudwatch/logGroup:LogGroup" and r.inputs["name"] != "/ecs/web-prd":
-                continue
             assert r.protect and r.retain_on_delete, r.name
     for typ in STATEFUL:
         for r in dev.all(typ):
