@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from .bucket import private_bucket
 from .common import AwsContext, assume_role_policy, child_opts, policy_document, role_with_policy, stateful_opts
 
 APP_CONTAINER = "app"
@@ -278,60 +279,22 @@ class FargateService(pulumi.ComponentResource):
         """The ALB access-log bucket: private, versioned, TLS-only, expiring with the log retention."""
         args = self._args
         ctx = args.context
-        self.access_log_bucket_name = pulumi.Output.concat(args.prefix, "-alb-logs-", ctx.account_id)
-        bucket_arn = pulumi.Output.concat("arn:", ctx.partition, ":s3:::", self.access_log_bucket_name)
-        self.access_log_bucket = aws.s3.Bucket(
-            f"{self._name}-access-logs",
-            bucket=self.access_log_bucket_name,
-            force_destroy=not args.protect,
-            tags=dict(args.tags),
-            opts=stateful_opts(self, args.protect),
-        )
-        bucket = self.access_log_bucket.bucket
-        block = aws.s3.BucketPublicAccessBlock(
-            f"{self._name}-access-logs-block", bucket=bucket, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child_opts(self))
-        aws.s3.BucketOwnershipControls(
-            f"{self._name}-access-logs-ownership", bucket=bucket,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child_opts(self))
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{self._name}-access-logs-encryption", bucket=bucket,
-            # ALB access logs can only be delivered to SSE-S3 buckets, not SSE-KMS.
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"))],
-            opts=child_opts(self))
-        aws.s3.BucketVersioning(
-            f"{self._name}-access-logs-versioning", bucket=bucket,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=child_opts(self))
-        aws.s3.BucketLifecycleConfiguration(
-            f"{self._name}-access-logs-lifecycle", bucket=bucket,
-            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-logs", status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.log_retention_days),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=7),
-                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                    days_after_initiation=1),
-            )],
-            opts=child_opts(self))
         elb_account = ELB_LOG_ACCOUNTS.get(ctx.region)
         writer = ({"AWS": f"arn:{ctx.partition}:iam::{elb_account}:root"} if elb_account
                   else {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"})
-        self.access_log_policy = aws.s3.BucketPolicy(
-            f"{self._name}-access-logs-policy",
-            bucket=bucket,
-            policy=policy_document([
-                {"Sid": "AlbDeliversLogs", "Effect": "Allow", "Principal": writer, "Action": "s3:PutObject",
-                 "Resource": pulumi.Output.concat(bucket_arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", ctx.account_id, "/*")},
-                {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
-                 "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
-                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
-            ]),
-            opts=child_opts(self, depends_on=[block]),
+        self.access_logs = private_bucket(
+            self, f"{self._name}-access-logs",
+            bucket_name=pulumi.Output.concat(args.prefix, "-alb-logs-", ctx.account_id),
+            partition=ctx.partition,
+            expiration_days=args.log_retention_days,
+            protect=args.protect,
+            tags=args.tags,
+            # ALB access logs can only be delivered to SSE-S3 buckets, not SSE-KMS: no key here.
+            kms_key_arn=None,
+            statements=lambda arn: [{
+                "Sid": "AlbDeliversLogs", "Effect": "Allow", "Principal": writer, "Action": "s3:PutObject",
+                "Resource": pulumi.Output.concat(arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", ctx.account_id, "/*"),
+            }],
         )
 
     def _create_load_balancer(self) -> None:
@@ -350,10 +313,10 @@ class FargateService(pulumi.ComponentResource):
             enable_http2=True,
             idle_timeout=60,
             access_logs=aws.lb.LoadBalancerAccessLogsArgs(
-                bucket=self.access_log_bucket.bucket, prefix=ACCESS_LOG_PREFIX, enabled=True),
+                bucket=self.access_logs.name, prefix=ACCESS_LOG_PREFIX, enabled=True),
             tags=dict(args.tags),
             # AWS checks that it may write to the bucket when access logs are switched on.
-            opts=child_opts(self, depends_on=[self.access_log_policy]),
+            opts=child_opts(self, depends_on=[self.access_logs.policy]),
         )
         self.target_groups = {
             role: aws.lb.TargetGroup(
