@@ -9,7 +9,9 @@ from components.encryption import KmsKey, KmsKeyArgs
 from components.image import ContainerImage, ContainerImageArgs
 from components.network import Network, NetworkArgs
 from components.observability import Observability, ObservabilityArgs
+from components.pipeline import BuildPipeline, BuildPipelineArgs
 from components.service import FargateService, FargateServiceArgs
+from components.source import SourceRepository, SourceRepositoryArgs
 
 settings = config.load()
 tags = settings.tag_map
@@ -17,6 +19,7 @@ prefix = settings.prefix
 svc = settings.service
 dep = settings.deployment
 obs = settings.observability
+pipe = settings.pipeline
 
 identity = aws.get_caller_identity_output()
 context = AwsContext(account_id=identity.account_id, region=settings.region)
@@ -101,10 +104,54 @@ service = FargateService("service", FargateServiceArgs(
     tags=tags,
 ), opts=pulumi.ResourceOptions(depends_on=[network]))
 
+source = SourceRepository("source", SourceRepositoryArgs(
+    context=context,
+    prefix=prefix,
+    source=pipe.source,
+    repository_name=pipe.repository_name,
+    branch=pipe.branch,
+    kms_key_arn=data_key.arn,
+    github_repository=pipe.github_repository,
+    connection_arn=pipe.connection_arn,
+    notification_topic_arn=observability.topic_arn,
+    protect=settings.protect,
+    tags=tags,
+))
+
+pipeline = BuildPipeline("pipeline", BuildPipelineArgs(
+    context=context,
+    prefix=prefix,
+    stack=settings.stack,
+    source=pipe.source,
+    branch=pipe.branch,
+    repository_name=pipe.repository_name,
+    github_repository=pipe.github_repository,
+    connection_arn=pipe.connection_arn,
+    clone_url=source.clone_url,
+    ecr_repository_name=prefix,
+    architecture=svc.architecture,
+    data_key_arn=data_key.arn,
+    data_key_alias=data_key_alias,
+    logs_key_arn=observability.key_arn,
+    log_retention_days=obs.log_retention_days,
+    backend_url=pipe.backend_url,
+    deploy_role_arn=pipe.deploy_role_arn,
+    preview_role_arn=pipe.preview_role_arn,
+    notification_topic_arn=observability.topic_arn_for_policies,
+    sonar_host_url=pipe.sonar_host_url,
+    sonar_project_key=pipe.sonar_project_key,
+    trivy_severity=pipe.trivy_severity,
+    require_approval=pipe.require_approval,
+    protect=settings.protect,
+    tags=tags,
+), opts=pulumi.ResourceOptions(depends_on=[source, image]))
+
 pulumi.export("url", service.url)
 pulumi.export("repositoryUrl", image.repository_url)
 pulumi.export("imageRef", image.image_ref)
 pulumi.export("clusterName", service.cluster_name)
 pulumi.export("serviceName", service.service_name)
 pulumi.export("alertTopicArn", observability.topic_arn)
+pulumi.export("pipelineName", pipeline.pipeline_name)
+pulumi.export("repositoryCloneUrl", source.clone_url)
 pulumi.export("deployWaitSeconds", service.deploy_wait)

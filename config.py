@@ -59,6 +59,7 @@ BRANCH_RE = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)[A-Za-z0-9._/-]{1,255}(?<!/)$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 SLACK_WORKSPACE_RE = re.compile(r"^[0-9A-Z]{1,255}$")
 SLACK_CHANNEL_RE = re.compile(r"^[A-Za-z0-9]{1,255}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 HTTPS_URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$")
 SONAR_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,400}$")
 BACKEND_RE = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?(\?[^\s]*)?|https://[^\s]+)$")
@@ -136,6 +137,10 @@ class PipelineSettings:
     sonar_project_key: str = "web"
     trivy_severity: str = "HIGH,CRITICAL"
     backend_url: str = ""
+    # The role the pipeline's Pulumi jobs (deploy, preview, drift) assume to read and change the stack.
+    deploy_role_arn: str = ""
+    # A read-only role for pull-request previews; empty: previews run the offline plan, without AWS.
+    preview_role_arn: str = ""
 
 
 @dataclass(frozen=True)
@@ -468,6 +473,8 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
         "trivySeverity": _trivy_severity,
         "backendUrl": lambda k, v: _optional_match(k, v, BACKEND_RE,
                                                    "an s3://bucket state backend, an https:// Pulumi Cloud URL, or empty"),
+        "deployRoleArn": lambda k, v: _match(k, v, ROLE_ARN_RE, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+        "previewRoleArn": lambda k, v: _optional_match(k, v, ROLE_ARN_RE, "an IAM role ARN or empty"),
     }
     values = _read_fields(key, raw, fields)
     d = PipelineSettings()
@@ -482,7 +489,21 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
         sonar_project_key=values.get("sonarProjectKey", d.sonar_project_key),
         trivy_severity=values.get("trivySeverity", d.trivy_severity),
         backend_url=values.get("backendUrl", d.backend_url),
+        deploy_role_arn=values.get("deployRoleArn", d.deploy_role_arn),
+        preview_role_arn=values.get("previewRoleArn", d.preview_role_arn),
     )
+    if not pipeline.backend_url:
+        raise ConfigError(
+            f"{key}.backendUrl is required: the Pulumi state backend (s3://… or https://api.pulumi.com) the "
+            "pipeline's deploy, preview and drift jobs log in to")
+    if not pipeline.deploy_role_arn:
+        raise ConfigError(
+            f"{key}.deployRoleArn is required: the IAM role the pipeline's Pulumi jobs assume to preview and "
+            "deploy the stack (see the README's bootstrap section)")
+    if pipeline.preview_role_arn and pipeline.preview_role_arn == pipeline.deploy_role_arn:
+        raise ConfigError(
+            f"{key}.previewRoleArn must not be the deploy role: pull-request code runs in the preview, so its "
+            "role must be read-only")
     if pipeline.source == "github":
         for name, value in (("githubRepository", pipeline.github_repository),
                             ("connectionArn", pipeline.connection_arn)):

@@ -95,6 +95,8 @@ class Observability(pulumi.ComponentResource):
         if args.slack_workspace_id:
             self._create_slack(name, args)
         self.topic_arn = self.topic.arn
+        # The same ARN from known parts, for IAM documents that must be complete at preview.
+        self.topic_arn_for_policies = topic_arn
         self.register_outputs({"topic_arn": self.topic_arn, "key_arn": self.key_arn})
 
     def _create_slack(self, name: str, args: ObservabilityArgs) -> None:

@@ -7,10 +7,7 @@ import pytest
 import config
 from conftest import run_plan
 
-GOOD = {
-    "environment": "dev",
-    "service": {"name": "web", "cpu": 256, "memory": 512},
-}
+ROLE = "arn:aws:iam::123456789012:role/cicd-deployer"
 PROD = {
     "environment": "prod",
     "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f",
@@ -18,6 +15,7 @@ PROD = {
 
 
 def load(**raw):
+    raw["pipeline"] = {"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", **raw.get("pipeline", {})}
     values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
     return config.load_settings(values, project="cicd", stack="test", region="us-east-1")
 
@@ -104,6 +102,12 @@ BAD = [
     (with_section("pipeline", trivySeverity="HIGH, CRITICAL"), "cicd:pipeline.trivySeverity", "comma-separated"),
     (with_section("pipeline", trivySeverity="SEVERE"), "cicd:pipeline.trivySeverity", "CRITICAL"),
     (with_section("pipeline", backendUrl="file:///tmp/state"), "cicd:pipeline.backendUrl", "s3://"),
+    (with_section("pipeline", deployRoleArn=""), "cicd:pipeline.deployRoleArn", "IAM role ARN"),
+    (with_section("pipeline", backendUrl=""), "cicd:pipeline.backendUrl", "is required"),
+    (with_section("pipeline", previewRoleArn=ROLE), "cicd:pipeline.previewRoleArn", "read-only"),
+    (with_section("pipeline", previewRoleArn="role"), "cicd:pipeline.previewRoleArn", "IAM role ARN"),
+    (with_section("pipeline", deployRoleArn="arn:aws:iam::123456789012:user/me"), "cicd:pipeline.deployRoleArn",
+     "IAM role ARN"),
     (with_section("observability", logRetentionDays=10), "cicd:observability.logRetentionDays", "1, 3, 5, 7, 14"),
     (with_section("observability", logRetentionDays=0), "cicd:observability.logRetentionDays", "one of"),
     (with_section("observability", alarmEmail="oncall"), "cicd:observability.alarmEmail", "e-mail"),

@@ -1,0 +1,117 @@
+"""Where the code lives: a CodeCommit repository with an approval rule, or GitHub via CodeConnections.
+
+Note: AWS stopped offering CodeCommit to accounts that had never used it in July 2024; such accounts
+use `source: github`, where pull requests and their approvals live in GitHub.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import pulumi
+import pulumi_aws as aws
+
+from .common import AwsContext, child_opts, stateful_opts
+
+PR_EVENTS = (
+    "codecommit-repository-pull-request-created",
+    "codecommit-repository-pull-request-source-updated",
+    "codecommit-repository-pull-request-status-changed",
+    "codecommit-repository-pull-request-merged",
+)
+
+
+@dataclass(frozen=True)
+class SourceRepositoryArgs:
+    """Inputs of a SourceRepository.
+
+    ``source``: codecommit | github. With codecommit, ``repository_name`` is created (encrypted with
+    ``kms_key_arn``) with an approval rule for ``branch`` needing ``approvals`` (default 1); with
+    github, ``github_repository`` (owner/name) is reached through ``connection_arn``.
+    ``notification_topic_arn``: pull-request events are published there; default none.
+    """
+
+    context: AwsContext
+    prefix: str
+    source: str
+    repository_name: str
+    branch: str
+    kms_key_arn: pulumi.Input[str]
+    github_repository: str = ""
+    connection_arn: str = ""
+    approvals: int = 1
+    notification_topic_arn: pulumi.Input[str] | None = None
+    protect: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("codecommit", "github"):
+            raise ValueError(f"SourceRepositoryArgs.source must be codecommit or github; got {self.source!r}")
+        if self.source == "github" and not (self.github_repository and self.connection_arn):
+            raise ValueError("SourceRepositoryArgs.github_repository and connection_arn are required with github")
+        if not 1 <= self.approvals <= 10:
+            raise ValueError("SourceRepositoryArgs.approvals must be 1..10")
+
+
+class SourceRepository(pulumi.ComponentResource):
+    """The git repository the pipeline builds from: the single source of truth."""
+
+    def __init__(self, name: str, args: SourceRepositoryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cicd:source:SourceRepository", name, None, opts)
+        self.source = args.source
+        self.branch = args.branch
+        self.repository = None
+        if args.source == "codecommit":
+            self._create_codecommit(name, args)
+            # Known before the repository exists: policies, rules and roles can name it at preview.
+            self.repository_arn = args.context.arn("codecommit", args.repository_name)
+            self.repository_name = args.repository_name
+            self.clone_url = self.repository.clone_url_http
+        else:
+            self.repository_arn = None
+            self.repository_name = args.github_repository
+            self.clone_url = pulumi.Output.from_input(f"https://github.com/{args.github_repository}.git")
+        self.connection_arn = args.connection_arn
+        self.register_outputs({"repository_name": self.repository_name, "clone_url": self.clone_url})
+
+    def _create_codecommit(self, name: str, args: SourceRepositoryArgs) -> None:
+        self.repository = aws.codecommit.Repository(
+            f"{name}-repo",
+            repository_name=args.repository_name,
+            description=f"Source of {args.prefix}: every change reaches production from here",
+            default_branch=args.branch,
+            kms_key_id=args.kms_key_arn,
+            tags=dict(args.tags),
+            opts=stateful_opts(self, args.protect),
+        )
+        self.approval_rule = aws.codecommit.ApprovalRuleTemplate(
+            f"{name}-approval-rule",
+            name=f"{args.prefix}-require-approval",
+            description=f"Pull requests into {args.branch} need {args.approvals} approval(s)",
+            content=json.dumps({
+                "Version": "2018-11-08",
+                "DestinationReferences": [f"refs/heads/{args.branch}"],
+                "Statements": [{"Type": "Approvers", "NumberOfApprovalsNeeded": args.approvals}],
+            }),
+            opts=child_opts(self),
+        )
+        aws.codecommit.ApprovalRuleTemplateAssociation(
+            f"{name}-approval-rule-association",
+            approval_rule_template_name=self.approval_rule.name,
+            repository_name=self.repository.repository_name,
+            opts=child_opts(self),
+        )
+        if args.notification_topic_arn is not None:
+            aws.codestarnotifications.NotificationRule(
+                f"{name}-pr-notifications",
+                name=f"{args.prefix}-pull-requests",
+                resource=self.repository.arn,
+                detail_type="BASIC",
+                event_type_ids=list(PR_EVENTS),
+                targets=[aws.codestarnotifications.NotificationRuleTargetArgs(
+                    address=args.notification_topic_arn, type="SNS")],
+                tags=dict(args.tags),
+                opts=child_opts(self),
+            )
