@@ -83,6 +83,7 @@ class KmsKey(pulumi.ComponentResource):
                 "Effect": "Allow",
                 "Principal": {"Service": grant.service},
                 "Action": list(grant.actions),
+                # In a key policy, "*" means this key and nothing else.
                 "Resource": "*",
             }
             if grant.conditions:

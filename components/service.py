@@ -667,6 +667,7 @@ class FargateService(pulumi.ComponentResource):
                             "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
                             "ec2:UnassignPrivateIpAddresses"],
                  "Resource": "*"},
+                # X-Ray's write APIs have no resource-level permissions: AWS requires "*".
                 {"Sid": "Tracing", "Effect": "Allow", "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
                  "Resource": "*"},
             ],

@@ -1,0 +1,275 @@
+"""The source repository, the build pipeline, the buildspecs and the PR preview wiring."""
+
+import json
+import os
+import re
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_plan
+
+BUILDSPECS = os.path.join(ROOT, "buildspecs")
+GITHUB = {"source": "github", "githubRepository": "acme/web",
+          "connectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/"
+                           "0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f"}
+
+
+def stages(plan):
+    return plan.one("aws:codepipeline/pipeline:Pipeline").inputs["stages"]
+
+
+def buildspec(name):
+    with open(os.path.join(BUILDSPECS, name), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def commands(spec):
+    return [c for phase in spec["phases"].values() for c in phase.get("commands", [])]
+
+
+# -- repository -----------------------------------------------------------------------------------
+
+
+def test_codecommit_repository_is_encrypted_and_needs_an_approval(dev):
+    repo = dev.one("aws:codecommit/repository:Repository").inputs
+    assert repo["repositoryName"] == "web"
+    assert repo["kmsKeyId"].startswith("arn:aws:kms:")
+    template = dev.one("aws:codecommit/approvalRuleTemplate:ApprovalRuleTemplate").inputs
+    content = json.loads(template["content"])
+    assert content["DestinationReferences"] == ["refs/heads/main"]
+    assert content["Statements"][0]["NumberOfApprovalsNeeded"] >= 1
+    association = dev.one("aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation")
+    assert association.inputs["repositoryName"] == "web"
+    assert association.inputs["approvalRuleTemplateName"] == template["name"]
+
+
+def test_pull_request_events_reach_the_topic(dev):
+    rule = dev.one("aws:codestarnotifications/notificationRule:NotificationRule").inputs
+    assert "codecommit-repository-pull-request-created" in rule["eventTypeIds"]
+    assert rule["targets"][0]["address"].endswith(":web-dev-alerts")
+
+
+# -- pipeline -------------------------------------------------------------------------------------
+
+
+def test_dev_pipeline_has_four_stages_without_approval(dev):
+    assert [s["name"] for s in stages(dev)] == ["Source", "TestAndScan", "Image", "Deploy"]
+
+
+def test_prod_pipeline_has_five_stages_with_approval_before_deploy(prod):
+    names = [s["name"] for s in stages(prod)]
+    assert names == ["Source", "TestAndScan", "Image", "Approval", "Deploy"]
+    approval = stages(prod)[3]["actions"][0]
+    assert (approval["category"], approval["provider"]) == ("Approval", "Manual")
+    assert approval["configuration"]["NotificationArn"].endswith(":web-prd-alerts")
+
+
+def test_approval_follows_configuration():
+    plan = run_plan("dev", **{"cicd:pipeline": {"requireApproval": True}})
+    assert "Approval" in [s["name"] for s in stages(plan)]
+
+
+def test_pipeline_is_v2_queued_and_encrypted(prod):
+    pipeline = prod.one("aws:codepipeline/pipeline:Pipeline").inputs
+    assert pipeline["pipelineType"] == "V2"
+    assert pipeline["executionMode"] == "QUEUED"
+    store = pipeline["artifactStores"][0]
+    assert store["encryptionKey"]["type"] == "KMS"
+    assert store["location"].startswith("web-prd-artifacts-")
+
+
+def test_scans_run_in_parallel_in_one_stage(dev):
+    scan = stages(dev)[1]
+    assert [a["name"] for a in scan["actions"]] == ["UnitTests", "SonarQube", "Trivy"]
+    assert {a["runOrder"] for a in scan["actions"]} == {1}
+    assert {a["configuration"]["ProjectName"] for a in scan["actions"]} == {
+        "web-dev-unit-tests", "web-dev-sonarqube", "web-dev-trivy"}
+
+
+def test_image_digest_flows_from_image_to_deploy(dev):
+    image = stages(dev)[2]["actions"][0]
+    deploy = stages(dev)[-1]["actions"][0]
+    assert image["namespace"] == "ImageVariables"
+    env = {v["name"]: v["value"] for v in json.loads(deploy["configuration"]["EnvironmentVariables"])}
+    assert env["IMAGE_URI"] == "#{ImageVariables.IMAGE_URI}"
+    assert env["GIT_SHA"] == "#{SourceVariables.CommitId}"
+
+
+def test_codecommit_push_to_branch_starts_the_pipeline(dev):
+    rules = {r.inputs["name"]: r.inputs for r in dev.all("aws:cloudwatch/eventRule:EventRule")}
+    pattern = json.loads(rules["web-dev-on-push"]["eventPattern"])
+    assert pattern["detail"]["referenceName"] == ["main"]
+    assert pattern["resources"] == ["arn:aws:codecommit:us-east-1:123456789012:web"]
+    targets = [t.inputs for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")]
+    assert any(t["arn"] == "arn:aws:codepipeline:us-east-1:123456789012:web-dev" for t in targets)
+    for target in targets:
+        assert target["retryPolicy"]["maximumRetryAttempts"] > 0
+
+
+def test_pull_requests_start_the_preview_on_their_source_commit(dev):
+    rules = {r.inputs["name"]: r.inputs for r in dev.all("aws:cloudwatch/eventRule:EventRule")}
+    pattern = json.loads(rules["web-dev-on-pull-request"]["eventPattern"])
+    assert pattern["detail"]["event"] == ["pullRequestCreated", "pullRequestSourceBranchUpdated"]
+    assert pattern["detail"]["destinationReference"] == ["refs/heads/main"]
+    target = [t.inputs for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")
+              if t.inputs["arn"].endswith(":project/web-dev-preview")][0]
+    transformer = target["inputTransformer"]
+    assert transformer["inputPaths"]["source"] == "$.detail.sourceCommit"
+    template = transformer["inputTemplate"].replace("<source>", '"abc"').replace("<pr>", '"7"').replace(
+        "<destination>", '"def"')
+    rendered = json.loads(template)
+    assert rendered["sourceVersion"] == "abc"
+    assert {v["name"] for v in rendered["environmentVariablesOverride"]} == {"PR_ID", "SOURCE_COMMIT",
+                                                                            "DESTINATION_COMMIT"}
+    preview = [p.inputs for p in dev.all("aws:codebuild/project:Project") if p.inputs["name"] == "web-dev-preview"][0]
+    assert preview["source"]["type"] == "CODECOMMIT"
+    assert preview["source"]["buildspec"] == "buildspecs/preview.yml"
+
+
+def test_github_source_uses_the_connection_and_a_v2_trigger():
+    plan = run_plan("dev", **{"cicd:pipeline": GITHUB})
+    source = stages(plan)[0]["actions"][0]
+    assert source["provider"] == "CodeStarSourceConnection"
+    assert source["configuration"]["FullRepositoryId"] == "acme/web"
+    pipeline = plan.one("aws:codepipeline/pipeline:Pipeline").inputs
+    assert pipeline["triggers"][0]["gitConfiguration"]["pushes"][0]["branches"]["includes"] == ["main"]
+    assert not [r for r in plan.registrations if r.type == "aws:codecommit/repository:Repository"]
+    assert not [r for r in plan.registrations if r.type == "aws:cloudwatch/eventRule:EventRule"]
+
+
+# -- projects -------------------------------------------------------------------------------------
+
+
+def test_every_project_logs_encrypts_and_caches(prod):
+    projects = {p.inputs["name"]: p.inputs for p in prod.all("aws:codebuild/project:Project")}
+    assert sorted(projects) == ["web-prd-deploy", "web-prd-image", "web-prd-preview", "web-prd-sonarqube",
+                                "web-prd-trivy", "web-prd-unit-tests"]
+    for name, project in projects.items():
+        assert project["logsConfig"]["cloudwatchLogs"]["status"] == "ENABLED"
+        assert project["logsConfig"]["cloudwatchLogs"]["groupName"] == f"/aws/codebuild/{name}"
+        assert project["encryptionKey"].startswith("arn:aws:kms:")
+        assert project["cache"]["type"] == "LOCAL"
+        assert project["environment"]["privilegedMode"] is (name == "web-prd-image")
+        assert os.path.exists(os.path.join(ROOT, project["source"]["buildspec"]))
+        for variable in project["environment"].get("environmentVariables", []):
+            assert not re.search(r"(TOKEN|SECRET|PASSWORD)", variable["name"]) or \
+                variable["type"] == "SECRETS_MANAGER", variable
+
+
+def test_sonar_token_comes_from_secrets_manager(dev):
+    sonar = [p.inputs for p in dev.all("aws:codebuild/project:Project") if p.inputs["name"] == "web-dev-sonarqube"][0]
+    variables = {v["name"]: v for v in sonar["environment"]["environmentVariables"]}
+    assert variables["SONAR_TOKEN"] == {"name": "SONAR_TOKEN", "value": "web-dev/sonar-token",
+                                        "type": "SECRETS_MANAGER"}
+
+
+def test_each_project_has_its_own_role(dev):
+    roles = [p.inputs["serviceRole"] for p in dev.all("aws:codebuild/project:Project")]
+    assert len(set(roles)) == len(roles) == 6
+
+
+def test_only_the_image_project_may_push_and_only_pulumi_jobs_assume_the_deploy_role(dev):
+    documents = {r.name: json.loads(r.inputs["policy"]) for r in dev.all("aws:iam/rolePolicy:RolePolicy")}
+    pushers = [n for n, d in documents.items() if any("ecr:PutImage" in json.dumps(s) for s in d["Statement"])]
+    assert pushers == ["pipeline-image-policy"]
+    assumers = [n for n, d in documents.items() if "cicd-deployer" in json.dumps(d)]
+    assert assumers == ["pipeline-deploy-policy"]
+
+
+def test_policy_resources_are_scoped_to_this_stack(dev, prod):
+    for plan, prefix in ((dev, "web-dev"), (prod, "web-prd")):
+        for policy in plan.all("aws:iam/rolePolicy:RolePolicy"):
+            for statement in json.loads(policy.inputs["policy"])["Statement"]:
+                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                for resource in resources:
+                    if resource == "*" or resource.endswith(":key/*"):
+                        continue
+                    scoped = (prefix in resource or resource.endswith(":web") or "cicd-deployer" in resource
+                              or resource.startswith("arn:aws:logs:"))
+                    assert scoped, f"{policy.name}: {resource}"
+
+
+def test_every_star_resource_is_commented_in_the_source():
+    """Each `"Resource": "*"` in the components sits under a comment that says why AWS requires it."""
+    found = 0
+    for name in os.listdir(os.path.join(ROOT, "components")):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(ROOT, "components", name), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+        for i, line in enumerate(lines):
+            if re.search(r'"Resource": "\*"', line):
+                found += 1
+                window = "\n".join(lines[max(0, i - 6):i + 1])
+                assert re.search(r"#.*(requires|required|means this key)", window), f"{name}:{i + 1}"
+    assert found >= 5
+
+
+# -- buildspecs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["unit-tests.yml", "sonarqube.yml", "trivy.yml", "image.yml", "deploy.yml",
+                                  "preview.yml"])
+def test_buildspecs_are_version_0_2(name):
+    spec = buildspec(name)
+    assert spec["version"] == 0.2
+    assert commands(spec)
+
+
+def test_unit_tests_publish_a_junit_report():
+    spec = buildspec("unit-tests.yml")
+    assert any("--junitxml=reports/junit.xml" in c for c in commands(spec))
+    assert spec["reports"]["unit-tests"]["file-format"] == "JUNITXML"
+
+
+def test_sonarqube_waits_for_the_quality_gate():
+    joined = " ".join(commands(buildspec("sonarqube.yml")))
+    assert "-Dsonar.qualitygate.wait=true" in joined
+    assert '--sonar-host-url="$SONAR_HOST_URL"' in joined
+
+
+def test_trivy_fails_the_build_at_the_configured_severity():
+    trivy = commands(buildspec("trivy.yml"))
+    assert any(c.startswith("trivy fs --exit-code 1 --severity \"$TRIVY_SEVERITY\"") for c in trivy)
+    assert any(c.startswith("trivy config --exit-code 1 --severity \"$TRIVY_SEVERITY\"") for c in trivy)
+
+
+def test_image_is_scanned_before_it_is_pushed():
+    spec = buildspec("image.yml")
+    build = spec["phases"]["build"]["commands"]
+    scan = next(i for i, c in enumerate(build) if c.startswith("trivy image --exit-code 1 --severity"))
+    push = next(i for i, c in enumerate(build) if c.startswith("docker push"))
+    assert scan < push
+    assert spec["env"]["exported-variables"] == ["IMAGE_URI"]
+    assert "post_build" not in spec["phases"]  # post_build runs even after a failed scan
+
+
+def test_deploy_previews_with_the_policy_pack_before_up():
+    build = buildspec("deploy.yml")["phases"]["build"]["commands"]
+    preview = next(i for i, c in enumerate(build) if c.startswith("pulumi preview --policy-pack policy"))
+    up = next(i for i, c in enumerate(build) if c.startswith("pulumi up --yes"))
+    assert preview < up
+    assert "--policy-pack policy" in build[up]
+    pre = " ".join(buildspec("deploy.yml")["phases"]["pre_build"]["commands"])
+    assert "pulumi config set --path cicd:service.image" in pre
+    assert "*@sha256:*" in pre
+
+
+def test_preview_posts_to_the_pull_request_and_fails_on_violations():
+    script = " ".join(commands(buildspec("preview.yml")))
+    assert "pulumi preview --policy-pack policy" in script
+    assert "make plan" in script
+    assert "aws codecommit post-comment-for-pull-request" in script
+    assert "exit $status" in script
+
+
+def test_github_workflow_runs_tests_plan_and_pulumi_preview():
+    with open(os.path.join(ROOT, ".github", "workflows", "preview.yml"), encoding="utf-8") as handle:
+        workflow = yaml.safe_load(handle)
+    runs = [s.get("run") for s in workflow["jobs"]["test-and-plan"]["steps"]]
+    assert "make test" in runs and "make plan STACK=dev" in runs
+    action = [s for s in workflow["jobs"]["preview"]["steps"] if str(s.get("uses", "")).startswith("pulumi/actions")][0]
+    assert action["with"]["command"] == "preview"
+    assert action["with"]["comment-on-pr"] is True
+    assert action["with"]["policyPacks"] == "policy"
