@@ -8,6 +8,7 @@ from components.common import AwsContext
 from components.encryption import KmsKey, KmsKeyArgs
 from components.image import ContainerImage, ContainerImageArgs
 from components.network import Network, NetworkArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.observability import Observability, ObservabilityArgs
 from components.pipeline import BuildPipeline, BuildPipelineArgs
 from components.service import FargateService, FargateServiceArgs
@@ -101,6 +102,7 @@ service = FargateService("service", FargateServiceArgs(
     protect=settings.protect,
     alarm_topic_arn=observability.topic_arn,
     error_rate_percent=obs.error_rate_percent,
+    xray_sampling_rate=obs.xray_sampling_rate,
     tags=tags,
 ), opts=pulumi.ResourceOptions(depends_on=[network]))
 
@@ -146,6 +148,25 @@ pipeline = BuildPipeline("pipeline", BuildPipelineArgs(
     tags=tags,
 ), opts=pulumi.ResourceOptions(depends_on=[source, image]))
 
+monitoring = Monitoring("monitoring", MonitoringArgs(
+    context=context,
+    prefix=prefix,
+    topic_arn=observability.topic_arn,
+    logs_key_arn=observability.key_arn,
+    log_retention_days=obs.log_retention_days,
+    load_balancer_arn_suffix=service.load_balancer.arn_suffix,
+    target_group_arn_suffixes={role: tg.arn_suffix for role, tg in service.target_groups.items()},
+    cluster_name=service.cluster_name,
+    service_name=service.service_name,
+    pipeline_name=pipeline.pipeline_name,
+    rollback_alarm_names=service.deployment_alarm_names,
+    error_rate_percent=obs.error_rate_percent,
+    p99_latency_ms=obs.p99_latency_ms,
+    xray_sampling_rate=obs.xray_sampling_rate,
+    protect=settings.protect,
+    tags=tags,
+))
+
 pulumi.export("url", service.url)
 pulumi.export("repositoryUrl", image.repository_url)
 pulumi.export("imageRef", image.image_ref)
@@ -153,5 +174,6 @@ pulumi.export("clusterName", service.cluster_name)
 pulumi.export("serviceName", service.service_name)
 pulumi.export("alertTopicArn", observability.topic_arn)
 pulumi.export("pipelineName", pipeline.pipeline_name)
+pulumi.export("dashboardName", monitoring.dashboard_name)
 pulumi.export("repositoryCloneUrl", source.clone_url)
 pulumi.export("deployWaitSeconds", service.deploy_wait)

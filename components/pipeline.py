@@ -28,6 +28,7 @@ BUILD_IMAGES = {
 }
 PLATFORMS = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
 SCAN_ACTIONS = ("unit-tests", "sonarqube", "trivy")
+DRIFT_SCHEDULE = "cron(0 6 * * ? *)"  # daily, before the working day starts (UTC)
 ARTIFACT_EXPIRY_DAYS = 30
 
 
@@ -122,6 +123,7 @@ class BuildPipeline(pulumi.ComponentResource):
         if args.source == "codecommit":
             self._create_codecommit_trigger()
             self._create_pr_previews()
+        self._create_drift_detection()
         self.register_outputs({
             "pipeline_name": self.pipeline_name,
             "artifact_bucket": self.artifacts.name,
@@ -233,6 +235,10 @@ class BuildPipeline(pulumi.ComponentResource):
                 "buildspecs/deploy.yml", environment=pulumi_env, secrets=pulumi_secrets,
                 statements=pulumi_statements, timeout_minutes=60),
         ]
+        specs.append(Project(
+            "drift", "Compares the live stack with git (pulumi preview --refresh --expect-no-changes)",
+            "buildspecs/drift.yml", environment=pulumi_env, secrets=pulumi_secrets,
+            statements=pulumi_statements + self._source_read_statements(), in_pipeline=False))
         if args.source == "codecommit":
             preview_env = {**pulumi_env, "PREVIEW_ROLE_ARN": args.preview_role_arn,
                            "REPOSITORY_NAME": args.repository_name}
@@ -252,6 +258,25 @@ class BuildPipeline(pulumi.ComponentResource):
                 secrets=pulumi_secrets if args.preview_role_arn else {},
                 statements=preview_statements, in_pipeline=False))
         return specs
+
+    def _source_read_statements(self) -> list[dict]:
+        """What a project outside the pipeline needs to clone the repository itself."""
+        args = self._args
+        if args.source == "codecommit":
+            return [{"Sid": "Clone", "Effect": "Allow", "Action": "codecommit:GitPull", "Resource": self.repository_arn}]
+        return [{"Sid": "Clone", "Effect": "Allow",
+                 "Action": ["codeconnections:GetConnectionToken", "codeconnections:UseConnection"],
+                 "Resource": args.connection_arn}]
+
+    def _standalone_source(self, buildspec: str) -> aws.codebuild.ProjectSourceArgs:
+        args = self._args
+        if args.source == "codecommit":
+            return aws.codebuild.ProjectSourceArgs(type="CODECOMMIT", location=args.clone_url,
+                                                   buildspec=buildspec, git_clone_depth=1)
+        return aws.codebuild.ProjectSourceArgs(
+            type="GITHUB", location=f"https://github.com/{args.github_repository}.git", buildspec=buildspec,
+            git_clone_depth=1,
+            auth=aws.codebuild.ProjectSourceAuthArgs(type="CODECONNECTIONS", resource=args.connection_arn))
 
     def _create_project(self, project: Project) -> aws.codebuild.Project:
         args = self._args
@@ -300,8 +325,7 @@ class BuildPipeline(pulumi.ComponentResource):
             source = aws.codebuild.ProjectSourceArgs(type="CODEPIPELINE", buildspec=project.buildspec)
             artifacts = aws.codebuild.ProjectArtifactsArgs(type="CODEPIPELINE")
         else:
-            source = aws.codebuild.ProjectSourceArgs(type="CODECOMMIT", location=args.clone_url,
-                                                     buildspec=project.buildspec, git_clone_depth=1)
+            source = self._standalone_source(project.buildspec)
             artifacts = aws.codebuild.ProjectArtifactsArgs(type="NO_ARTIFACTS")
         modes = ["LOCAL_SOURCE_CACHE", "LOCAL_CUSTOM_CACHE"]
         if project.privileged:
@@ -490,6 +514,56 @@ class BuildPipeline(pulumi.ComponentResource):
             role_arn=role.arn,
             retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=3600,
                                                                    maximum_retry_attempts=10),
+            opts=child_opts(self),
+        )
+
+    def _create_drift_detection(self) -> None:
+        """A daily `pulumi preview --refresh --expect-no-changes`; a failed run notifies the topic."""
+        args = self._args
+        project = self.projects["drift"]
+        schedule = aws.cloudwatch.EventRule(
+            f"{self._name}-drift-schedule",
+            name=f"{args.prefix}-drift-schedule",
+            description=f"Checks daily that the live {args.stack} stack still matches git",
+            schedule_expression=DRIFT_SCHEDULE,
+            tags=dict(args.tags),
+            opts=child_opts(self),
+        )
+        role = self._event_role("drift", "Lets EventBridge start the drift check", "codebuild:StartBuild",
+                                args.context.arn("codebuild", f"project/{args.prefix}-drift"))
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-drift-schedule-target",
+            rule=schedule.name,
+            arn=project.arn,
+            role_arn=role.arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=3600,
+                                                                   maximum_retry_attempts=10),
+            opts=child_opts(self),
+        )
+        failed = aws.cloudwatch.EventRule(
+            f"{self._name}-drift-detected",
+            name=f"{args.prefix}-drift-detected",
+            description=f"Tells the team when the live {args.stack} stack has drifted from git",
+            event_pattern=json.dumps({
+                "source": ["aws.codebuild"],
+                "detail-type": ["CodeBuild Build State Change"],
+                "detail": {"project-name": [f"{args.prefix}-drift"], "build-status": ["FAILED"]},
+            }),
+            tags=dict(args.tags),
+            opts=child_opts(self),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-drift-detected-target",
+            rule=failed.name,
+            arn=args.notification_topic_arn,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=86400,
+                                                                   maximum_retry_attempts=20),
+            input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
+                input_paths={"build": "$.detail.build-id"},
+                # A placeholder inside the quoted string is replaced by the raw value.
+                input_template=(f'"Drift: the live {args.stack} stack no longer matches git, or the check failed. '
+                                'See the build <build>, then reconcile through the pipeline or pulumi refresh."'),
+            ),
             opts=child_opts(self),
         )
 

@@ -94,6 +94,7 @@ class FargateServiceArgs:
     protect: bool = False
     alarm_topic_arn: pulumi.Input[str] | None = None
     error_rate_percent: float = 1.0
+    xray_sampling_rate: float = 0.05
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -488,6 +489,7 @@ class FargateService(pulumi.ComponentResource):
             {"name": "AWS_XRAY_DAEMON_ADDRESS", "value": "127.0.0.1:2000"},
             {"name": "PORT", "value": str(args.container_port)},
             {"name": "SERVICE_NAME", "value": args.prefix},
+            {"name": "XRAY_SAMPLING_RATE", "value": str(args.xray_sampling_rate)},
         ]
         app = {
             "name": APP_CONTAINER,

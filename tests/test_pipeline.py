@@ -45,7 +45,7 @@ def test_codecommit_repository_is_encrypted_and_needs_an_approval(dev):
 
 
 def test_pull_request_events_reach_the_topic(dev):
-    rule = dev.one("aws:codestarnotifications/notificationRule:NotificationRule").inputs
+    rule = dev.one("aws:codestarnotifications/notificationRule:NotificationRule", "source-pr-notifications").inputs
     assert "codecommit-repository-pull-request-created" in rule["eventTypeIds"]
     assert rule["targets"][0]["address"].endswith(":web-dev-alerts")
 
@@ -135,7 +135,11 @@ def test_github_source_uses_the_connection_and_a_v2_trigger():
     pipeline = plan.one("aws:codepipeline/pipeline:Pipeline").inputs
     assert pipeline["triggers"][0]["gitConfiguration"]["pushes"][0]["branches"]["includes"] == ["main"]
     assert not [r for r in plan.registrations if r.type == "aws:codecommit/repository:Repository"]
-    assert not [r for r in plan.registrations if r.type == "aws:cloudwatch/eventRule:EventRule"]
+    rules = [r.inputs["name"] for r in plan.all("aws:cloudwatch/eventRule:EventRule")]
+    assert "web-dev-on-push" not in rules and "web-dev-on-pull-request" not in rules
+    drift = [p.inputs for p in plan.all("aws:codebuild/project:Project") if p.inputs["name"] == "web-dev-drift"][0]
+    assert drift["source"]["type"] == "GITHUB"
+    assert drift["source"]["auth"]["type"] == "CODECONNECTIONS"
 
 
 # -- projects -------------------------------------------------------------------------------------
@@ -143,8 +147,8 @@ def test_github_source_uses_the_connection_and_a_v2_trigger():
 
 def test_every_project_logs_encrypts_and_caches(prod):
     projects = {p.inputs["name"]: p.inputs for p in prod.all("aws:codebuild/project:Project")}
-    assert sorted(projects) == ["web-prd-deploy", "web-prd-image", "web-prd-preview", "web-prd-sonarqube",
-                                "web-prd-trivy", "web-prd-unit-tests"]
+    assert sorted(projects) == ["web-prd-deploy", "web-prd-drift", "web-prd-image", "web-prd-preview",
+                                "web-prd-sonarqube", "web-prd-trivy", "web-prd-unit-tests"]
     for name, project in projects.items():
         assert project["logsConfig"]["cloudwatchLogs"]["status"] == "ENABLED"
         assert project["logsConfig"]["cloudwatchLogs"]["groupName"] == f"/aws/codebuild/{name}"
@@ -166,7 +170,7 @@ def test_sonar_token_comes_from_secrets_manager(dev):
 
 def test_each_project_has_its_own_role(dev):
     roles = [p.inputs["serviceRole"] for p in dev.all("aws:codebuild/project:Project")]
-    assert len(set(roles)) == len(roles) == 6
+    assert len(set(roles)) == len(roles) == 7
 
 
 def test_only_the_image_project_may_push_and_only_pulumi_jobs_assume_the_deploy_role(dev):
@@ -174,7 +178,7 @@ def test_only_the_image_project_may_push_and_only_pulumi_jobs_assume_the_deploy_
     pushers = [n for n, d in documents.items() if any("ecr:PutImage" in json.dumps(s) for s in d["Statement"])]
     assert pushers == ["pipeline-image-policy"]
     assumers = [n for n, d in documents.items() if "cicd-deployer" in json.dumps(d)]
-    assert assumers == ["pipeline-deploy-policy"]
+    assert sorted(assumers) == ["pipeline-deploy-policy", "pipeline-drift-policy"]
 
 
 def test_policy_resources_are_scoped_to_this_stack(dev, prod):

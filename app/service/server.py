@@ -16,10 +16,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from . import tracing
+
 TRACE_HEADER = "X-Amzn-Trace-Id"
 NAME_RE = re.compile(r"^[\w .'-]{1,64}$")
 SERVICE = os.environ.get("SERVICE_NAME", "web")
 VERSION = os.environ.get("APP_VERSION", "dev")
+SAMPLING_RATE = float(os.environ.get("XRAY_SAMPLING_RATE", "0.05"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         started = time.perf_counter()
+        wall_start = tracing.now()
         url = urlparse(self.path)
         if url.path == "/health":
             status, body = 200, {"status": "ok"}
@@ -84,6 +88,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(TRACE_HEADER, trace)
         self.end_headers()
         self.wfile.write(payload)
+        fields = tracing.parse_header(trace)
+        if fields and url.path != "/health" and tracing.should_sample(fields, SAMPLING_RATE):
+            tracing.send(tracing.segment(SERVICE, fields, wall_start, tracing.now(), "GET", url.path, status))
         if url.path != "/health" or status != 200:
             LOG.info("request", extra={"fields": {
                 "method": "GET", "path": url.path, "status": status, "trace": trace,

@@ -75,3 +75,35 @@ def test_healthcheck_command_reports_health(base_url):
 def test_healthcheck_command_fails_without_server(monkeypatch):
     monkeypatch.setenv("PORT", "9")  # the discard port: nothing listens
     assert healthcheck.main() == 1
+
+
+def test_sampled_requests_send_a_segment_to_the_daemon(base_url, monkeypatch):
+    import socket
+
+    from service import tracing
+
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(5)
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", f"127.0.0.1:{daemon.getsockname()[1]}")
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    assert get(f"{base_url}/api/greeting?name=Ada", {"X-Amzn-Trace-Id": trace})[0] == 200
+    header, body = daemon.recv(65536).decode().split("\n", 1)
+    daemon.close()
+    assert json.loads(header) == tracing.HEADER
+    document = json.loads(body)
+    assert document["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert document["parent_id"] == "53995c3f42cd8ad8"
+    assert document["http"]["response"]["status"] == 200
+    assert document["end_time"] >= document["start_time"]
+
+
+def test_sampling_honours_upstream_decisions_and_the_rate():
+    from service import tracing
+
+    assert tracing.should_sample({"Root": "1-x", "Sampled": "0"}, 1.0) is False
+    assert tracing.should_sample({"Root": "1-x", "Sampled": "1"}, 0.0) is True
+    assert tracing.should_sample({"Root": "1-x"}, 0.05, draw=lambda: 0.01) is True
+    assert tracing.should_sample({"Root": "1-x"}, 0.05, draw=lambda: 0.5) is False
+    assert tracing.parse_header("garbage") == {}
+    assert tracing.segment("web", {"Root": "1-x"}, 1.0, 2.0, "GET", "/", 503)["fault"] is True
