@@ -2,12 +2,14 @@
 
 import re
 
-from ._util import ADVISORY, as_list, dig, is_set, known, parse_json, resource_policy
+from ._util import (ADVISORY, as_list, dig, is_set, is_unknown, known, of_type, parse_json, plain, resource_policy,
+                    stack_policy)
 from pulumi_policy import Severity
 
 CLUSTER = "aws:ecs/cluster:Cluster"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY")
 AWS_KEY_RE = re.compile(r"(AKIA|ASIA)[0-9A-Z]{16}")
 
@@ -86,7 +88,14 @@ def _platform_version(props, _args):
         yield f"Fargate services must run platform 1.4.0 or later; got {version}. Set platformVersion to LATEST."
 
 
-def _rollback(props, _args):
+def _rollback(resources, _args):
+    alarm_names = {plain(a.props).get("name") for a in of_type(resources, ALARM)}
+    for service in of_type(resources, SERVICE):
+        for message in _service_rollback(plain(service.props), alarm_names):
+            yield message, service.urn
+
+
+def _service_rollback(props, alarm_names):
     if not is_set(props.get("loadBalancers")):
         return
     if not (dig(props, "deploymentCircuitBreaker", "enable") is True
@@ -95,9 +104,15 @@ def _rollback(props, _args):
     strategy = dig(props, "deploymentConfiguration", "strategy")
     if strategy in ("BLUE_GREEN", "CANARY", "LINEAR"):
         enabled = dig(props, "alarms", "enable") is True and dig(props, "alarms", "rollback") is True
-        if not (enabled and is_set(dig(props, "alarms", "alarmNames"))):
+        names = dig(props, "alarms", "alarmNames")
+        if not (enabled and is_set(names)):
             yield (f"{strategy} deployments must roll back on alarms. Set alarms to the deployment alarms' names "
                    "with enable and rollback true.")
+        elif isinstance(names, list):
+            missing = [n for n in names if isinstance(n, str) and not is_unknown(n) and n not in alarm_names]
+            if missing:
+                yield (f"The deployment alarms {', '.join(missing)} are not in the stack, so nothing would roll "
+                       "the deployment back. Create them or fix alarms.alarmNames.")
 
 
 POLICIES = [
@@ -121,6 +136,7 @@ POLICIES = [
                     _no_public_ip),
     resource_policy("ecs-fargate-platform-version", "Checks that Fargate services run platform 1.4.0 or later.",
                     SERVICE, _platform_version, severity=Severity.MEDIUM),
-    resource_policy("ecs-service-rollback", "Checks that load-balanced services roll back bad deployments.",
-                    SERVICE, _rollback),
+    stack_policy("ecs-service-rollback",
+                 "Checks that load-balanced services roll back bad deployments on a circuit breaker and on alarms "
+                 "that exist in the stack.", _rollback),
 ]
