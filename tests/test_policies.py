@@ -1,16 +1,16 @@
 """Policies through the analyzer protocol, on crafted resources: compliant, violating, property missing.
 
 Each case is served to the real pack process exactly as `pulumi preview --policy-pack` would send it.
-The remaining policies are exercised on the whole stacks in test_program.py; a case for each of them
-here is listed as open work on the policy-pack issue.
+A test below checks that every policy of the pack has its cases here.
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import pytest
 
-from offline.analyzer import struct
+from offline.analyzer import LEVELS, struct
 
 
 @dataclass
@@ -111,6 +111,102 @@ CASES = [
      {"kmsMasterKeyId": "alias/aws/sns"}, {}, True),
     ("secretsmanager-cmk", "aws:secretsmanager/secret:Secret", {"kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
      {"kmsKeyId": "alias/aws/secretsmanager"}, {}, True),
+    ("ecr-no-public-repository-policy", "aws:ecr/repositoryPolicy:RepositoryPolicy",
+     {"policy": doc({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "ecr:BatchGetImage"})},
+     {"policy": doc({"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"})}, {}, False),
+    ("ecs-no-host-namespaces", TD, td(), {**td(), "pidMode": "host"}, td(), False),
+    ("ecs-non-root-user", TD, td(), td(user="root"), td(user=None), True),
+    ("sg-descriptions", "aws:ec2/securityGroup:SecurityGroup",
+     {"description": "The tasks", "ingress": [{"description": "from the ALB", "protocol": "tcp"}]},
+     {"description": "Managed by Pulumi"}, {}, True),
+    ("iam-no-service-wildcard-actions", "aws:iam/rolePolicy:RolePolicy",
+     {"policy": doc({"Effect": "Allow", "Action": ["ecs:UpdateService"], "Resource": "arn:aws:ecs:x"})},
+     {"policy": doc({"Effect": "Allow", "Action": "ecs:*", "Resource": "arn:aws:ecs:x"})}, {}, False),
+    ("eventbridge-target-dlq-or-retry", "aws:cloudwatch/eventTarget:EventTarget",
+     {"retryPolicy": {"maximumRetryAttempts": 3}}, {"arn": "arn:aws:sns:x", "retryPolicy": None}, {}, True),
+    ("s3-no-public-acl", "aws:s3/bucketAcl:BucketAcl", {"acl": "private"}, {"acl": "public-read"}, {}, False),
+    ("s3-no-public-bucket-policy", "aws:s3/bucketPolicy:BucketPolicy",
+     {"policy": doc({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+                     "Condition": {"Bool": {"aws:SecureTransport": "false"}}})},
+     {"policy": doc({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Resource": "*"})},
+     {}, False),
+    ("required-tags", "aws:sns/topic:Topic", {"tags": {"environment": "dev", "project": "cicd"}},
+     {"tags": {"environment": "dev"}}, {}, True),
+    ("codebuild-no-plaintext-credentials", "aws:codebuild/project:Project",
+     {"environment": {"environmentVariables": [{"name": "SONAR_TOKEN", "value": "x/sonar", "type": "SECRETS_MANAGER"}]}},
+     {"environment": {"environmentVariables": [{"name": "GITHUB_TOKEN", "value": "ghp_x"}]}}, {"environment": {}},
+     False),
+    ("codebuild-logs-enabled", "aws:codebuild/project:Project",
+     {"logsConfig": {"cloudwatchLogs": {"status": "ENABLED"}}},
+     {"logsConfig": {"cloudwatchLogs": {"status": "DISABLED"}}}, {}, False),
+    ("codebuild-kms-key", "aws:codebuild/project:Project", {"encryptionKey": "arn:aws:kms:us-east-1:1:key/k"},
+     {"encryptionKey": "arn:aws:kms:us-east-1:1:alias/aws/s3"}, {}, True),
+    ("codebuild-artifact-encryption", "aws:codebuild/project:Project", {"artifacts": {"type": "CODEPIPELINE"}},
+     {"artifacts": {"type": "S3", "encryptionDisabled": True}}, {}, False),
+    ("codebuild-privileged-only-for-images", "aws:codebuild/project:Project",
+     {"name": "web-dev-image", "environment": {"privilegedMode": True}},
+     {"name": "web-dev-unit-tests", "environment": {"privilegedMode": True}}, {"name": "web-dev-unit-tests"}, False),
+    ("codepipeline-artifact-store-kms", "aws:codepipeline/pipeline:Pipeline",
+     {"artifactStores": [{"type": "S3", "location": "b", "encryptionKey": {"type": "KMS", "id": "arn:k"}}]},
+     {"artifactStores": [{"type": "S3", "location": "b"}]}, {}, True),
+]
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+SERVICE = "aws:ecs/service:Service"
+BG_SERVICE = {"loadBalancers": [{"targetGroupArn": "tg"}], "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+              "deploymentConfiguration": {"strategy": "BLUE_GREEN"},
+              "alarms": {"enable": True, "rollback": True, "alarmNames": ["green-5xx"]}}
+
+
+def bucket_set(*skip, **changes):
+    """A bucket with everything a bucket needs, less the companions named in `skip`."""
+    parts = {
+        "block": Resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", {
+            "bucket": "logs", "blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True,
+            "restrictPublicBuckets": True}, name="block"),
+        "encryption": Resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                               {"bucket": "logs", "rules": [{"applyServerSideEncryptionByDefault": {
+                                   "sseAlgorithm": "AES256"}}]}, name="encryption"),
+        "versioning": Resource("aws:s3/bucketVersioning:BucketVersioning", {
+            "bucket": "logs", "versioningConfiguration": {"status": "Enabled"}}, name="versioning"),
+        "policy": Resource("aws:s3/bucketPolicy:BucketPolicy", {"bucket": "logs", "policy": doc({
+            "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": "*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}})}, name="policy"),
+    }
+    for key, props in changes.items():
+        parts[key] = Resource(parts[key].type, {**parts[key].props, **props}, name=key)
+    return [Resource("aws:s3/bucket:Bucket", {"bucket": "logs"}, name="logs")] + [
+        r for k, r in parts.items() if k not in skip]
+
+
+# stack policy, compliant resources, violating resources, resources with the companion missing
+STACK_CASES = [
+    ("ecr-lifecycle-policy",
+     [Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo"),
+      Resource("aws:ecr/lifecyclePolicy:LifecyclePolicy", {"repository": "web", "policy": "{}"}, name="lc")],
+     [Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo"),
+      Resource("aws:ecr/lifecyclePolicy:LifecyclePolicy", {"repository": "other", "policy": "{}"}, name="lc")],
+     [Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo")]),
+    ("ecs-service-rollback",
+     [Resource(SERVICE, BG_SERVICE, name="svc"), Resource(ALARM, {"name": "green-5xx"}, name="alarm")],
+     [Resource(SERVICE, {**BG_SERVICE, "deploymentCircuitBreaker": {"enable": True, "rollback": False}}, name="svc"),
+      Resource(ALARM, {"name": "green-5xx"}, name="alarm")],
+     [Resource(SERVICE, BG_SERVICE, name="svc")]),
+    ("s3-public-access-block", bucket_set(), bucket_set(block={"ignorePublicAcls": False}), bucket_set("block")),
+    ("s3-default-encryption", bucket_set(), bucket_set(encryption={"bucket": "other"}), bucket_set("encryption")),
+    ("s3-versioning", bucket_set(), bucket_set(versioning={"versioningConfiguration": {"status": "Suspended"}}),
+     bucket_set("versioning")),
+    ("s3-ssl-only", bucket_set(), bucket_set(policy={"policy": doc({"Effect": "Allow", "Principal": {"AWS": "x"},
+                                                                    "Action": "s3:GetObject", "Resource": "*"})}),
+     bucket_set("policy")),
+    ("codecommit-approval-rule",
+     [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo"),
+      Resource("aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation",
+               {"repositoryName": "web", "approvalRuleTemplateName": "t"}, name="assoc")],
+     [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo"),
+      Resource("aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation",
+               {"repositoryName": "api", "approvalRuleTemplateName": "t"}, name="assoc")],
+     [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo")]),
 ]
 
 
@@ -127,6 +223,32 @@ def test_policy_both_ways_and_with_the_property_missing(case, policy_server):
     assert len(violations) >= 1 and not violations[0].could_not_run
     assert "." in violations[0].message.splitlines()[-1]  # a message that says how to fix it
     assert bool(findings(policy_server, Resource(typ, missing), policy)) is missing_violates
+
+
+@pytest.mark.parametrize("case", STACK_CASES, ids=[c[0] for c in STACK_CASES])
+def test_stack_policy_both_ways_and_with_the_companion_missing(case, policy_server):
+    policy, good, bad, missing = case
+    policy_server.configure({})
+    found = lambda resources: [f for f in policy_server.analyze(resources) if f.policy == policy]  # noqa: E731
+    assert found(good) == []
+    violations = found(bad)
+    assert len(violations) == 1 and violations[0].urn.startswith("urn:pulumi:")
+    assert len(found(missing)) == 1
+
+
+def test_every_policy_in_the_pack_is_tested_both_ways(policy_server):
+    names = {p.name for p in policy_server.info().policies}
+    tested = {c[0] for c in CASES} | {c[0] for c in STACK_CASES}
+    assert len(names) >= 35
+    assert names - tested == set()
+
+
+def test_every_policy_is_described_and_leveled(policy_server):
+    for info in policy_server.info().policies:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", info.name), info.name
+        assert info.description.startswith("Checks that"), info.name
+        assert LEVELS[info.enforcementLevel] in ("advisory", "mandatory"), info.name
+        assert info.severity != 0, f"{info.name} has no severity"
 
 
 def test_configured_minimum_retention_applies(policy_server):
