@@ -185,12 +185,18 @@ def struct(properties: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def run_pack(pack_dir: str, resources: Iterable[Any], *, policy_config: dict[str, Any] | None = None,
-             stack: str = "dev", config: dict[str, str] | None = None) -> AnalyzerResult:
-    """Serve the pack, configure it, analyze `resources`, and stop it."""
-    with PolicyServer(pack_dir, stack=stack, config=config) as server:
-        info = server.info()
-        server.configure(policy_config or {})
+             stack: str = "dev", config: dict[str, str] | None = None,
+             server: "PolicyServer | None" = None) -> AnalyzerResult:
+    """Configure the pack, analyze `resources`; serve the pack for this call unless `server` runs it."""
+    if server is None:
+        with PolicyServer(pack_dir, stack=stack, config=config) as own:
+            return run_pack(pack_dir, resources, policy_config=policy_config, server=own)
+    info = server.info()
+    server.configure(policy_config or {})
+    try:
         findings = server.analyze(resources)
+    finally:
+        server.configure({})
     policies = [{"name": p.name, "description": p.description, "level": LEVELS.get(p.enforcementLevel, ""),
                  "severity": SEVERITIES.get(p.severity, ""),
                  "type": "stack" if p.policy_type == analyzer_pb2.POLICY_TYPE_STACK else "resource"}

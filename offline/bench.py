@@ -8,12 +8,14 @@ lives here and not in the tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import subprocess
 import sys
 import time
 
-from . import plan, program
+from . import analyzer, plan, program
 
 STACKS = ("dev", "prod")
 
@@ -24,27 +26,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warm: dict[str, list[float]] = {s: [] for s in STACKS}
     counts: dict[str, int] = {}
-    plan.plan("dev")  # imports and first-use costs, not measured
+    serving = []
+    parallel = []
+    program.preload()
+    plan.plan("dev")  # first-use costs (type hints, caches) are paid once per process, not measured
     for _ in range(args.runs):
-        for stack in STACKS:
-            started = time.perf_counter()
-            data = plan.plan(stack)
-            warm[stack].append(time.perf_counter() - started)
-            counts[stack] = sum(data["counts"].values())
-            assert data["mandatoryViolations"] == 0, f"{stack} has mandatory violations"
+        started = time.perf_counter()
+        with analyzer.PolicyServer(plan.POLICY_DIR) as server:
+            serving.append(time.perf_counter() - started)
+            for stack in STACKS:
+                began = time.perf_counter()
+                data = plan.plan(stack, server=server)
+                warm[stack].append(time.perf_counter() - began)
+                counts[stack] = sum(data["counts"].values())
+                assert data["mandatoryViolations"] == 0, f"{stack} has mandatory violations"
+        began = time.perf_counter()
+        with contextlib.ExitStack() as cleanup:
+            runs, server = plan.run_programs(list(STACKS), False,
+                                             lambda: cleanup.enter_context(analyzer.PolicyServer(plan.POLICY_DIR)))
+            for stack, (result, error) in zip(STACKS, runs):
+                assert error is None, error
+                assert plan.plan(stack, server=server, result=result)["mandatoryViolations"] == 0
+        parallel.append(time.perf_counter() - began)
     cold = []
     for _ in range(max(1, args.runs // 2)):
         started = time.perf_counter()
-        for stack in STACKS:
-            subprocess.run([sys.executable, "-m", "offline.plan", "--stack", stack], cwd=program.ROOT, check=True,
-                           stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "offline.plan", "--stack", ",".join(STACKS)], cwd=program.ROOT,
+                       check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         cold.append(time.perf_counter() - started)
+    both = [s + d + p for s, d, p in zip(serving, warm["dev"], warm["prod"])]
     print(f"offline plan, median of {args.runs} runs (program under mocks + policy pack over gRPC)")
     for stack in STACKS:
         print(f"  {stack:5s} {statistics.median(warm[stack]):6.2f} s  {counts[stack]} resources")
-    both = [d + p for d, p in zip(warm["dev"], warm["prod"])]
-    print(f"  both  {statistics.median(both):6.2f} s  warm (target: 3 s)")
-    print(f"  both  {statistics.median(cold):6.2f} s  cold: two fresh processes, imports included")
+    print(f"  pack  {statistics.median(serving):6.2f} s  starting the policy pack process")
+    print(f"  both  {statistics.median(both):6.2f} s  one after the other, the pack started once, imports loaded")
+    print(f"  both  {statistics.median(parallel):6.2f} s  programs in parallel processes, as `make plan "
+          "STACK=dev,prod` runs them (target: 3 s)")
+    print(f"  both  {statistics.median(cold):6.2f} s  cold: `python -m offline.plan --stack dev,prod`, imports "
+          "included")
     return 0
 
 

@@ -8,13 +8,16 @@ findings. Exits 1 on a program error or a mandatory violation.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import sys
 import time
 import traceback
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from . import analyzer, program
 
@@ -26,15 +29,21 @@ def policy_config_path(stack: str) -> str | None:
     return path if os.path.exists(path) else None
 
 
-def plan(stack: str, *, first_preview: bool = False) -> dict[str, Any]:
-    """Run the program and the pack for `stack`; return the plan as data."""
+def plan(stack: str, *, first_preview: bool = False, server: analyzer.PolicyServer | None = None,
+         result: program.ProgramResult | None = None) -> dict[str, Any]:
+    """Run the program and the pack for `stack`; return the plan as data.
+
+    `server` is a running policy pack to reuse (planning several stacks serves the pack once);
+    `result` is the program's run when it has already happened (in another process).
+    """
     started = time.perf_counter()
-    result = program.run(stack, first_preview=first_preview)
+    if result is None:
+        result = program.run(stack, first_preview=first_preview)
     program_seconds = time.perf_counter() - started
     config_path = policy_config_path(stack)
     checked = analyzer.run_pack(POLICY_DIR, result.registrations.values(),
                                 policy_config=analyzer.load_policy_config(config_path), stack=stack,
-                                config=result.config)
+                                config=result.config, server=server)
     return {
         "stack": stack,
         "firstPreview": first_preview,
@@ -119,27 +128,65 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _run_program(job: tuple[str, bool]) -> tuple[program.ProgramResult | None, tuple[str, str, str] | None]:
+    stack, first_preview = job
+    # A forked child must not drive the parent's event loop: its epoll descriptor is shared.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    try:
+        return program.run(stack, first_preview=first_preview), None
+    except Exception as err:  # noqa: BLE001 - sent back to the parent, which reports it
+        return None, (type(err).__name__, str(err), traceback.format_exc())
+
+
+def run_programs(stacks: list[str], first_preview: bool,
+                 while_running: Callable[[], Any] = lambda: None) -> tuple[list[tuple], Any]:
+    """Each stack's program, in parallel processes when there are several stacks and cores.
+
+    The processes fork after the SDKs are imported, so the import is paid once; each runs its own
+    Pulumi runtime, as each `pulumi preview` would. `while_running()` runs meanwhile in this process
+    (starting the policy pack, say), after the fork: gRPC must not be running when a process forks.
+    """
+    jobs = [(stack, first_preview) for stack in stacks]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        extra = while_running()
+        return [_run_program(job) for job in jobs], extra
+    program.preload()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending = pool.map_async(_run_program, jobs)
+        extra = while_running()
+        return pending.get(), extra
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make plan", description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", default="dev", help="the stack whose Pulumi.<stack>.yaml to plan")
+    parser.add_argument("--stack", default="dev",
+                        help="the stack whose Pulumi.<stack>.yaml to plan; several separated by commas")
     parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE")
     parser.add_argument("--first-preview", action="store_true",
                         help="leave computed outputs unknown, as in a first `pulumi preview`")
     args = parser.parse_args(argv)
-    try:
-        data = plan(args.stack, first_preview=args.first_preview)
-    except Exception as err:  # noqa: BLE001 - the plan reports any program error and fails
-        if type(err).__name__ == "ConfigError":
-            print(f"error: {err}", file=sys.stderr)
-        else:
-            traceback.print_exc()
-            print(f"error: the program failed for stack {args.stack}: {err}", file=sys.stderr)
-        return 1
-    print(render(data))
+    stacks = [s.strip() for s in args.stack.split(",") if s.strip()]
+    with contextlib.ExitStack() as cleanup:
+        runs, server = run_programs(stacks, args.first_preview,
+                                    lambda: cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR)))
+        for stack, (_, error) in zip(stacks, runs):
+            if error:
+                kind, message, trace = error
+                if kind != "ConfigError":
+                    print(trace, file=sys.stderr)
+                print(f"error: {message}" if kind == "ConfigError" else
+                      f"error: the program failed for stack {stack}: {message}", file=sys.stderr)
+                return 1
+        results = []
+        for stack, (result, _) in zip(stacks, runs):
+            data = plan(stack, first_preview=args.first_preview, server=server, result=result)
+            print(render(data))
+            results.append(data)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, default=str)
-    return 1 if data["mandatoryViolations"] else 0
+            json.dump(results[0] if len(results) == 1 else results, handle, indent=2, default=str)
+    return 1 if any(d["mandatoryViolations"] for d in results) else 0
 
 
 if __name__ == "__main__":

@@ -76,6 +76,27 @@ def load_stack_config(stack: str, root: str = ROOT) -> tuple[dict[str, str], lis
     return config, secret_keys
 
 
+def preload(root: str = ROOT) -> None:
+    """Import the SDKs and the program's modules now (before forking, or to time runs without them)."""
+    import importlib
+
+    import pulumi_awsx  # noqa: F401
+    import pulumi_docker  # noqa: F401
+
+    # pulumi_aws loads its service modules on first use; load the ones the program uses.
+    for module in ("appautoscaling", "chatbot", "cloudwatch", "codebuild", "codecommit", "codepipeline",
+                   "codestarnotifications", "ec2", "ecr", "ecs", "iam", "kms", "lambda_", "lb", "s3",
+                   "secretsmanager", "sns", "vpc", "xray"):
+        importlib.import_module(f"pulumi_aws.{module}")
+
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import components.monitoring  # noqa: F401
+    import components.pipeline  # noqa: F401
+    import components.service  # noqa: F401
+    import config  # noqa: F401
+
+
 def run(stack: str, *, first_preview: bool = False, config: dict[str, str] | None = None,
         secret_keys: list[str] | None = None, root: str = ROOT) -> ProgramResult:
     """Run `__main__.py` for `stack` under mocks; raise the program's own error if it fails."""

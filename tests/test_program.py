@@ -83,8 +83,8 @@ def test_plan_cli_reports_config_errors_by_key(tmp_path, monkeypatch, capsys):
     assert "cicd:service.cpu" in capsys.readouterr().err
 
 
-def test_first_preview_leaves_computed_outputs_unknown_and_reports_unrun_checks():
-    data = plan_cli.plan("dev", first_preview=True)
+def test_first_preview_leaves_computed_outputs_unknown_and_reports_unrun_checks(policy_server):
+    data = plan_cli.plan("dev", first_preview=True, server=policy_server)
     assert data["outputs"]["url"] is None
     assert data["mandatoryViolations"] == 0
     not_run = {f["policy"] for f in data["notRun"]}
@@ -93,12 +93,12 @@ def test_first_preview_leaves_computed_outputs_unknown_and_reports_unrun_checks(
                        "ecs-non-root-user", "ecs-no-plaintext-secrets"}
 
 
-def test_first_preview_with_a_pipeline_digest_runs_every_check():
+def test_first_preview_with_a_pipeline_digest_runs_every_check(policy_server):
     digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "a" * 64
     plan = run_plan("dev", **{"cicd:service": {"image": digest}})
     assert plan.outputs["imageRef"] == digest
     result = analyzer.run_pack(POLICY_DIR, _first_preview("dev", digest).registrations.values(),
-                               policy_config=policy_config("dev"))
+                               policy_config=policy_config("dev"), server=policy_server)
     assert result.not_run == []
     assert result.mandatory == []
 

@@ -81,13 +81,7 @@ class Handler(BaseHTTPRequestHandler):
             status, body = 404, {"error": "not found"}
         payload = json.dumps(body).encode()
         trace = self.headers.get(TRACE_HEADER)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        if trace:
-            self.send_header(TRACE_HEADER, trace)
-        self.end_headers()
-        self.wfile.write(payload)
+        # Recorded before the response goes out, so a client that has its answer finds it logged.
         fields = tracing.parse_header(trace)
         if fields and url.path != "/health" and tracing.should_sample(fields, SAMPLING_RATE):
             tracing.send(tracing.segment(SERVICE, fields, wall_start, tracing.now(), "GET", url.path, status))
@@ -95,6 +89,13 @@ class Handler(BaseHTTPRequestHandler):
             LOG.info("request", extra={"fields": {
                 "method": "GET", "path": url.path, "status": status, "trace": trace,
                 "ms": round((time.perf_counter() - started) * 1000, 2)}})
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        if trace:
+            self.send_header(TRACE_HEADER, trace)
+        self.end_headers()
+        self.wfile.write(payload)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence the default stderr log
         return
