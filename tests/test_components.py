@@ -5,7 +5,6 @@ import json
 import pytest
 
 from components.service import deploy_wait_seconds
-from conftest import run_plan
 
 WILDCARD_OK = {
     "ecr:GetAuthorizationToken", "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
@@ -254,8 +253,8 @@ def test_network_sizes_subnets_and_logs_flows(prod):
     assert flow["trafficType"] == "ALL"
 
 
-def test_without_nat_the_tasks_reach_aws_through_endpoints():
-    plan = run_plan("dev", **{"cicd:network": {"natGateways": "none"}})
+def test_without_nat_the_tasks_reach_aws_through_endpoints(variant):
+    plan = variant
     vpc = plan.one("awsx:ec2:Vpc").inputs
     assert [s["type"] for s in vpc["subnetSpecs"]] == ["Public", "Isolated"]
     services = sorted(e.inputs["serviceName"].rsplit(".", 1)[-1] if "ecr" not in e.inputs["serviceName"]

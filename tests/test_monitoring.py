@@ -6,7 +6,6 @@ import json
 import pytest
 
 from components import monitoring
-from conftest import run_plan
 from filter_pattern import matches
 
 # Events as the AWS event reference documents them.
@@ -88,10 +87,10 @@ def test_topic_is_encrypted_and_reaches_email_and_slack(prod):
     assert slack["guardrailPolicyArns"] == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
 
 
-def test_slack_only_when_both_ids_are_set(dev):
+def test_slack_only_when_both_ids_are_set(dev, variant):
     assert not [r for r in dev.registrations if r.type.startswith("aws:chatbot")]
-    plan = run_plan("dev", **{"cicd:observability": {"slackWorkspaceId": "T1", "slackChannelId": "C1"}})
-    assert plan.one("aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration")
+    slack = variant.one("aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration").inputs
+    assert (slack["slackTeamId"], slack["slackChannelId"]) == ("T1", "C1")
 
 
 # -- alarms ---------------------------------------------------------------------------------------
@@ -119,9 +118,8 @@ def test_service_alarms_and_their_thresholds(prod):
     assert running["running"]["metric"]["namespace"] == "ECS/ContainerInsights"
 
 
-def test_thresholds_follow_configuration():
-    plan = run_plan("dev", **{"cicd:observability": {"p99LatencyMs": 250, "errorRatePercent": 2.5}})
-    found = alarms(plan)
+def test_thresholds_follow_configuration(variant):
+    found = alarms(variant)
     assert found["web-dev-p99-latency"]["threshold"] == 0.25
     assert found["web-dev-target-5xx-rate"]["threshold"] == 2.5
     assert found["web-dev-green-5xx-rate"]["threshold"] == 2.5

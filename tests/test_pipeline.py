@@ -7,12 +7,9 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT, run_plan
+from conftest import ROOT
 
 BUILDSPECS = os.path.join(ROOT, "buildspecs")
-GITHUB = {"source": "github", "githubRepository": "acme/web",
-          "connectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/"
-                           "0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f"}
 
 
 def stages(plan):
@@ -65,9 +62,8 @@ def test_prod_pipeline_has_five_stages_with_approval_before_deploy(prod):
     assert approval["configuration"]["NotificationArn"].endswith(":web-prd-alerts")
 
 
-def test_approval_follows_configuration():
-    plan = run_plan("dev", **{"cicd:pipeline": {"requireApproval": True}})
-    assert "Approval" in [s["name"] for s in stages(plan)]
+def test_approval_follows_configuration(variant):
+    assert "Approval" in [s["name"] for s in stages(variant)]
 
 
 def test_pipeline_is_v2_queued_and_encrypted(prod):
@@ -127,8 +123,8 @@ def test_pull_requests_start_the_preview_on_their_source_commit(dev):
     assert preview["source"]["buildspec"] == "buildspecs/preview.yml"
 
 
-def test_github_source_uses_the_connection_and_a_v2_trigger():
-    plan = run_plan("dev", **{"cicd:pipeline": GITHUB})
+def test_github_source_uses_the_connection_and_a_v2_trigger(variant):
+    plan = variant
     source = stages(plan)[0]["actions"][0]
     assert source["provider"] == "CodeStarSourceConnection"
     assert source["configuration"]["FullRepositoryId"] == "acme/web"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import POLICY_DIR, policy_config, run_plan
+from conftest import POLICY_DIR, policy_config
 from offline import analyzer, plan as plan_cli
 
 COMPONENTS = {
@@ -95,9 +95,11 @@ def test_first_preview_leaves_computed_outputs_unknown_and_reports_unrun_checks(
 
 def test_first_preview_with_a_pipeline_digest_runs_every_check(policy_server):
     digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "a" * 64
-    plan = run_plan("dev", **{"cicd:service": {"image": digest}})
-    assert plan.outputs["imageRef"] == digest
-    result = analyzer.run_pack(POLICY_DIR, _first_preview("dev", digest).registrations.values(),
+    preview = _first_preview("dev", digest)
+    assert preview.outputs["imageRef"] == digest
+    task = [r for r in preview.registrations.values() if r.type == "aws:ecs/taskDefinition:TaskDefinition"][0]
+    assert json.loads(task.inputs["containerDefinitions"])[0]["image"] == digest
+    result = analyzer.run_pack(POLICY_DIR, preview.registrations.values(),
                                policy_config=policy_config("dev"), server=policy_server)
     assert result.not_run == []
     assert result.mandatory == []
