@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import pulumi
+import pulumi_aws as aws
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,8 @@ def to_json(value: Any) -> str:
 
 def role_with_policy(parent: pulumi.Resource, name: str, *, role_name: str, description: str,
                      trust: pulumi.Input[str], statements: Sequence[Mapping[str, Any]],
-                     tags: Mapping[str, str]) -> "aws.iam.Role":
+                     tags: Mapping[str, str]) -> aws.iam.Role:
     """A role with one inline policy: `<name>-role` and `<name>-policy`, children of `parent`."""
-    import pulumi_aws as aws
-
     role = aws.iam.Role(
         f"{name}-role",
         name=role_name,

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .bucket import private_bucket
-from .common import AwsContext, assume_role_policy, child_opts, policy_document, role_with_policy, stateful_opts
+from .common import AwsContext, assume_role_policy, child_opts, role_with_policy, stateful_opts
 
 APP_CONTAINER = "app"
 XRAY_CONTAINER = "xray-daemon"

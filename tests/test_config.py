@@ -183,7 +183,9 @@ def test_strategy_settings_get_their_own_defaults():
 
 def test_settings_are_frozen():
     settings = load()
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         settings.service.cpu = 512  # type: ignore[misc]
 
 

@@ -2,7 +2,7 @@
 
 from pulumi_policy import Severity
 
-from ._util import ADVISORY, as_list, is_set, known, resource_policy
+from ._util import as_list, is_set, known, resource_policy
 
 LOAD_BALANCER = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 LISTENER = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
