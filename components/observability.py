@@ -54,9 +54,11 @@ class Observability(pulumi.ComponentResource):
             service_grants=[
                 ServiceGrant(f"logs.{region}.{ctx.dns_suffix}", ENCRYPT_ACTIONS, {
                     "ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn("logs", "log-group:*")}}),
-                # Alarms, EventBridge and CodeStar Notifications publish to the encrypted topic.
+                # Alarms, EventBridge and CodeStar Notifications publish to the encrypted topic, and may
+                # use the key only through SNS in this region.
                 *[ServiceGrant(p, ("kms:Decrypt", "kms:GenerateDataKey"),
-                               {"StringEquals": {"aws:SourceAccount": ctx.account_id}}) for p in PUBLISHERS],
+                               {"StringEquals": {"kms:ViaService": f"sns.{region}.{ctx.dns_suffix}"}})
+                  for p in PUBLISHERS],
             ],
         ), opts=child_opts(self))
         self.key_arn = self.key.arn

@@ -73,6 +73,7 @@ def test_telemetry_key_lets_only_the_telemetry_services_use_it(prod):
         assert all(a.startswith("kms:") and "*" not in a for a in statement["Action"])
         if service != "logs.us-east-1.amazonaws.com":
             assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+            assert statement["Condition"] == {"StringEquals": {"kms:ViaService": "sns.us-east-1.amazonaws.com"}}
     account = [s for s in statements if "AWS" in s["Principal"]]
     assert [s["Principal"]["AWS"] for s in account] == ["arn:aws:iam::123456789012:root"]
 
