@@ -7,7 +7,7 @@ import os
 import runpy
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -97,32 +97,38 @@ def preload(root: str = ROOT) -> None:
     import config  # noqa: F401
 
 
+def record(build: Callable[[], Any], *, stack: str = "test", first_preview: bool = False,
+           config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
+           region: str = "us-east-1") -> tuple[dict[str, Registration], dict[str, Any]]:
+    """Run `build` (a program, or a test that builds one component) under recording mocks.
+
+    Returns the registrations and the stack's exported outputs. Each call starts a fresh runtime:
+    nothing of a previous run (root stack, config, registrations) leaks into the next.
+    """
+    mocks = PlatformMocks(first_preview=first_preview, region=region)
+    monitor = RecordingMonitor(mocks)
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
+    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=first_preview, monitor=monitor)
+    _sync_await(run_pulumi_func(build))
+    stack_resource = pulumi_settings.get_root_resource()
+    outputs = {key: _resolve(value) for key, value in (getattr(stack_resource, "outputs", None) or {}).items()}
+    return dict(monitor.registrations), outputs
+
+
 def run(stack: str, *, first_preview: bool = False, config: dict[str, str] | None = None,
         secret_keys: list[str] | None = None, root: str = ROOT) -> ProgramResult:
     """Run `__main__.py` for `stack` under mocks; raise the program's own error if it fails."""
     if config is None:
         config, secret_keys = load_stack_config(stack, root)
-    region = config.get("aws:region", "us-east-1")
-    mocks = PlatformMocks(first_preview=first_preview, region=region)
-    monitor = RecordingMonitor(mocks)
-    # A fresh runtime for every run: a previous program's root stack and config must not leak in.
-    pulumi_settings._set_root_resource(None) if hasattr(pulumi_settings, "_set_root_resource") else None
-    pulumi.runtime.set_all_config(dict(config), list(secret_keys or []))
-    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=first_preview, monitor=monitor)
     if root not in sys.path:
         sys.path.insert(0, root)
-
-    def program() -> None:
-        runpy.run_path(os.path.join(root, "__main__.py"), run_name="__main__")
-
-    _sync_await(run_pulumi_func(program))
-    stack_resource = pulumi_settings.get_root_resource()
-    outputs = {}
-    for key, value in (getattr(stack_resource, "outputs", None) or {}).items():
-        outputs[key] = _resolve(value)
+    registrations, outputs = record(
+        lambda: runpy.run_path(os.path.join(root, "__main__.py"), run_name="__main__"),
+        stack=stack, first_preview=first_preview, config=config, secret_keys=secret_keys,
+        region=config.get("aws:region", "us-east-1"))
     return ProgramResult(stack=stack, config=config, secret_keys=list(secret_keys or []),
-                         registrations=dict(monitor.registrations), outputs=outputs,
-                         first_preview=first_preview)
+                         registrations=registrations, outputs=outputs, first_preview=first_preview)
 
 
 def _resolve(value: Any) -> Any:

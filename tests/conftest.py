@@ -24,12 +24,12 @@ def policy_config(stack: str) -> dict:
 
 
 class Plan:
-    """A program run: the recorded registrations, with helpers to find and read them."""
+    """Recorded registrations (of a program or of components built alone), with helpers to read them."""
 
-    def __init__(self, result: program.ProgramResult):
+    def __init__(self, result: program.ProgramResult | None = None, *, registrations=None, outputs=None):
         self.result = result
-        self.registrations = list(result.registrations.values())
-        self.outputs = result.outputs
+        self.registrations = list((result.registrations if result else registrations).values())
+        self.outputs = result.outputs if result else (outputs or {})
 
     def all(self, typ: str) -> list:
         found = [r for r in self.registrations if r.type == typ]
@@ -62,6 +62,18 @@ def run_plan(stack: str, **overrides) -> Plan:
         else:
             config[key] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return Plan(program.run(stack, config=config, secret_keys=secret_keys))
+
+
+@pytest.fixture
+def record():
+    """Build components alone under the recording mocks: `record(lambda: KmsKey(...))` returns a Plan.
+
+    Outputs the build exports with `pulumi.export` come back resolved in `Plan.outputs`.
+    """
+    def _record(build, **kwargs) -> Plan:
+        registrations, outputs = program.record(build, **kwargs)
+        return Plan(registrations=registrations, outputs=outputs)
+    return _record
 
 
 @pytest.fixture(scope="session")
