@@ -313,6 +313,10 @@ def _load_service(raw: Any, environment: str) -> ServiceSettings:
         environment=values.get("environment", defaults.environment),
         secrets=values.get("secrets", defaults.secrets),
     )
+    for reserved, what in (("sg-", "security group names"), ("internal-", "load balancer names")):
+        if service.name.startswith(reserved):
+            raise ConfigError(f"{key}.name must not start with '{reserved}', which AWS reserves for {what}; "
+                              f"got {service.name!r}")
     allowed = FARGATE_MEMORY[service.cpu]
     if service.memory not in allowed:
         raise ConfigError(

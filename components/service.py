@@ -105,9 +105,9 @@ class FargateServiceArgs:
         if self.strategy == "LINEAR" and (self.linear_step_percent is None or self.linear_step_bake_minutes is None):
             raise ValueError("FargateServiceArgs.linear_step_percent and linear_step_bake_minutes are required "
                              "with LINEAR")
-        if not HEALTH_CHECK_TIMEOUT_SECONDS < self.health_check_interval_seconds <= 300:
-            raise ValueError("FargateServiceArgs.health_check_interval_seconds must be above the 5 s timeout "
-                             f"and at most 300; got {self.health_check_interval_seconds}")
+        if not 5 <= self.health_check_interval_seconds <= 300:
+            raise ValueError("FargateServiceArgs.health_check_interval_seconds must be 5..300; "
+                             f"got {self.health_check_interval_seconds}")
         if not 2 <= self.healthy_threshold <= 10:
             raise ValueError("FargateServiceArgs.healthy_threshold must be 2..10")
         if len(self.prefix) > 24:
@@ -118,6 +118,11 @@ class FargateServiceArgs:
     @property
     def https(self) -> bool:
         return bool(self.certificate_arn)
+
+    @property
+    def health_check_timeout(self) -> int:
+        """AWS wants the timeout below the interval: 5 s, or less for the shortest intervals."""
+        return min(HEALTH_CHECK_TIMEOUT_SECONDS, self.health_check_interval_seconds - 1)
 
     @property
     def test_port(self) -> int:
@@ -335,7 +340,7 @@ class FargateService(pulumi.ComponentResource):
                     port="traffic-port",
                     matcher="200",
                     interval=args.health_check_interval_seconds,
-                    timeout=HEALTH_CHECK_TIMEOUT_SECONDS,
+                    timeout=args.health_check_timeout,
                     healthy_threshold=args.healthy_threshold,
                     unhealthy_threshold=2,
                 ),

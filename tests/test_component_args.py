@@ -98,7 +98,7 @@ SERVICE_ARGS = dict(context=CTX, prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.
     (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "ROLLING"}), "FargateServiceArgs.strategy"),
     (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "CANARY"}), "FargateServiceArgs.canary_percent"),
     (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "LINEAR"}), "FargateServiceArgs.linear_step_percent"),
-    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "health_check_interval_seconds": 5}),
+    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "health_check_interval_seconds": 4}),
      "FargateServiceArgs.health_check_interval_seconds"),
     (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "prefix": "x" * 25}), "FargateServiceArgs.prefix"),
     (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "min_count": 3}), "FargateServiceArgs needs min_count"),
@@ -121,6 +121,11 @@ def test_args_reject_bad_decisions_by_field(make, field):
     with pytest.raises(ValueError) as err:
         make()
     assert field in str(err.value)
+
+
+def test_the_shortest_health_check_interval_gets_a_shorter_timeout():
+    assert FargateServiceArgs(**{**SERVICE_ARGS, "health_check_interval_seconds": 5}).health_check_timeout == 4
+    assert FargateServiceArgs(**SERVICE_ARGS).health_check_timeout == 5
 
 
 @pytest.mark.parametrize("cidr,azs,masks", [("10.0.0.0/16", 2, (19, 18)), ("10.0.0.0/16", 3, (19, 19)),
