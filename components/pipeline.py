@@ -476,126 +476,101 @@ class BuildPipeline(pulumi.ComponentResource):
 
     # -- event wiring ------------------------------------------------------------------------------
 
-    def _event_role(self, role: str, description: str, action: str, resource: pulumi.Input[str]) -> aws.iam.Role:
+    def _event(self, key: str, description: str, *, target_arn: pulumi.Input[str],
+               pattern: Mapping[str, Any] | None = None, schedule: str | None = None,
+               start: tuple[str, pulumi.Input[str]] | None = None,
+               transformer: aws.cloudwatch.EventTargetInputTransformerArgs | None = None) -> None:
+        """An EventBridge rule `<prefix>-<key>` and its target, retried for up to a day.
+
+        `start` is the (action, resource) a role lets EventBridge call on the target; a topic needs
+        none, its own policy admits EventBridge.
+        """
         args = self._args
-        return role_with_policy(
-            self, f"{self._name}-{role}-events",
-            role_name=f"{args.prefix}-{role}-events",
+        rule = aws.cloudwatch.EventRule(
+            f"{self._name}-{key}",
+            name=f"{args.prefix}-{key}",
             description=description,
-            trust=assume_role_policy("events.amazonaws.com", {
-                "StringEquals": {"aws:SourceAccount": args.context.account_id}}),
-            statements=[{"Sid": "Start", "Effect": "Allow", "Action": action, "Resource": resource}],
-            tags=args.tags,
+            event_pattern=pulumi.Output.json_dumps(pattern) if pattern is not None else None,
+            schedule_expression=schedule,
+            tags=dict(args.tags),
+            opts=child_opts(self),
+        )
+        role = None
+        if start is not None:
+            action, resource = start
+            role = role_with_policy(
+                self, f"{self._name}-{key}-events",
+                role_name=f"{args.prefix}-{key}-events",
+                description=f"Lets EventBridge {action.split(':')[1]} for {args.prefix}-{key}",
+                trust=assume_role_policy("events.amazonaws.com", {
+                    "StringEquals": {"aws:SourceAccount": args.context.account_id}}),
+                statements=[{"Sid": "Start", "Effect": "Allow", "Action": action, "Resource": resource}],
+                tags=args.tags,
+            )
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-{key}-target",
+            rule=rule.name,
+            arn=target_arn,
+            role_arn=role.arn if role is not None else None,
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=86400,
+                                                                   maximum_retry_attempts=20),
+            input_transformer=transformer,
+            opts=child_opts(self),
         )
 
     def _create_codecommit_trigger(self) -> None:
         """CodePipeline V2 triggers serve connection sources only; CodeCommit pushes arrive as events."""
         args = self._args
-        rule = aws.cloudwatch.EventRule(
-            f"{self._name}-on-push",
-            name=f"{args.prefix}-on-push",
-            description=f"Starts {self.pipeline_name} on every push to {args.branch}",
-            event_pattern=pulumi.Output.json_dumps({
+        self._event(
+            "on-push", f"Starts {self.pipeline_name} on every push to {args.branch}",
+            target_arn=self.pipeline.arn,
+            pattern={
                 "source": ["aws.codecommit"],
                 "detail-type": ["CodeCommit Repository State Change"],
                 "resources": [self.repository_arn],
                 "detail": {"event": ["referenceCreated", "referenceUpdated"], "referenceType": ["branch"],
                            "referenceName": [args.branch]},
-            }),
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        role = self._event_role("pipeline", "Lets EventBridge start the pipeline on a push",
-                                "codepipeline:StartPipelineExecution", self.pipeline_arn)
-        aws.cloudwatch.EventTarget(
-            f"{self._name}-on-push-target",
-            rule=rule.name,
-            arn=self.pipeline.arn,
-            role_arn=role.arn,
-            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=3600,
-                                                                   maximum_retry_attempts=10),
-            opts=child_opts(self),
-        )
+            },
+            start=("codepipeline:StartPipelineExecution", self.pipeline_arn))
 
     def _create_drift_detection(self) -> None:
         """A daily `pulumi preview --refresh --expect-no-changes`; a failed run notifies the topic."""
         args = self._args
-        project = self.projects["drift"]
-        schedule = aws.cloudwatch.EventRule(
-            f"{self._name}-drift-schedule",
-            name=f"{args.prefix}-drift-schedule",
-            description=f"Checks daily that the live {args.stack} stack still matches git",
-            schedule_expression=DRIFT_SCHEDULE,
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        role = self._event_role("drift", "Lets EventBridge start the drift check", "codebuild:StartBuild",
-                                args.context.arn("codebuild", f"project/{args.prefix}-drift"))
-        aws.cloudwatch.EventTarget(
-            f"{self._name}-drift-schedule-target",
-            rule=schedule.name,
-            arn=project.arn,
-            role_arn=role.arn,
-            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=3600,
-                                                                   maximum_retry_attempts=10),
-            opts=child_opts(self),
-        )
-        failed = aws.cloudwatch.EventRule(
-            f"{self._name}-drift-detected",
-            name=f"{args.prefix}-drift-detected",
-            description=f"Tells the team when the live {args.stack} stack has drifted from git",
-            event_pattern=json.dumps({
+        self._event(
+            "drift-schedule", f"Checks daily that the live {args.stack} stack still matches git",
+            target_arn=self.projects["drift"].arn, schedule=DRIFT_SCHEDULE,
+            start=("codebuild:StartBuild", args.context.arn("codebuild", f"project/{args.prefix}-drift")))
+        self._event(
+            "drift-detected", f"Tells the team when the live {args.stack} stack has drifted from git",
+            target_arn=args.notification_topic_arn,
+            pattern={
                 "source": ["aws.codebuild"],
                 "detail-type": ["CodeBuild Build State Change"],
                 "detail": {"project-name": [f"{args.prefix}-drift"], "build-status": ["FAILED"]},
-            }),
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        aws.cloudwatch.EventTarget(
-            f"{self._name}-drift-detected-target",
-            rule=failed.name,
-            arn=args.notification_topic_arn,
-            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=86400,
-                                                                   maximum_retry_attempts=20),
-            input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
+            },
+            transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
                 input_paths={"build": "$.detail.build-id"},
                 # A placeholder inside the quoted string is replaced by the raw value.
                 input_template=(f'"Drift: the live {args.stack} stack no longer matches git, or the check failed. '
                                 'See the build <build>, then reconcile through the pipeline or pulumi refresh."'),
-            ),
-            opts=child_opts(self),
-        )
+            ))
 
     def _create_pr_previews(self) -> None:
         args = self._args
-        project = self.projects["preview"]
-        rule = aws.cloudwatch.EventRule(
-            f"{self._name}-on-pull-request",
-            name=f"{args.prefix}-on-pull-request",
-            description=f"Previews every pull request into {args.branch} with the policy pack",
-            event_pattern=pulumi.Output.json_dumps({
+        self._event(
+            "on-pull-request", f"Previews every pull request into {args.branch} with the policy pack",
+            target_arn=self.projects["preview"].arn,
+            pattern={
                 "source": ["aws.codecommit"],
                 "detail-type": ["CodeCommit Pull Request State Change"],
                 "resources": [self.repository_arn],
                 "detail": {"event": ["pullRequestCreated", "pullRequestSourceBranchUpdated"],
                            "destinationReference": [f"refs/heads/{args.branch}"],
                            "pullRequestStatus": ["Open"]},
-            }),
-            tags=dict(args.tags),
-            opts=child_opts(self),
-        )
-        role = self._event_role("preview", "Lets EventBridge start the pull-request preview", "codebuild:StartBuild",
-                                args.context.arn("codebuild", f"project/{args.prefix}-preview"))
-        aws.cloudwatch.EventTarget(
-            f"{self._name}-on-pull-request-target",
-            rule=rule.name,
-            arn=project.arn,
-            role_arn=role.arn,
-            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_event_age_in_seconds=3600,
-                                                                   maximum_retry_attempts=10),
+            },
+            start=("codebuild:StartBuild", args.context.arn("codebuild", f"project/{args.prefix}-preview")),
             # StartBuild on the pull request's source commit, told which pull request it is.
-            input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
+            transformer=aws.cloudwatch.EventTargetInputTransformerArgs(
                 input_paths={"pr": "$.detail.pullRequestId", "source": "$.detail.sourceCommit",
                              "destination": "$.detail.destinationCommit"},
                 input_template=(
@@ -603,6 +578,4 @@ class BuildPipeline(pulumi.ComponentResource):
                     '{"name": "PR_ID", "value": <pr>, "type": "PLAINTEXT"}, '
                     '{"name": "SOURCE_COMMIT", "value": <source>, "type": "PLAINTEXT"}, '
                     '{"name": "DESTINATION_COMMIT", "value": <destination>, "type": "PLAINTEXT"}]}'),
-            ),
-            opts=child_opts(self),
-        )
+            ))
