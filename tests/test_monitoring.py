@@ -134,7 +134,7 @@ def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
     titles = [w["properties"].get("title") for w in body["widgets"]]
     for title in ("Requests", "5xx", "Latency (s)", "Healthy hosts", "ECS CPU and memory (%)", "Pipeline executions",
                   "DORA: deployments per day", "DORA: change failure rate (%)",
-                  "DORA: time to restore (rollback-alarm episodes, minutes)"):
+                  "DORA: time to restore (minutes a rollback alarm stayed in ALARM)"):
         assert title in titles, title
     by_title = {w["properties"].get("title"): w for w in body["widgets"]}
     latency = [m[-1]["stat"] for m in by_title["Latency (s)"]["properties"]["metrics"]]
@@ -142,8 +142,8 @@ def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
     cfr = by_title["DORA: change failure rate (%)"]["properties"]["metrics"][-1][0]
     assert cfr["expression"] == "IF(ok + failed > 0, 100 * failed / (ok + failed), 0)"
     assert by_title["DORA: deployments per day"]["properties"]["period"] == 86400
-    assert "/aws/events/web-dev-delivery" in by_title[
-        "DORA: time to restore (rollback-alarm episodes, minutes)"]["properties"]["query"]
+    assert by_title["DORA: time to restore (minutes a rollback alarm stayed in ALARM)"]["properties"]["query"] == \
+        f"SOURCE '/aws/events/web-dev-delivery' | {monitoring.TIME_TO_RESTORE_QUERY}"
     for widget in body["widgets"]:
         assert widget["x"] + widget["width"] <= 24
 
@@ -185,6 +185,32 @@ def test_restores_count_only_alarm_to_ok_transitions():
     assert matches(monitoring.RESTORED_PATTERN, ALARM_EVENT)
     assert not matches(monitoring.RESTORED_PATTERN, going_bad)
     assert not matches(monitoring.SUCCEEDED_PATTERN, ALARM_EVENT)
+
+
+def time_to_restore_minutes(event):
+    """The Logs Insights query's arithmetic, with its own regular expressions, in Python."""
+    import re
+
+    patterns = re.findall(r"parse (\S+) /(.+?)/ ", monitoring.TIME_TO_RESTORE_QUERY)
+    assert [p[0] for p in patterns] == ["detail.previousState.timestamp", "detail.state.timestamp"]
+    values = {}
+    for field, regex in patterns:
+        value = event
+        for key in field.split("."):
+            value = value[key]
+        values.update({k: int(v) for k, v in re.search(regex.replace("(?<", "(?P<"), value).groupdict().items()})
+    v = values
+    return (((v["h2"] * 3600 + v["m2"] * 60 + v["s2"]) - (v["h1"] * 3600 + v["m1"] * 60 + v["s1"]) + 86400)
+            % 86400) / 60
+
+
+def test_time_to_restore_is_the_alarm_episode_length():
+    assert round(time_to_restore_minutes(ALARM_EVENT), 2) == 16.13  # 10:04:40 to 10:20:48
+    overnight = copy.deepcopy(ALARM_EVENT)
+    overnight["detail"]["previousState"]["timestamp"] = "2026-11-20T23:58:00.000+0000"
+    overnight["detail"]["state"]["timestamp"] = "2026-11-21T00:03:00.000+0000"
+    assert time_to_restore_minutes(overnight) == 5
+    assert "stats avg(minutes)" in monitoring.TIME_TO_RESTORE_QUERY
 
 
 def test_filter_pattern_reader_rejects_what_it_cannot_read():
