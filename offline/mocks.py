@@ -229,6 +229,24 @@ class PlatformMocks(pulumi_mocks.Mocks):
         if typ == "aws:cloudwatch/eventRule:EventRule":
             n = _physical_name(inputs, name)
             return n, {"arn": a("events", f"rule/{n}"), "name": n}
+        if typ == "aws:codestarnotifications/notificationRule:NotificationRule":
+            arn = a("codestar-notifications", f"notificationrule/{_hex(seed, 40)}")
+            return arn, {"arn": arn}
+        if typ == "aws:cloudwatch/dashboard:Dashboard":
+            n = inputs["dashboardName"]
+            return n, {"dashboardArn": a("cloudwatch", f"dashboard/{n}", region=False)}
+        if typ == "aws:xray/samplingRule:SamplingRule":
+            n = inputs["ruleName"]
+            return n, {"arn": a("xray", f"sampling-rule/{n}")}
+        if typ == "aws:xray/group:Group":
+            arn = a("xray", f"group/{inputs['groupName']}/{_hex(seed, 26).upper()}")
+            return arn, {"arn": arn}
+        if typ == "aws:codecommit/approvalRuleTemplate:ApprovalRuleTemplate":
+            return inputs["name"], {"approvalRuleTemplateId": _uuid(seed), "ruleContentSha256": _hex(seed, 64)}
+        if typ == "aws:cloudwatch/logMetricFilter:LogMetricFilter":
+            return inputs["name"], {}
+        if typ == "aws:cloudwatch/eventTarget:EventTarget":
+            return f"{inputs.get('rule')}-{_hex(seed, 8)}", {"targetId": _hex(seed, 20)}
         # Any other type: an ID and an ARN in the service's usual shape.
         service = typ.split(":")[1].split("/")[0]
         resource_id = _physical_name(inputs, name)

@@ -113,3 +113,26 @@ def _first_preview(stack, digest):
     service["image"] = digest
     config["cicd:service"] = json.dumps(service)
     return program.run(stack, first_preview=True, config=config, secret_keys=secrets)
+
+
+SERVICES = {"cloudwatch": {"cloudwatch", "logs", "events"}, "lb": {"elasticloadbalancing"},
+            "lambda": {"lambda"}, "appautoscaling": {"application-autoscaling", "autoscaling"},
+            "codestarnotifications": {"codestar-notifications"}, "vpc": {"ec2"}}
+
+
+def test_mock_outputs_are_arns_of_their_service(dev, prod):
+    """The plan's outputs look like AWS's: an ARN's service is the resource's own."""
+    checked = 0
+    for plan in (dev, prod):
+        for r in plan.registrations:
+            if not r.custom or r.type.startswith(("awsx:", "docker:")):
+                continue
+            arn = r.outputs.get("arn") or r.outputs.get("dashboardArn") or r.outputs.get("chatConfigurationArn")
+            if not arn or "arn" in r.inputs:  # an input `arn` names another resource (a target, a topic)
+                continue
+            parts = arn.split(":")
+            module = r.type.split(":")[1].split("/")[0]
+            assert parts[0] == "arn" and parts[1] == "aws" and len(parts) >= 6, arn
+            assert parts[2] in SERVICES.get(module, {module}), (r.type, arn)
+            checked += 1
+    assert checked > 100
