@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -55,8 +54,24 @@ def stateful_opts(parent: pulumi.Resource, protect: bool, **kwargs: Any) -> pulu
     return pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect, **kwargs)
 
 
-def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+def key_by_alias(context: AwsContext, alias: str, actions: Sequence[str], sid: str = "DataKey") -> dict[str, Any]:
+    """A statement on a KMS key named by its alias, which is known before the key exists, so the
+    document (and the policies that read it) are complete at the first preview."""
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": context.arn("kms", "key/*"),
+            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}}}
+
+
+def log_group(parent: pulumi.Resource, name: str, *, log_group_name: str, retention_days: int,
+              kms_key_arn: pulumi.Input[str], protect: bool, tags: Mapping[str, str]) -> aws.cloudwatch.LogGroup:
+    """A log group with an explicit retention and a KMS key; protected and retained with the stack."""
+    return aws.cloudwatch.LogGroup(
+        name,
+        name=log_group_name,
+        retention_in_days=retention_days,
+        kms_key_id=kms_key_arn,
+        tags=dict(tags),
+        opts=stateful_opts(parent, protect),
+    )
 
 
 def role_with_policy(parent: pulumi.Resource, name: str, *, role_name: str, description: str,

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from .common import AwsContext, child_opts, policy_document, stateful_opts
+from .common import AwsContext, child_opts, log_group, policy_document
 
 ALB = "AWS/ApplicationELB"
 ECS = "AWS/ECS"
@@ -170,15 +170,11 @@ class Monitoring(pulumi.ComponentResource):
     def _create_delivery_events(self) -> None:
         args = self._args
         ctx = args.context
-        self.events_log_group = aws.cloudwatch.LogGroup(
-            f"{self._name}-delivery-events",
-            name=self.events_log_group_name,
+        self.events_log_group = log_group(
+            self, f"{self._name}-delivery-events", log_group_name=self.events_log_group_name,
             # The DORA trends look back a quarter: keep these events at least 90 days.
-            retention_in_days=max(args.log_retention_days, 90),
-            kms_key_id=args.logs_key_arn,
-            tags=dict(args.tags),
-            opts=stateful_opts(self, args.protect),
-        )
+            retention_days=max(args.log_retention_days, 90), kms_key_arn=args.logs_key_arn,
+            protect=args.protect, tags=args.tags)
         log_group_arn = ctx.arn("logs", f"log-group:{self.events_log_group_name}")
         # EventBridge writes to CloudWatch Logs only where a resource policy lets it.
         aws.cloudwatch.LogResourcePolicy(

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
-from .common import AwsContext, assume_role_policy, child_opts, role_with_policy, stateful_opts
+from .common import AwsContext, assume_role_policy, child_opts, log_group, role_with_policy
 
 NAT_STRATEGIES = {
     "none": awsx.ec2.NatGatewayStrategy.NONE,
@@ -104,14 +104,9 @@ class Network(pulumi.ComponentResource):
     def _create_flow_logs(self, name: str) -> None:
         args = self._args
         log_group_name = f"/aws/vpc/{args.prefix}/flow-logs"
-        self.flow_log_group = aws.cloudwatch.LogGroup(
-            f"{name}-flow-logs",
-            name=log_group_name,
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.logs_key_arn,
-            tags=args.tags,
-            opts=stateful_opts(self, args.protect),
-        )
+        self.flow_log_group = log_group(self, f"{name}-flow-logs", log_group_name=log_group_name,
+                                        retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn,
+                                        protect=args.protect, tags=args.tags)
         log_group_arn = args.context.arn("logs", f"log-group:{log_group_name}")
         source_arn = pulumi.Output.concat(
             "arn:", args.context.partition, ":ec2:", args.context.region, ":", args.context.account_id,

@@ -17,7 +17,8 @@ import pulumi
 import pulumi_aws as aws
 
 from .bucket import private_bucket
-from .common import AwsContext, assume_role_policy, child_opts, role_with_policy, stateful_opts
+from .common import (AwsContext, assume_role_policy, child_opts, key_by_alias, log_group, role_with_policy,
+                     stateful_opts)
 
 # Versions the jobs install, pinned so a build is repeatable; bump them deliberately.
 PULUMI_VERSION = "3.272.0"
@@ -284,21 +285,13 @@ class BuildPipeline(pulumi.ComponentResource):
         project_name = f"{args.prefix}-{project.role}"
         log_group_name = f"/aws/codebuild/{project_name}"
         log_group_arn = ctx.arn("logs", f"log-group:{log_group_name}")
-        log_group = aws.cloudwatch.LogGroup(
-            f"{self._name}-{project.role}-logs",
-            name=log_group_name,
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.logs_key_arn,
-            tags=dict(args.tags),
-            opts=stateful_opts(self, args.protect),
-        )
+        logs = log_group(self, f"{self._name}-{project.role}-logs", log_group_name=log_group_name,
+                         retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn,
+                         protect=args.protect, tags=args.tags)
         statements: list[Mapping[str, Any]] = [
             {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*")},
-            {"Sid": "DataKey", "Effect": "Allow",
-             "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-             "Resource": ctx.arn("kms", "key/*"),
-             "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": args.data_key_alias}}},
+            key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
         ]
         if project.in_pipeline:
             statements.append({
@@ -355,7 +348,7 @@ class BuildPipeline(pulumi.ComponentResource):
             build_timeout=project.timeout_minutes,
             queued_timeout=60,
             tags=dict(args.tags),
-            opts=child_opts(self, depends_on=[log_group]),
+            opts=child_opts(self, depends_on=[logs]),
         )
 
     # -- the pipeline ------------------------------------------------------------------------------
@@ -419,9 +412,7 @@ class BuildPipeline(pulumi.ComponentResource):
              "Resource": pulumi.Output.concat(self.artifacts.arn, "/*")},
             {"Sid": "ArtifactBucket", "Effect": "Allow", "Action": ["s3:GetBucketVersioning", "s3:GetBucketLocation"],
              "Resource": self.artifacts.arn},
-            {"Sid": "DataKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-             "Resource": ctx.arn("kms", "key/*"),
-             "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": args.data_key_alias}}},
+            key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
             {"Sid": "Builds", "Effect": "Allow", "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"],
              "Resource": [ctx.arn("codebuild", f"project/{args.prefix}-{role}")
                           for role in (*SCAN_ACTIONS, "image", "deploy")]},

@@ -17,7 +17,8 @@ import pulumi
 import pulumi_aws as aws
 
 from .bucket import private_bucket
-from .common import AwsContext, assume_role_policy, child_opts, role_with_policy, stateful_opts
+from .common import (AwsContext, assume_role_policy, child_opts, key_by_alias, log_group, role_with_policy,
+                     stateful_opts)
 
 APP_CONTAINER = "app"
 XRAY_CONTAINER = "xray-daemon"
@@ -413,14 +414,9 @@ class FargateService(pulumi.ComponentResource):
 
     def _create_logs_and_secrets(self) -> None:
         args = self._args
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{self._name}-logs",
-            name=self.log_group_name,
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.logs_key_arn,
-            tags=dict(args.tags),
-            opts=stateful_opts(self, args.protect),
-        )
+        self.log_group = log_group(self, f"{self._name}-logs", log_group_name=self.log_group_name,
+                                   retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn,
+                                   protect=args.protect, tags=args.tags)
         self.secrets = {}
         for secret_name in args.secrets:
             # Created empty: the value is put out of band (`aws secretsmanager put-secret-value`), so
@@ -452,11 +448,7 @@ class FargateService(pulumi.ComponentResource):
              "Resource": ctx.arn("ecr", f"repository/{args.repository_name}")},
             {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": pulumi.Output.concat(self.log_group_arn, ":log-stream:*")},
-            # Scoped by the key's alias, which is known before the key exists, so the document (and
-            # the policies that read it) are complete at the first preview.
-            {"Sid": "DecryptImageLayersAndSecrets", "Effect": "Allow", "Action": "kms:Decrypt",
-             "Resource": ctx.arn("kms", "key/*"),
-             "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": args.data_key_alias}}},
+            key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt"], sid="DecryptImageLayersAndSecrets"),
         ]
         if args.secrets:
             statements.append({
@@ -652,14 +644,10 @@ class FargateService(pulumi.ComponentResource):
         )
         function_log_group_name = f"/aws/lambda/{self.function_name}"
         function_log_group_arn = ctx.arn("logs", f"log-group:{function_log_group_name}")
-        self.smoke_test_log_group = aws.cloudwatch.LogGroup(
-            f"{self._name}-smoke-test-logs",
-            name=function_log_group_name,
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.logs_key_arn,
-            tags=dict(args.tags),
-            opts=stateful_opts(self, args.protect),
-        )
+        self.smoke_test_log_group = log_group(
+            self, f"{self._name}-smoke-test-logs", log_group_name=function_log_group_name,
+            retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn, protect=args.protect,
+            tags=args.tags)
         role = role_with_policy(
             self, f"{self._name}-smoke-test",
             role_name=f"{args.prefix}-smoke-test",

@@ -59,10 +59,13 @@ def test_context_hash_changes_with_the_content(tmp_path):
     (tmp_path / "a.py").write_text("print(1)\n")
     first = context_hash(str(tmp_path))
     (tmp_path / "a.py").write_text("print(2)\n")
-    assert context_hash(str(tmp_path)) != first
+    second = context_hash(str(tmp_path))
+    assert second != first
+    # Bytecode caches are not content: they must not change the tag.
     (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "a.pyc").write_bytes(b"x")
-    assert context_hash(str(tmp_path)) == context_hash(str(tmp_path))
+    (tmp_path / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"x")
+    (tmp_path / "b.pyc").write_bytes(b"y")
+    assert context_hash(str(tmp_path)) == second
 
 
 def test_a_kms_key_alone_rotates_and_names_its_users(record):

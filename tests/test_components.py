@@ -263,6 +263,7 @@ def test_without_nat_the_tasks_reach_aws_through_endpoints(variant):
     assert services == ["ec2", "ecr.api", "ecr.dkr", "logs", "s3", "secretsmanager", "xray"]
     vpc_outputs = plan.one("awsx:ec2:Vpc").outputs
     svc = plan.one("aws:ecs/service:Service").inputs
+    assert len(vpc_outputs["isolatedSubnetIds"]) == 2
     assert svc["networkConfiguration"]["subnets"] == vpc_outputs["isolatedSubnetIds"]
 
 

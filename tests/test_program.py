@@ -76,7 +76,7 @@ def test_plan_cli_fails_on_a_mandatory_violation(monkeypatch, capsys):
     assert "Policy check FAILED" in capsys.readouterr().out
 
 
-def test_plan_cli_reports_config_errors_by_key(tmp_path, monkeypatch, capsys):
+def test_plan_cli_reports_config_errors_by_key(monkeypatch, capsys):
     monkeypatch.setattr(plan_cli.program, "load_stack_config",
                         lambda stack, root=None: ({"aws:region": "us-east-1", "cicd:service": '{"cpu": 300}'}, []))
     assert plan_cli.main(["--stack", "dev"]) == 1
