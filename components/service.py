@@ -232,7 +232,7 @@ class FargateService(pulumi.ComponentResource):
         self.task_security_group = aws.ec2.SecurityGroup(
             f"{self._name}-task-sg",
             name=f"{args.prefix}-tasks",
-            description="The service's tasks: the container port from the load balancer only",
+            description="The service tasks: the container port from the load balancer only",
             vpc_id=args.vpc_id,
             tags=dict(args.tags),
             opts=child_opts(self),
@@ -259,7 +259,7 @@ class FargateService(pulumi.ComponentResource):
         aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-alb-to-tasks",
             security_group_id=self.alb_security_group.id,
-            description="To the tasks' container port",
+            description="To the container port of the tasks",
             ip_protocol="tcp", from_port=args.container_port, to_port=args.container_port,
             referenced_security_group_id=self.task_security_group.id,
             opts=child_opts(self),
@@ -631,14 +631,14 @@ class FargateService(pulumi.ComponentResource):
         aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-smoke-test-to-alb",
             security_group_id=self.smoke_test_security_group.id,
-            description="To the test listener on the load balancer's private addresses",
+            description="To the test listener on the private addresses of the load balancer",
             ip_protocol="tcp", from_port=args.test_port, to_port=args.test_port, cidr_ipv4=args.vpc_cidr,
             opts=child_opts(self),
         )
         aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-smoke-test-https",
             security_group_id=self.smoke_test_security_group.id,
-            description="HTTPS to the EC2 API to find the load balancer's nodes",
+            description="HTTPS to the EC2 API to find the nodes of the load balancer",
             ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0",
             opts=child_opts(self),
         )

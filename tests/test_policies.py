@@ -90,6 +90,10 @@ CASES = [
      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443},
      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22},
      {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22}, False),
+    ("ec2-security-group-text", "aws:ec2/securityGroup:SecurityGroup",
+     {"name": "web-dev-tasks", "description": "The tasks: port 8080 from the ALB (blue/green) #1, [x] & {y}!",
+      "ingress": [{"description": "HTTPS from the VPC", "protocol": "tcp"}]},
+     {"name": "web-dev-tasks", "description": "The service's tasks"}, {"name": "web-dev-tasks"}, False),
     ("iam-no-admin-statements", "aws:iam/rolePolicy:RolePolicy",
      {"policy": doc({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})},
      {"policy": doc({"Effect": "Allow", "Action": "*", "Resource": "*"})}, {}, False),
@@ -249,6 +253,27 @@ def test_every_policy_is_described_and_leveled(policy_server):
         assert info.description.startswith("Checks that"), info.name
         assert LEVELS[info.enforcementLevel] in ("advisory", "mandatory"), info.name
         assert info.severity != 0, f"{info.name} has no severity"
+
+
+@pytest.mark.parametrize("typ, props", [
+    ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "egress": [{"description": "To the tasks' port"}]}),
+    ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "name": "webé"}),
+    ("aws:ec2/securityGroup:SecurityGroup", {"description": "x" * 256}),
+    ("aws:ec2/securityGroupRule:SecurityGroupRule", {"type": "ingress", "description": 'say "hi"'}),
+    ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"description": "<ALB>"}),
+    ("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", {"description": "100% of it?"}),
+])
+def test_ec2_text_rejects_what_ec2_rejects_on_every_type(typ, props, policy_server):
+    policy_server.configure({})
+    found = findings(policy_server, Resource(typ, props), "ec2-security-group-text")
+    assert len(found) == 1 and found[0].level == "mandatory" and not found[0].could_not_run
+
+
+def test_ec2_text_accepts_the_longest_allowed_rule_description(policy_server):
+    policy_server.configure({})
+    props = {"description": "a" * 255}
+    assert findings(policy_server, Resource("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", props),
+                    "ec2-security-group-text") == []
 
 
 def test_configured_minimum_retention_applies(policy_server):

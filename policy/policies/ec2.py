@@ -1,5 +1,7 @@
 """Security groups: nothing open to the internet but the web ports, and every rule explained."""
 
+import re
+
 from pulumi_policy import Severity
 
 from ._util import ADVISORY, as_list, is_set, known, resource_policy
@@ -10,6 +12,10 @@ INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 OPEN = {"0.0.0.0/0", "::/0"}
 WEB_PORTS = {80, 443}
+# What EC2 accepts in a security group's name and description and in a rule's description (VPC groups):
+# anything else (an apostrophe, say) fails CreateSecurityGroup or the rule call at `up`.
+EC2_TEXT = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*$")
+EC2_TEXT_MAX = 255
 
 
 def _web_only(protocol, from_port, to_port):
@@ -53,7 +59,36 @@ def _descriptions(props, args):
         yield "Every security group rule should have a description. Set description."
 
 
+def _text_problem(value, what):
+    if not isinstance(value, str):
+        return None
+    bad = sorted({c for c in value if not EC2_TEXT.match(c)})
+    if bad:
+        return (f"{what} contains {', '.join(repr(c) for c in bad)}, which EC2 rejects: use only a-z, A-Z, 0-9, "
+                f"spaces and ._-:/()#,@[]+=&;{{}}!$*. Rewrite {what}.")
+    if len(value) > EC2_TEXT_MAX:
+        return f"{what} is {len(value)} characters; EC2 allows at most {EC2_TEXT_MAX}. Shorten it."
+    return None
+
+
+def _valid_text(props, args):
+    texts = [("description", known(props.get("description"), "description"))]
+    if args.resource_type == GROUP:
+        texts.append(("name", known(props.get("name"), "name")))
+        for kind in ("ingress", "egress"):
+            for i, rule in enumerate(as_list(known(props.get(kind), kind))):
+                if isinstance(rule, dict):
+                    texts.append((f"{kind}[{i}].description", rule.get("description")))
+    for what, value in texts:
+        problem = _text_problem(value, what)
+        if problem:
+            yield problem
+
+
 POLICIES = [
+    resource_policy("ec2-security-group-text", "Checks that security group names and group and rule descriptions "
+                    "use only the characters and length EC2 accepts.",
+                    (GROUP, LEGACY_RULE, INGRESS_RULE, EGRESS_RULE), _valid_text, severity=Severity.HIGH),
     resource_policy("sg-no-public-ingress", "Checks that no security group admits the internet except on 80 and 443.",
                     (GROUP, LEGACY_RULE, INGRESS_RULE), _no_public_ingress, severity=Severity.CRITICAL),
     resource_policy("sg-descriptions", "Checks that security groups and their rules have descriptions.",
