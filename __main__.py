@@ -31,6 +31,7 @@ observability = Observability("observability", ObservabilityArgs(
     alarm_email=obs.alarm_email,
     slack_workspace_id=obs.slack_workspace_id,
     slack_channel_id=obs.slack_channel_id,
+    chatbot_region=obs.chatbot_region,
     protect=settings.protect,
     tags=tags,
 ))

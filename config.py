@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping
 
 import pulumi
 
+from components.observability import CHATBOT_REGIONS
+
 NAMESPACE = "cicd"
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -43,6 +45,10 @@ NAT_STRATEGIES = ("none", "single", "perAz")
 SOURCES = ("codecommit", "github")
 ARCHITECTURES = ("ARM64", "X86_64")
 TRIVY_SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+# The default Chatbot region for a stack elsewhere: the supported region on the same continent.
+CHATBOT_REGION_BY_AREA = {"us": "us-east-2", "ca": "us-east-2", "sa": "us-east-2", "mx": "us-east-2",
+                          "eu": "eu-west-1", "me": "eu-west-1", "af": "eu-west-1", "il": "eu-west-1",
+                          "ap": "ap-southeast-1"}
 SECRET_NAME_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE")
 
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
@@ -151,6 +157,8 @@ class ObservabilitySettings:
     alarm_email: str = ""
     slack_workspace_id: str = ""
     slack_channel_id: str = ""
+    # Where the Slack channel configuration lives; see CHATBOT_REGIONS.
+    chatbot_region: str = "us-east-2"
     xray_sampling_rate: float = 0.05
     p99_latency_ms: int = 500
     error_rate_percent: float = 1.0
@@ -521,7 +529,17 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
     return pipeline
 
 
-def _load_observability(raw: Any) -> ObservabilitySettings:
+def default_chatbot_region(region: str) -> str:
+    """The stack's region when Chatbot serves it, else the supported region on the same continent."""
+    if region in CHATBOT_REGIONS:
+        return region
+    area = region.split("-")[0]
+    if region.startswith("us-west"):
+        return "us-west-2"
+    return CHATBOT_REGION_BY_AREA.get(area, "us-east-2")
+
+
+def _load_observability(raw: Any, region: str = "us-east-1") -> ObservabilitySettings:
     key = f"{NAMESPACE}:observability"
 
     def sampling(k: str, v: Any) -> float:
@@ -543,6 +561,7 @@ def _load_observability(raw: Any) -> ObservabilitySettings:
                                                          "a Slack workspace ID such as T0123ABCD, or empty"),
         "slackChannelId": lambda k, v: _optional_match(k, v, SLACK_CHANNEL_RE,
                                                        "a Slack channel ID such as C0123ABCD, or empty"),
+        "chatbotRegion": lambda k, v: _one_of(k, v, CHATBOT_REGIONS),
         "xraySamplingRate": sampling,
         "p99LatencyMs": lambda k, v: _int(k, v, 1, 600000),
         "errorRatePercent": error_rate,
@@ -554,6 +573,7 @@ def _load_observability(raw: Any) -> ObservabilitySettings:
         alarm_email=values.get("alarmEmail", d.alarm_email),
         slack_workspace_id=values.get("slackWorkspaceId", d.slack_workspace_id),
         slack_channel_id=values.get("slackChannelId", d.slack_channel_id),
+        chatbot_region=values.get("chatbotRegion", default_chatbot_region(region)),
         xray_sampling_rate=values.get("xraySamplingRate", d.xray_sampling_rate),
         p99_latency_ms=values.get("p99LatencyMs", d.p99_latency_ms),
         error_rate_percent=values.get("errorRatePercent", d.error_rate_percent),
@@ -653,7 +673,7 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
         deployment=_load_deployment(values["deployment"]),
         network=_load_network(values["network"]),
         pipeline=_load_pipeline(values["pipeline"], environment),
-        observability=_load_observability(values["observability"]),
+        observability=_load_observability(values["observability"], region),
         protect=protect,
         certificate_arn=certificate_arn,
         tags=_tags(f"{NAMESPACE}:tags", values["tags"]) if values["tags"] is not None else (("team", "platform"),),

@@ -13,6 +13,9 @@ from .encryption import KmsKey, KmsKeyArgs, ServiceGrant
 
 ENCRYPT_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
                    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo")
+# AWS Chatbot (Amazon Q Developer in chat applications) serves its API only in these regions; a
+# configuration there can still subscribe to topics in any region.
+CHATBOT_REGIONS = ("us-east-2", "us-west-2", "eu-west-1", "ap-southeast-1")
 PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com", "codestar-notifications.amazonaws.com")
 
 
@@ -22,6 +25,8 @@ class ObservabilityArgs:
 
     ``alarm_email``: subscribe this address to the topic; default none.
     ``slack_workspace_id`` and ``slack_channel_id``: both set adds AWS Chatbot; default none.
+    ``chatbot_region``: where the Slack channel configuration is created, one of the regions Chatbot
+    serves (us-east-2, us-west-2, eu-west-1, ap-southeast-1); default us-east-2.
     ``protect``: protect the telemetry key, which every log group depends on.
     """
 
@@ -30,12 +35,16 @@ class ObservabilityArgs:
     alarm_email: str = ""
     slack_workspace_id: str = ""
     slack_channel_id: str = ""
+    chatbot_region: str = "us-east-2"
     protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if bool(self.slack_workspace_id) != bool(self.slack_channel_id):
             raise ValueError("ObservabilityArgs.slack_workspace_id and slack_channel_id go together")
+        if self.chatbot_region not in CHATBOT_REGIONS:
+            raise ValueError(f"ObservabilityArgs.chatbot_region must be one of {', '.join(CHATBOT_REGIONS)}; "
+                             f"got {self.chatbot_region!r}")
 
 
 class Observability(pulumi.ComponentResource):
@@ -108,9 +117,11 @@ class Observability(pulumi.ComponentResource):
             description="AWS Chatbot posts alerts to Slack; read-only",
             trust=assume_role_policy("chatbot.amazonaws.com"),
             statements=[{
-                "Sid": "ReadAlarms", "Effect": "Allow",
-                "Action": ["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"],
-                # CloudWatch's read APIs have no resource-level permissions for these calls: "*" is required.
+                "Sid": "ReadAlarms", "Effect": "Allow", "Action": "cloudwatch:DescribeAlarms",
+                "Resource": args.context.arn("cloudwatch", f"alarm:{args.prefix}-*"),
+            }, {
+                "Sid": "ReadMetrics", "Effect": "Allow", "Action": "cloudwatch:GetMetricData",
+                # GetMetricData has no resource-level permissions: AWS requires "*".
                 "Resource": "*",
             }],
             tags=args.tags,
@@ -125,6 +136,8 @@ class Observability(pulumi.ComponentResource):
             # The guardrail caps what anyone in the channel can do through the bot: read only.
             guardrail_policy_arns=[f"arn:{args.context.partition}:iam::aws:policy/ReadOnlyAccess"],
             logging_level="ERROR",
+            # Chatbot has no API in most regions (us-east-1 among them); the topic may be elsewhere.
+            region=args.chatbot_region,
             tags=dict(args.tags),
             opts=child_opts(self),
         )

@@ -119,6 +119,8 @@ BAD = [
     (with_section("observability", xraySamplingRate=1.5), "cicd:observability.xraySamplingRate", "between 0 and 1"),
     (with_section("observability", p99LatencyMs=0), "cicd:observability.p99LatencyMs", "between 1"),
     (with_section("observability", errorRatePercent=0), "cicd:observability.errorRatePercent", "above 0"),
+    (with_section("observability", chatbotRegion="us-east-1"), "cicd:observability.chatbotRegion",
+     "us-east-2, us-west-2, eu-west-1, ap-southeast-1"),
     (with_section("observability", pagerDuty="x"), "cicd:observability.pagerDuty", "not a known key"),
     ({"environment": "qa"}, "cicd:environment", "dev, staging, prod"),
     ({"environment": "prod"}, "cicd:certificateArn", "required when"),
@@ -181,6 +183,18 @@ def test_strategy_settings_get_their_own_defaults():
     assert (canary.canary_percent, canary.canary_bake_minutes) == (10.0, 5)
     linear = load(deployment={"strategy": "LINEAR", "linearStepPercent": 20}).deployment
     assert (linear.linear_step_percent, linear.linear_step_bake_minutes) == (20.0, 2)
+
+
+@pytest.mark.parametrize("region, expected", [
+    ("us-east-1", "us-east-2"), ("us-east-2", "us-east-2"), ("us-west-1", "us-west-2"), ("ca-central-1", "us-east-2"),
+    ("eu-central-1", "eu-west-1"), ("eu-west-1", "eu-west-1"), ("ap-northeast-1", "ap-southeast-1"),
+    ("ap-southeast-1", "ap-southeast-1"), ("me-south-1", "eu-west-1"),
+])
+def test_chatbot_region_defaults_to_a_region_chatbot_serves(region, expected):
+    settings = config.load_settings({"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket"})},
+                                    project="cicd", stack="test", region=region)
+    assert settings.observability.chatbot_region == expected
+    assert expected in config.CHATBOT_REGIONS
 
 
 def test_settings_are_frozen():

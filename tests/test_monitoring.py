@@ -86,6 +86,13 @@ def test_topic_is_encrypted_and_reaches_email_and_slack(prod):
     slack = prod.one("aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration").inputs
     assert (slack["slackTeamId"], slack["slackChannelId"]) == ("T0123ABCD", "C0123ABCD")
     assert slack["guardrailPolicyArns"] == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    # prod runs in us-east-1, where Chatbot has no API: the configuration lives in us-east-2.
+    assert slack["region"] == "us-east-2"
+    assert slack["snsTopicArns"] == ["arn:aws:sns:us-east-1:123456789012:web-prd-alerts"]
+    chatbot_policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "observability-chatbot-policy")
+                                .inputs["policy"])
+    by_action = {s["Action"]: s["Resource"] for s in chatbot_policy["Statement"]}
+    assert by_action["cloudwatch:DescribeAlarms"] == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-prd-*"
 
 
 def test_slack_only_when_both_ids_are_set(dev, variant):
