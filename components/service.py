@@ -34,6 +34,9 @@ CPU_TARGET_PERCENT = 60
 REQUESTS_PER_TARGET = 500
 LAMBDA_DIR = os.path.join(os.path.dirname(__file__), "lambdas")
 ACCESS_LOG_PREFIX = "alb"
+# The first version of every service secret: not a secret, just something for ECS to inject until the
+# team puts the real value (README, bootstrap).
+SECRET_PLACEHOLDER = "placeholder: put the real value with aws secretsmanager put-secret-value"
 # Regions older than August 2022 deliver ALB access logs as this per-region ELB account; newer
 # regions use the logdelivery.elasticloadbalancing.amazonaws.com service principal instead.
 ELB_LOG_ACCOUNTS = {
@@ -419,8 +422,10 @@ class FargateService(pulumi.ComponentResource):
                                    protect=args.protect, tags=args.tags)
         self.secrets = {}
         for secret_name in args.secrets:
-            # Created empty: the value is put out of band (`aws secretsmanager put-secret-value`), so
-            # it never passes through Pulumi state or config.
+            # The real value is put out of band (`aws secretsmanager put-secret-value`), so it never
+            # passes through Pulumi state or config. ECS cannot start a task whose secret has no
+            # AWSCURRENT version, so each secret starts with a placeholder version that Pulumi then
+            # leaves alone: the first `up` succeeds, and a real value replaces it without drift.
             self.secrets[secret_name] = aws.secretsmanager.Secret(
                 f"{self._name}-secret-{secret_name.lower().replace('_', '-')}",
                 name=f"{args.prefix}/{secret_name}",
@@ -429,6 +434,14 @@ class FargateService(pulumi.ComponentResource):
                 recovery_window_in_days=30 if args.protect else 7,
                 tags=dict(args.tags),
                 opts=stateful_opts(self, args.protect),
+            )
+            aws.secretsmanager.SecretVersion(
+                f"{self._name}-secret-{secret_name.lower().replace('_', '-')}-placeholder",
+                secret_id=self.secrets[secret_name].id,
+                secret_string=SECRET_PLACEHOLDER,
+                # A put-secret-value moves AWSCURRENT to the real version: neither the string nor the
+                # labels are Pulumi's after creation, and removing this resource never touches a label.
+                opts=child_opts(self, ignore_changes=["secretString", "versionStages"], retain_on_delete=True),
             )
 
     # -- task definition ---------------------------------------------------------------------------

@@ -183,6 +183,10 @@ class PlatformMocks(pulumi_mocks.Mocks):
             n = _physical_name(inputs, name)
             arn = a("secretsmanager", f"secret:{n}-{_hex(seed, 6)}")
             return arn, {"arn": arn}
+        if typ == "aws:secretsmanager/secretVersion:SecretVersion":
+            version = _uuid(seed)
+            return f"{inputs.get('secretId')}|{version}", {"arn": inputs.get("secretId"), "versionId": version,
+                                                           "versionStages": ["AWSCURRENT"]}
         if typ == "aws:ec2/securityGroup:SecurityGroup":
             sg = f"sg-{_hex(seed, 17)}"
             return sg, {"arn": a("ec2", f"security-group/{sg}"), "ownerId": self.account_id}

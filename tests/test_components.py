@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from components import service
 from components.service import deploy_wait_seconds
 
 WILDCARD_OK = {
@@ -158,6 +159,20 @@ def test_container_definitions_are_hardened(dev):
     for container in containers.values():
         assert container["readonlyRootFilesystem"] is True
         assert container["logConfiguration"]["logDriver"] == "awslogs"
+
+
+def test_every_service_secret_starts_with_a_placeholder_that_pulumi_then_leaves_alone(dev, prod):
+    for plan in (dev, prod):
+        secrets = plan.all("aws:secretsmanager/secret:Secret")
+        versions = plan.all("aws:secretsmanager/secretVersion:SecretVersion")
+        service_secrets = [s for s in secrets if s.parent.endswith("::service")]
+        assert [s.inputs["name"] for s in service_secrets] == [f"{plan.outputs['serviceName']}/API_KEY"]
+        for secret in service_secrets:
+            (version,) = [v for v in versions if v.dependencies == [secret.urn]]
+            # ECS cannot start a task whose secret has no AWSCURRENT version: the first up needs this.
+            assert version.inputs["secretString"]["value"] == service.SECRET_PLACEHOLDER  # sent as a secret
+            assert sorted(version.ignore_changes) == ["secretString", "versionStages"]
+            assert version.retain_on_delete and "versionStages" not in version.inputs
 
 
 def test_iam_documents_have_no_wildcard_actions_and_comment_star_resources(dev, prod):
