@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -17,8 +18,11 @@ from typing import Any, Callable, Mapping
 import pulumi
 
 from components.observability import CHATBOT_REGIONS
+from components.service import DEPLOY_JOB_MAX_MINUTES, deploy_job_minutes, deploy_wait_seconds
 
 NAMESPACE = "cicd"
+# Set by every CI job that runs the program (deploy, drift, previews): no local image build there.
+REQUIRE_IMAGE_VARIABLE = "CICD_REQUIRE_IMAGE"
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Short environment codes keep physical names within AWS's 32-character limit for ALBs and target
@@ -67,6 +71,8 @@ SLACK_WORKSPACE_RE = re.compile(r"^[0-9A-Z]{1,255}$")
 SLACK_CHANNEL_RE = re.compile(r"^[A-Za-z0-9]{1,255}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 HTTPS_URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$")
+SONAR_ORG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,254}$")
+SONAR_CLOUD_HOSTS = ("https://sonarcloud.io", "https://sonarqube.us")
 SONAR_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,400}$")
 BACKEND_RE = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?(\?[^\s]*)?|https://[^\s]+)$")
 TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
@@ -141,6 +147,8 @@ class PipelineSettings:
     require_approval: bool = False
     sonar_host_url: str = "https://sonarcloud.io"
     sonar_project_key: str = "web"
+    # SonarQube Cloud (sonarcloud.io, sonarqube.us) needs the organization that owns the project.
+    sonar_organization: str = ""
     trivy_severity: str = "HIGH,CRITICAL"
     backend_url: str = ""
     # The role the pipeline's Pulumi jobs (deploy, preview, drift) assume to read and change the stack.
@@ -409,7 +417,7 @@ def _load_deployment(raw: Any) -> DeploymentSettings:
                 raise ConfigError(
                     f"{key}.{name} only applies when {key}.strategy is {other}; the strategy is {strategy}")
     defaults = DeploymentSettings()
-    return DeploymentSettings(
+    deployment = DeploymentSettings(
         strategy=strategy,
         bake_time_minutes=values.get("bakeTimeMinutes", defaults.bake_time_minutes),
         canary_percent=values.get("canaryPercent", 10.0) if strategy == "CANARY" else None,
@@ -421,6 +429,17 @@ def _load_deployment(raw: Any) -> DeploymentSettings:
         health_check_interval_seconds=values.get("healthCheckIntervalSeconds",
                                                  defaults.health_check_interval_seconds),
     )
+    waits = deploy_wait_seconds(deployment)
+    job = deploy_job_minutes(waits)
+    if job > DEPLOY_JOB_MAX_MINUTES:
+        # The pipeline's deploy job runs `pulumi up`, which waits for the whole release.
+        parts = ", ".join(f"{name} {seconds // 60} min" for name, seconds in waits.items()
+                          if name != "total" and seconds >= 60)
+        raise ConfigError(
+            f"{key}: a release would wait {waits['total'] // 60} minutes ({parts}), so the deploy job would "
+            f"need {job} minutes; it may run at most {DEPLOY_JOB_MAX_MINUTES} minutes (a CodePipeline build "
+            f"action). Lower {key}.bakeTimeMinutes or the canary or linear bake times")
+    return deployment
 
 
 _PRIVATE_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
@@ -482,6 +501,8 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
         "requireApproval": _bool,
         "sonarHostUrl": lambda k, v: _match(k, v, HTTPS_URL_RE, "an https:// URL"),
         "sonarProjectKey": lambda k, v: _match(k, v, SONAR_KEY_RE, "a SonarQube project key"),
+        "sonarOrganization": lambda k, v: _optional_match(k, v, SONAR_ORG_RE,
+                                                          "a SonarQube Cloud organization key (a-z, 0-9, -, _) or empty"),
         "trivySeverity": _trivy_severity,
         "backendUrl": lambda k, v: _optional_match(k, v, BACKEND_RE,
                                                    "an s3://bucket state backend, an https:// Pulumi Cloud URL, or empty"),
@@ -499,6 +520,7 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
         require_approval=values.get("requireApproval", environment == "prod"),
         sonar_host_url=values.get("sonarHostUrl", d.sonar_host_url),
         sonar_project_key=values.get("sonarProjectKey", d.sonar_project_key),
+        sonar_organization=values.get("sonarOrganization", d.sonar_organization),
         trivy_severity=values.get("trivySeverity", d.trivy_severity),
         backend_url=values.get("backendUrl", d.backend_url),
         deploy_role_arn=values.get("deployRoleArn", d.deploy_role_arn),
@@ -512,6 +534,11 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
         raise ConfigError(
             f"{key}.deployRoleArn is required: the IAM role the pipeline's Pulumi jobs assume to preview and "
             "deploy the stack (see the README's bootstrap section)")
+    cloud_host = next((h for h in SONAR_CLOUD_HOSTS if pipeline.sonar_host_url.rstrip("/") == h), None)
+    if cloud_host and not pipeline.sonar_organization:
+        raise ConfigError(
+            f"{key}.sonarOrganization is required when {key}.sonarHostUrl is SonarQube Cloud ({cloud_host}): "
+            "the key of the organization that owns the project")
     if pipeline.preview_role_arn and pipeline.preview_role_arn == pipeline.deploy_role_arn:
         raise ConfigError(
             f"{key}.previewRoleArn must not be the deploy role: pull-request code runs in the preview, so its "
@@ -629,10 +656,12 @@ def _parse_raw(key: str, text: Any, is_object: bool) -> Any:
         raise ConfigError(f"{key} must be an object; got {text!r}") from None
 
 
-def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: str) -> Settings:
+def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: str,
+                  require_image: bool = False) -> Settings:
     """Validate raw values keyed by their name inside the namespace (`service`, `protect`, ...).
 
     Objects may be given parsed or as JSON text; scalars as the CLI gives them (strings).
+    ``require_image``: an empty ``cicd:service.image`` is an error instead of a local build (CI jobs).
     """
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
     if unknown:
@@ -678,6 +707,11 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
         certificate_arn=certificate_arn,
         tags=_tags(f"{NAMESPACE}:tags", values["tags"]) if values["tags"] is not None else (("team", "platform"),),
     )
+    if require_image and not service.image:
+        raise ConfigError(
+            f"{NAMESPACE}:service.image is empty, and this job must never build the image itself "
+            f"({REQUIRE_IMAGE_VARIABLE} is set): deploy a digest (<repo>@sha256:…), as the pipeline's jobs do "
+            "with the digest the stack runs now (buildspecs/scripts/pin-running-image.sh)")
     if certificate_arn and region and f":acm:{region}:" not in certificate_arn:
         raise ConfigError(
             f"{NAMESPACE}:certificateArn must be in the stack's region {region} (an ALB can only use a "
@@ -704,4 +738,5 @@ def load() -> Settings:
     region = pulumi.Config("aws").get("region") or ""
     if not region:
         raise ConfigError("aws:region is required (for example `pulumi config set aws:region us-east-1`)")
-    return load_settings(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), region=region)
+    return load_settings(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
+                         require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"))

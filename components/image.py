@@ -12,9 +12,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from .common import child_opts, stateful_opts
+from .common import AwsContext, assume_role_policy, child_opts, key_by_alias, role_with_policy, stateful_opts
 
 PLATFORMS = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
+# Public images the tasks run (the X-Ray daemon) come through a pull-through cache in the stack's own
+# registry: tasks reach ECR through its VPC endpoints in every network mode, and ECR Public through
+# no endpoint at all. The 3.x tag follows the daemon's supported major version.
+PUBLIC_REGISTRY = "public.ecr.aws"
+XRAY_DAEMON = "xray/aws-xray-daemon:3.x"
+CACHED_IMAGES_KEPT = 5
 
 
 def context_hash(path: str) -> str:
@@ -36,7 +42,8 @@ def context_hash(path: str) -> str:
 class ContainerImageArgs:
     """Inputs of a ContainerImage.
 
-    ``image``: an ECR digest reference to deploy; empty builds ``context`` with Docker. Default empty.
+    ``image``: an ECR digest reference to deploy; empty builds ``build_context`` with Docker. Default empty.
+    ``kms_key_alias``: the alias of ``kms_key_arn``, which scopes the cache role's key permissions.
     ``keep_tagged_images``: the lifecycle policy keeps this many images; default 30.
     ``untagged_expiry_days``: untagged images (failed or superseded pushes) expire after; default 1.
     ``protect``: protect and retain the repository, and refuse to delete it while it holds images.
@@ -45,8 +52,10 @@ class ContainerImageArgs:
     repository_name: str
     kms_key_arn: pulumi.Input[str]
     architecture: str
+    context: AwsContext
+    kms_key_alias: str
     image: str = ""
-    context: str = "app"
+    build_context: str = "app"
     keep_tagged_images: int = 30
     untagged_expiry_days: int = 1
     protect: bool = False
@@ -59,6 +68,13 @@ class ContainerImageArgs:
             raise ValueError("ContainerImageArgs.keep_tagged_images must be 1..1000")
         if not 1 <= self.untagged_expiry_days <= 365:
             raise ValueError("ContainerImageArgs.untagged_expiry_days must be 1..365")
+        if len(self.public_cache_prefix) > 30:
+            raise ValueError("ContainerImageArgs.repository_name must be at most 26 characters (the cache prefix "
+                             f"<name>-pub is limited to 30); got {self.repository_name!r}")
+
+    @property
+    def public_cache_prefix(self) -> str:
+        return f"{self.repository_name}-pub"
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -103,6 +119,7 @@ class ContainerImage(pulumi.ComponentResource):
             opts=child_opts(self),
         )
         self.repository_url = self.repository.repository_url
+        self._create_public_cache(name, args)
         if args.image:
             self.image_ref = pulumi.Output.from_input(args.image)
             self.image = None
@@ -110,18 +127,69 @@ class ContainerImage(pulumi.ComponentResource):
             self.image = self._build(name, args)
             # repo_digest is "<repository>@sha256:<digest>": the task definition pins the bytes.
             self.image_ref = self.image.repo_digest
-        self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref})
+        self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
+                               "xray_image": self.xray_image})
+
+    def _create_public_cache(self, name: str, args: ContainerImageArgs) -> None:
+        """The ECR Public pull-through cache, and the template its repositories are created from."""
+        ctx = args.context
+        prefix = args.public_cache_prefix
+        self.public_cache_prefix = prefix
+        self.public_cache_repositories_arn = ctx.arn("ecr", f"repository/{prefix}/*")
+        self.registry = pulumi.Output.concat(ctx.account_id, ".dkr.ecr.", ctx.region, ".", ctx.dns_suffix)
+        self.xray_image = pulumi.Output.concat(self.registry, "/", prefix, "/", XRAY_DAEMON)
+        self.xray_repository = f"{prefix}/{XRAY_DAEMON.split(':')[0]}"
+        # ECR Public needs no credentials. The first pull of an image creates its repository here.
+        self.public_cache = aws.ecr.PullThroughCacheRule(
+            f"{name}-public-cache",
+            ecr_repository_prefix=prefix,
+            upstream_registry_url=PUBLIC_REGISTRY,
+            opts=child_opts(self),
+        )
+        # Encrypting the repositories the cache creates with our key needs a role ECR assumes.
+        role = role_with_policy(
+            self, f"{name}-public-cache",
+            role_name=f"{prefix}-cache",
+            description=f"Lets ECR create the repositories of the {prefix} pull-through cache, encrypted",
+            trust=assume_role_policy("ecr.amazonaws.com", {"StringEquals": {"aws:SourceAccount": ctx.account_id}}),
+            statements=[
+                {"Sid": "CreateCachedRepositories", "Effect": "Allow",
+                 "Action": ["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
+                 "Resource": self.public_cache_repositories_arn},
+                key_by_alias(ctx, args.kms_key_alias, ["kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"]),
+            ],
+            tags=args.tags)
+        self.public_cache_template = aws.ecr.RepositoryCreationTemplate(
+            f"{name}-public-cache-template",
+            prefix=prefix,
+            description="Repositories of the ECR Public pull-through cache",
+            applied_fors=["PULL_THROUGH_CACHE"],
+            encryption_configurations=[aws.ecr.RepositoryCreationTemplateEncryptionConfigurationArgs(
+                encryption_type="KMS", kms_key=args.kms_key_arn)],
+            # A cached tag follows its upstream tag (3.x moves with each daemon release), so the cache
+            # repositories are MUTABLE; the stack's own repository stays IMMUTABLE (README, Security decisions).
+            image_tag_mutability="MUTABLE",
+            lifecycle_policy=json.dumps({"rules": [{
+                "rulePriority": 1,
+                "description": f"Keep the last {CACHED_IMAGES_KEPT} cached images",
+                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                              "countNumber": CACHED_IMAGES_KEPT},
+                "action": {"type": "expire"},
+            }]}, separators=(",", ":")),
+            custom_role_arn=role.arn,
+            opts=child_opts(self),
+        )
 
     def _build(self, name: str, args: ContainerImageArgs) -> docker.Image:
-        tag = context_hash(args.context)
+        tag = context_hash(args.build_context)
         token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
         image_name = pulumi.Output.concat(self.repository.repository_url, ":", tag)
         return docker.Image(
             f"{name}-image",
             image_name=image_name,
             build=docker.DockerBuildArgs(
-                context=args.context,
-                dockerfile=os.path.join(args.context, "Dockerfile"),
+                context=args.build_context,
+                dockerfile=os.path.join(args.build_context, "Dockerfile"),
                 platform=PLATFORMS[args.architecture],
                 # Each pushed image carries its layer cache, so the registry is the build cache.
                 args={"BUILDKIT_INLINE_CACHE": "1"},

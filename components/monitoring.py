@@ -61,6 +61,7 @@ class MonitoringArgs:
     cluster_name: str
     service_name: str
     pipeline_name: str
+    pipeline_arn: pulumi.Input[str]
     rollback_alarm_names: Sequence[str]
     error_rate_percent: float = 1.0
     p99_latency_ms: int = 500
@@ -267,7 +268,8 @@ class Monitoring(pulumi.ComponentResource):
         aws.codestarnotifications.NotificationRule(
             f"{self._name}-pipeline-notifications",
             name=f"{args.prefix}-pipeline",
-            resource=args.context.arn("codepipeline", args.pipeline_name),
+            # The pipeline's own ARN (not one built from its name): the rule is created after it.
+            resource=args.pipeline_arn,
             detail_type="FULL",
             event_type_ids=list(PIPELINE_EVENTS),
             targets=[aws.codestarnotifications.NotificationRuleTargetArgs(address=args.topic_arn, type="SNS")],

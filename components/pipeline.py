@@ -58,6 +58,12 @@ class BuildPipelineArgs:
     ``deploy_role_arn``: the role the deploy and drift jobs assume. ``preview_role_arn``: a read-only
     role for pull-request previews; empty runs the offline plan instead (PR code never gets cloud
     credentials by default). ``data_key_alias`` scopes KMS permissions by alias, known at preview.
+    ``notification_topic_arn`` is the topic itself (so the engine creates it first);
+    ``notification_topic_policy_arn`` the same ARN from known parts, for IAM documents.
+    ``deploy_timeout_minutes``: the deploy job's build timeout (5..2160); default 60.
+    ``access_log_bucket``: where the artifact bucket's S3 access logs go; default none.
+    ``xray_image``: the image job pulls it once through the stack's cache (``image_cache_prefix``), so
+    the cache holds it before any task in an isolated subnet needs it.
     """
 
     context: AwsContext
@@ -75,6 +81,9 @@ class BuildPipelineArgs:
     backend_url: str
     deploy_role_arn: str
     notification_topic_arn: pulumi.Input[str]
+    notification_topic_policy_arn: pulumi.Input[str]
+    xray_image: pulumi.Input[str]
+    image_cache_prefix: str
     sonar_host_url: str
     sonar_project_key: str
     trivy_severity: str
@@ -83,6 +92,9 @@ class BuildPipelineArgs:
     clone_url: pulumi.Input[str] | None = None
     require_approval: bool = False
     preview_role_arn: str = ""
+    sonar_organization: str = ""
+    deploy_timeout_minutes: int = 60
+    access_log_bucket: pulumi.Input[str] | None = None
     protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -95,6 +107,9 @@ class BuildPipelineArgs:
             raise ValueError("BuildPipelineArgs.clone_url is required with codecommit (the PR preview clones it)")
         if not self.backend_url or not self.deploy_role_arn:
             raise ValueError("BuildPipelineArgs.backend_url and deploy_role_arn are required")
+        if not 5 <= self.deploy_timeout_minutes <= 2160:
+            raise ValueError("BuildPipelineArgs.deploy_timeout_minutes must be 5..2160 (CodeBuild's range); "
+                             f"got {self.deploy_timeout_minutes}")
 
     @property
     def pulumi_cloud(self) -> bool:
@@ -144,13 +159,25 @@ class BuildPipeline(pulumi.ComponentResource):
             tags=args.tags,
             kms_key_arn=args.data_key_arn,
         )
+        if args.access_log_bucket is not None:
+            aws.s3.BucketLogging(
+                f"{self._name}-artifacts-logging",
+                bucket=self.artifacts.name,
+                target_bucket=args.access_log_bucket,
+                target_prefix=pulumi.Output.concat("s3/", self.artifacts.name, "/"),
+                opts=child_opts(self),
+            )
 
     def _create_secrets(self) -> None:
         """Tokens the jobs read, created empty: their values are put out of band, never in state."""
         args = self._args
         names = {"sonar-token": "SonarQube token that runs analyses of this project"}
         if args.pulumi_cloud:
-            names["pulumi-access-token"] = "Pulumi Cloud access token of the pipeline's jobs"
+            names["pulumi-access-token"] = "Pulumi Cloud access token of the deploy and drift jobs"
+            if args.preview_role_arn and args.source == "codecommit":
+                # Pull-request code runs in the preview: it gets a token of its own, which the README
+                # asks to be one that can only read the stack.
+                names["pulumi-preview-token"] = "Pulumi Cloud token with read access only, for pull-request previews"
         self.secret_names = {}
         for key, description in names.items():
             secret_name = f"{args.prefix}/{key}"
@@ -179,6 +206,9 @@ class BuildPipeline(pulumi.ComponentResource):
             "PULUMI_BACKEND_URL": args.backend_url,
             "PULUMI_STACK": args.stack,
             "DEPLOY_ROLE_ARN": args.deploy_role_arn,
+            # The program refuses to build the image itself: these jobs deploy a digest, or the one
+            # the stack runs now (buildspecs/scripts/pin-running-image.sh), never a local build.
+            "CICD_REQUIRE_IMAGE": "1",
         }
         secrets = {}
         statements: list[dict] = [
@@ -207,7 +237,8 @@ class BuildPipeline(pulumi.ComponentResource):
                 }]),
             Project(
                 "sonarqube", "SonarQube analysis; a failed quality gate fails the build", "buildspecs/sonarqube.yml",
-                environment={"SONAR_HOST_URL": args.sonar_host_url, "SONAR_PROJECT_KEY": args.sonar_project_key},
+                environment={"SONAR_HOST_URL": args.sonar_host_url, "SONAR_PROJECT_KEY": args.sonar_project_key,
+                             **({"SONAR_ORGANIZATION": args.sonar_organization} if args.sonar_organization else {})},
                 secrets={"SONAR_TOKEN": self.secret_names["sonar-token"]},
                 statements=[{"Sid": "SonarToken", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
                              "Resource": self._secret_arn("sonar-token")}]),
@@ -219,7 +250,8 @@ class BuildPipeline(pulumi.ComponentResource):
                 "image", "Builds the image, scans it with Trivy, and pushes it only when clean",
                 "buildspecs/image.yml",
                 environment={"TRIVY_VERSION": TRIVY_VERSION, "TRIVY_SEVERITY": args.trivy_severity,
-                             "REPOSITORY_URI": self.ecr_repository_uri, "PLATFORM": PLATFORMS[args.architecture]},
+                             "REPOSITORY_URI": self.ecr_repository_uri, "PLATFORM": PLATFORMS[args.architecture],
+                             "XRAY_IMAGE": args.xray_image},
                 # Docker builds need a privileged build container; only this project has one.
                 privileged=True,
                 statements=[
@@ -230,35 +262,50 @@ class BuildPipeline(pulumi.ComponentResource):
                                 "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload",
                                 "ecr:PutImage", "ecr:UploadLayerPart"],
                      "Resource": ecr_arn},
+                    # Pulling the X-Ray daemon through the cache imports it (and creates its repository).
+                    {"Sid": "EcrPullThroughCache", "Effect": "Allow",
+                     "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:BatchImportUpstreamImage",
+                                "ecr:CreateRepository", "ecr:GetDownloadUrlForLayer"],
+                     "Resource": ctx.arn("ecr", f"repository/{args.image_cache_prefix}/*")},
                 ]),
             Project(
                 "deploy", "Previews with the policy pack, then runs pulumi up with the scanned digest",
                 "buildspecs/deploy.yml", environment=pulumi_env, secrets=pulumi_secrets,
-                statements=pulumi_statements, timeout_minutes=60),
+                statements=pulumi_statements, timeout_minutes=args.deploy_timeout_minutes),
         ]
         specs.append(Project(
             "drift", "Compares the live stack with git (pulumi preview --refresh --expect-no-changes)",
             "buildspecs/drift.yml", environment=pulumi_env, secrets=pulumi_secrets,
             statements=pulumi_statements + self._source_read_statements(), in_pipeline=False))
         if args.source == "codecommit":
-            preview_env = {**pulumi_env, "PREVIEW_ROLE_ARN": args.preview_role_arn,
-                           "REPOSITORY_NAME": args.repository_name}
-            del preview_env["DEPLOY_ROLE_ARN"]
-            preview_statements = [s for s in pulumi_statements if s["Sid"] != "AssumeDeployRole"]
-            if args.preview_role_arn:
-                preview_statements.append({"Sid": "AssumePreviewRole", "Effect": "Allow", "Action": "sts:AssumeRole",
-                                           "Resource": args.preview_role_arn})
-            preview_statements.append({
-                "Sid": "PullRequests", "Effect": "Allow",
-                "Action": ["codecommit:GetPullRequest", "codecommit:GitPull", "codecommit:PostCommentForPullRequest"],
-                "Resource": self.repository_arn,
-            })
-            specs.append(Project(
-                "preview", "Previews a pull request with the policy pack and comments the result on it",
-                "buildspecs/preview.yml", environment=preview_env,
-                secrets=pulumi_secrets if args.preview_role_arn else {},
-                statements=preview_statements, in_pipeline=False))
+            specs.append(self._preview_project())
         return specs
+
+    def _preview_project(self) -> Project:
+        """The pull-request preview, built from nothing: it runs code nobody has reviewed yet, so it
+        gets only the pull request itself and, when a preview role is configured, that read-only role
+        and a read-only Pulumi Cloud token. Never the deploy role nor the deploy jobs' token."""
+        args = self._args
+        environment = {"PULUMI_VERSION": PULUMI_VERSION, "PULUMI_BACKEND_URL": args.backend_url,
+                       "PULUMI_STACK": args.stack, "PREVIEW_ROLE_ARN": args.preview_role_arn,
+                       "REPOSITORY_NAME": args.repository_name, "CICD_REQUIRE_IMAGE": "1"}
+        secrets: dict[str, str] = {}
+        statements: list[dict] = [{
+            "Sid": "PullRequests", "Effect": "Allow",
+            "Action": ["codecommit:GetPullRequest", "codecommit:GitPull", "codecommit:PostCommentForPullRequest"],
+            "Resource": self.repository_arn,
+        }]
+        if args.preview_role_arn:
+            statements.append({"Sid": "AssumePreviewRole", "Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Resource": args.preview_role_arn})
+            if args.pulumi_cloud:
+                secrets["PULUMI_ACCESS_TOKEN"] = self.secret_names["pulumi-preview-token"]
+                statements.append({"Sid": "PulumiPreviewToken", "Effect": "Allow",
+                                   "Action": "secretsmanager:GetSecretValue",
+                                   "Resource": self._secret_arn("pulumi-preview-token")})
+        return Project("preview", "Previews a pull request with the policy pack and comments the result on it",
+                       "buildspecs/preview.yml", environment=environment, secrets=secrets,
+                       statements=statements, in_pipeline=False)
 
     def _source_read_statements(self) -> list[dict]:
         """What a project outside the pipeline needs to clone the repository itself."""
@@ -429,7 +476,7 @@ class BuildPipeline(pulumi.ComponentResource):
                                "Resource": args.connection_arn})
         if args.require_approval:
             statements.append({"Sid": "ApprovalNotice", "Effect": "Allow", "Action": "sns:Publish",
-                               "Resource": args.notification_topic_arn})
+                               "Resource": args.notification_topic_policy_arn})
         role = role_with_policy(
             self, f"{self._name}-pipeline",
             role_name=f"{args.prefix}-pipeline",

@@ -22,8 +22,6 @@ from .common import (AwsContext, assume_role_policy, child_opts, key_by_alias, l
 
 APP_CONTAINER = "app"
 XRAY_CONTAINER = "xray-daemon"
-# The X-Ray daemon from AWS's public gallery; the 3.x tag follows the supported major version.
-XRAY_IMAGE = "public.ecr.aws/xray/aws-xray-daemon:3.x"
 APP_USER = "10001:10001"
 XRAY_USER = "1337"
 # TLS 1.3 with TLS 1.2 fallback: the ALB policy AWS recommends for internet-facing listeners.
@@ -32,8 +30,16 @@ LISTENER_RULE_PRIORITY = 100
 HEALTH_CHECK_TIMEOUT_SECONDS = 5
 CPU_TARGET_PERCENT = 60
 REQUESTS_PER_TARGET = 500
+# Beyond the configured waiting: starting and pulling tasks, the smoke test, ECS polling.
+RELEASE_OVERHEAD_MINUTES = 15
+# Installing the Pulumi CLI and the virtualenvs, then the preview with the policy pack.
+DEPLOY_JOB_OVERHEAD_MINUTES = 20
+# The longest deploy job we allow: CodeBuild accepts up to 2160 minutes, but a CodePipeline build
+# action is given 8 hours.
+DEPLOY_JOB_MAX_MINUTES = 480
 LAMBDA_DIR = os.path.join(os.path.dirname(__file__), "lambdas")
 ACCESS_LOG_PREFIX = "alb"
+S3_ACCESS_LOG_PREFIX = "s3"
 # The first version of every service secret: not a secret, just something for ECS to inject until the
 # team puts the real value (README, bootstrap).
 SECRET_PLACEHOLDER = "placeholder: put the real value with aws secretsmanager put-secret-value"
@@ -60,6 +66,8 @@ class FargateServiceArgs:
     redirect on 80; empty serves plain HTTP on 80 (not allowed in prod by the configuration).
     ``protect``: ALB deletion protection, and the log group and secrets are protected and retained.
     ``alarm_topic_arn``: where the deployment alarms notify; default none.
+    ``xray_image``: the X-Ray daemon in the stack's pull-through cache, whose repositories are under
+    ``image_cache_prefix``/ (the execution role may pull from them and create them on a first pull).
     """
 
     context: AwsContext
@@ -70,6 +78,8 @@ class FargateServiceArgs:
     private_subnet_ids: pulumi.Input[Sequence[str]]
     image_ref: pulumi.Input[str]
     repository_name: str
+    xray_image: pulumi.Input[str]
+    image_cache_prefix: str
     data_key_arn: pulumi.Input[str]
     data_key_alias: str
     logs_key_arn: pulumi.Input[str]
@@ -118,6 +128,10 @@ class FargateServiceArgs:
             raise ValueError(f"FargateServiceArgs.prefix must be at most 24 characters; got {self.prefix!r}")
         if not self.min_count <= self.desired_count <= self.max_count:
             raise ValueError("FargateServiceArgs needs min_count <= desired_count <= max_count")
+        job = deploy_job_minutes(deploy_wait_seconds(self))
+        if job > DEPLOY_JOB_MAX_MINUTES:
+            raise ValueError(f"FargateServiceArgs: a release needs a {job}-minute deploy job; at most "
+                             f"{DEPLOY_JOB_MAX_MINUTES} minutes are allowed (shorten the bake times)")
 
     @property
     def https(self) -> bool:
@@ -153,6 +167,18 @@ def deploy_wait_seconds(args: FargateServiceArgs) -> dict[str, int]:
     return waits
 
 
+def release_timeout_minutes(waits: Mapping[str, int]) -> int:
+    """How long `pulumi up` may wait for a release: the configured waiting plus the time ECS spends
+    starting and pulling tasks, running the smoke test and polling (15 minutes), and never less than
+    the provider's own 20-minute default."""
+    return max(20, math.ceil(waits["total"] / 60) + RELEASE_OVERHEAD_MINUTES)
+
+
+def deploy_job_minutes(waits: Mapping[str, int]) -> int:
+    """The deploy job's build timeout: the release plus installing the tools and the preview."""
+    return release_timeout_minutes(waits) + DEPLOY_JOB_OVERHEAD_MINUTES
+
+
 class FargateService(pulumi.ComponentResource):
     """Cluster, ALB with blue and green target groups, task definition, service, scaling, smoke test."""
 
@@ -178,6 +204,7 @@ class FargateService(pulumi.ComponentResource):
         self._create_service()
         self._create_autoscaling()
         self.deploy_wait = deploy_wait_seconds(args)
+        self.deploy_job_minutes = deploy_job_minutes(self.deploy_wait)
         self.url = pulumi.Output.concat("https://" if args.https else "http://", self.load_balancer.dns_name)
         self.register_outputs({
             "url": self.url,
@@ -304,8 +331,16 @@ class FargateService(pulumi.ComponentResource):
             statements=lambda arn: [{
                 "Sid": "AlbDeliversLogs", "Effect": "Allow", "Principal": writer, "Action": "s3:PutObject",
                 "Resource": pulumi.Output.concat(arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", ctx.account_id, "/*"),
+            }, {
+                # S3 server access logs of the stack's other buckets (the pipeline's artifacts).
+                "Sid": "S3DeliversAccessLogs", "Effect": "Allow",
+                "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+                "Resource": pulumi.Output.concat(arn, f"/{S3_ACCESS_LOG_PREFIX}/*"),
+                "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id},
+                              "ArnLike": {"aws:SourceArn": f"arn:{ctx.partition}:s3:::{args.prefix}-*"}},
             }],
         )
+        self.access_log_bucket = self.access_logs.name
 
     def _create_load_balancer(self) -> None:
         args = self._args
@@ -449,6 +484,7 @@ class FargateService(pulumi.ComponentResource):
     def _task_roles(self) -> None:
         args = self._args
         ctx = args.context
+        cached = ctx.arn("ecr", f"repository/{args.image_cache_prefix}/*")
         trust = assume_role_policy("ecs-tasks.amazonaws.com", {
             "StringEquals": {"aws:SourceAccount": ctx.account_id},
             "ArnLike": {"aws:SourceArn": ctx.arn("ecs", "*")},
@@ -458,7 +494,10 @@ class FargateService(pulumi.ComponentResource):
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
             {"Sid": "EcrPull", "Effect": "Allow",
              "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-             "Resource": ctx.arn("ecr", f"repository/{args.repository_name}")},
+             "Resource": [ctx.arn("ecr", f"repository/{args.repository_name}"), cached]},
+            # The first pull of a public image through the cache imports it and creates its repository.
+            {"Sid": "EcrPullThroughCache", "Effect": "Allow",
+             "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"], "Resource": cached},
             {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": pulumi.Output.concat(self.log_group_arn, ":log-stream:*")},
             key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt"], sid="DecryptImageLayersAndSecrets"),
@@ -524,7 +563,7 @@ class FargateService(pulumi.ComponentResource):
         }
         xray = {
             "name": XRAY_CONTAINER,
-            "image": XRAY_IMAGE,
+            "image": args.xray_image,
             "essential": False,
             "user": XRAY_USER,
             "readonlyRootFilesystem": True,
@@ -769,8 +808,18 @@ class FargateService(pulumi.ComponentResource):
             **extra,
         )
 
+    # What ECS owns once the service exists. Autoscaling sets the running count. And ECS-managed
+    # blue/green decides which target group serves production: after a release the green group is
+    # primary, and sending the creation-time `loadBalancers` again (as an update would when it sees a
+    # difference) would point ECS back at the idle group. Upstream reports the provider's updates do
+    # not alternate target groups (hashicorp/terraform-provider-aws#45678), so Pulumi sets the load
+    # balancer block once and never again; changing the container port or the target groups needs
+    # a replacement of the service (README, releases).
+    ECS_OWNED = ["desiredCount", "loadBalancers"]
+
     def _create_service(self) -> None:
         args = self._args
+        timeout = release_timeout_minutes(deploy_wait_seconds(args))
         self.infrastructure_role = self._create_infrastructure_role()
         self.service = aws.ecs.Service(
             f"{self._name}-service",
@@ -805,11 +854,12 @@ class FargateService(pulumi.ComponentResource):
             ),
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
-            # `pulumi up` returns only when the release is live or rolled back.
+            # `pulumi up` returns only when the release is live or rolled back, which may take longer
+            # than the provider's 20-minute default: the timeouts below follow the configured waits.
             wait_for_steady_state=True,
             tags=dict(args.tags),
-            # Autoscaling owns the running count once the service exists.
-            opts=child_opts(self, ignore_changes=["desiredCount"],
+            opts=child_opts(self, ignore_changes=self.ECS_OWNED,
+                            custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}m", update=f"{timeout}m"),
                             depends_on=[self.production_rule, self.test_rule, *self.deployment_alarms,
                                         self.capacity_providers]),
         )

@@ -35,6 +35,7 @@ class Registration:
     property_dependencies: dict[str, list[str]]
     inputs: dict[str, Any]
     object: Any  # the google.protobuf Struct sent to the engine (and to analyzers)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     resource_id: str = ""
 
@@ -282,6 +283,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
             inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
             object=request.object,
+            custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
+                                               ("update", request.customTimeouts.update),
+                                               ("delete", request.customTimeouts.delete)) if v},
             outputs=dict(registered.state),
             resource_id=registered.id,
         )

@@ -26,7 +26,7 @@ def test_a_configured_digest_is_deployed_without_building(record):
     def build():
         image = ContainerImage("image", ContainerImageArgs(
             repository_name="web-dev", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k", architecture="ARM64",
-            image=DIGEST))
+            context=CTX, kms_key_alias="alias/web-dev-data", image=DIGEST))
         pulumi.export("ref", image.image_ref)
 
     plan = record(build)
@@ -39,7 +39,8 @@ def test_a_local_build_targets_the_architecture_and_keeps_the_registry_password_
     def build():
         image = ContainerImage("image", ContainerImageArgs(
             repository_name="web-dev", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
-            architecture="X86_64", context=os.path.join(ROOT, "app"), protect=True))
+            architecture="X86_64", context=CTX, kms_key_alias="alias/web-dev-data",
+            build_context=os.path.join(ROOT, "app"), protect=True))
         pulumi.export("ref", image.image_ref)
 
     plan = record(build)
@@ -83,6 +84,7 @@ def test_a_kms_key_alone_rotates_and_names_its_users(record):
 
 SERVICE_ARGS = dict(context=CTX, prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16", public_subnet_ids=[],
                     private_subnet_ids=[], image_ref=DIGEST, repository_name="web-dev", data_key_arn="k",
+                    xray_image="x", image_cache_prefix="web-dev-pub",
                     data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7)
 
 
@@ -90,9 +92,11 @@ SERVICE_ARGS = dict(context=CTX, prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.
     (lambda: KmsKeyArgs(context=CTX, alias="web", description="x"), "KmsKeyArgs.alias"),
     (lambda: KmsKeyArgs(context=CTX, alias="alias/x", description="x", deletion_window_days=3),
      "KmsKeyArgs.deletion_window_days"),
-    (lambda: ContainerImageArgs(repository_name="r", kms_key_arn="k", architecture="arm"),
+    (lambda: ContainerImageArgs(repository_name="r", kms_key_arn="k", architecture="arm", context=CTX,
+                                kms_key_alias="alias/k"),
      "ContainerImageArgs.architecture"),
-    (lambda: ContainerImageArgs(repository_name="r", kms_key_arn="k", architecture="ARM64", keep_tagged_images=0),
+    (lambda: ContainerImageArgs(repository_name="r", kms_key_arn="k", architecture="ARM64", context=CTX,
+                                kms_key_alias="alias/k", keep_tagged_images=0),
      "ContainerImageArgs.keep_tagged_images"),
     (lambda: NetworkArgs(context=CTX, prefix="p", cidr="10.0.0.0/16", availability_zones=2, nat_gateways="two",
                          log_retention_days=7, logs_key_arn="k"), "NetworkArgs.nat_gateways"),
@@ -113,11 +117,13 @@ SERVICE_ARGS = dict(context=CTX, prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.
         context=CTX, prefix="p", stack="dev", source="codecommit", branch="main", repository_name="r",
         ecr_repository_name="r", architecture="ARM64", data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k",
         log_retention_days=7, backend_url="s3://b", deploy_role_arn="arn:aws:iam::1:role/d",
-        notification_topic_arn="t", sonar_host_url="https://s", sonar_project_key="k", trivy_severity="HIGH"),
+        notification_topic_arn="t", notification_topic_policy_arn="t", xray_image="x", image_cache_prefix="r-pub",
+        sonar_host_url="https://s", sonar_project_key="k", trivy_severity="HIGH"),
      "BuildPipelineArgs.clone_url"),
     (lambda: MonitoringArgs(
         context=CTX, prefix="p", topic_arn="t", logs_key_arn="k", log_retention_days=7, load_balancer_arn_suffix="a",
-        target_group_arn_suffixes={}, cluster_name="c", service_name="s", pipeline_name="p", rollback_alarm_names=[],
+        target_group_arn_suffixes={}, cluster_name="c", service_name="s", pipeline_name="p", pipeline_arn="a",
+        rollback_alarm_names=[],
         xray_sampling_rate=2), "MonitoringArgs.xray_sampling_rate"),
 ])
 def test_args_reject_bad_decisions_by_field(make, field):

@@ -298,7 +298,7 @@ def test_aws_defaults_would_wait_over_seven_minutes():
     args = FargateServiceArgs(
         context=AwsContext("123456789012", "us-east-1"), prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16",
         public_subnet_ids=[], private_subnet_ids=[], image_ref="x", repository_name="web-dev",
-        data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
+        xray_image="x", image_cache_prefix="web-dev-pub", data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
         health_check_interval_seconds=30, healthy_threshold=5, deregistration_delay_seconds=300,
         bake_time_minutes=0)
     assert deploy_wait_seconds(args)["total"] == 450
@@ -315,7 +315,27 @@ def test_traffic_shift_waits_count(strategy, extra, expected):
     args = FargateServiceArgs(
         context=AwsContext("123456789012", "us-east-1"), prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16",
         public_subnet_ids=[], private_subnet_ids=[], image_ref="x", repository_name="web-dev",
-        data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
+        xray_image="x", image_cache_prefix="web-dev-pub", data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
         strategy=strategy, bake_time_minutes=0, deregistration_delay_seconds=0, **extra)
     waits = deploy_wait_seconds(args)
     assert waits["total"] == 20 + expected
+
+
+def test_release_and_deploy_job_timeouts_follow_the_configured_waits(dev, prod):
+    # pulumi up waits for the release: the provider's 20-minute default would cut a long bake short.
+    for plan in (dev, prod):
+        svc = plan.one("aws:ecs/service:Service")
+        total = plan.outputs["deployWaitSeconds"]["total"]
+        expected = max(20, -(-total // 60) + service.RELEASE_OVERHEAD_MINUTES)
+        assert svc.custom_timeouts == {"create": f"{expected}m", "update": f"{expected}m"}
+        deploy = plan.one("aws:codebuild/project:Project", "pipeline-deploy")
+        assert deploy.inputs["buildTimeout"] == expected + service.DEPLOY_JOB_OVERHEAD_MINUTES
+    long = service.deploy_job_minutes({"total": 300 * 60})
+    assert service.release_timeout_minutes({"total": 300 * 60}) == 315 and long == 335
+
+
+def test_ecs_owns_the_running_count_and_the_primary_target_group(dev):
+    svc = dev.one("aws:ecs/service:Service")
+    # After a release the green group is primary; re-sending the creation-time load balancer block
+    # would point ECS back at the idle group (hashicorp/terraform-provider-aws#45678).
+    assert sorted(svc.ignore_changes) == ["desiredCount", "loadBalancers"]

@@ -15,7 +15,8 @@ PROD = {
 
 
 def load(**raw):
-    raw["pipeline"] = {"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", **raw.get("pipeline", {})}
+    raw["pipeline"] = {"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", "sonarOrganization": "acme",
+                       **raw.get("pipeline", {})}
     values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
     return config.load_settings(values, project="cicd", stack="test", region="us-east-1")
 
@@ -102,6 +103,13 @@ BAD = [
     (with_section("pipeline", requireApproval="no"), "cicd:pipeline.requireApproval", "true or false"),
     (with_section("pipeline", sonarHostUrl="http://sonar"), "cicd:pipeline.sonarHostUrl", "https://"),
     (with_section("pipeline", trivySeverity="HIGH, CRITICAL"), "cicd:pipeline.trivySeverity", "comma-separated"),
+    (with_section("pipeline", sonarOrganization=""), "cicd:pipeline.sonarOrganization",
+     "required when cicd:pipeline.sonarHostUrl is SonarQube Cloud"),
+    (with_section("pipeline", sonarHostUrl="https://sonarqube.us", sonarOrganization=""),
+     "cicd:pipeline.sonarOrganization", "the key of the organization"),
+    (with_section("pipeline", sonarOrganization="Acme Corp"), "cicd:pipeline.sonarOrganization", "organization key"),
+    (with_section("deployment", strategy="CANARY", bakeTimeMinutes=300, canaryBakeMinutes=200),
+     "cicd:deployment.bakeTimeMinutes", "at most 480 minutes"),
     (with_section("pipeline", trivySeverity="SEVERE"), "cicd:pipeline.trivySeverity", "CRITICAL"),
     (with_section("pipeline", backendUrl="file:///tmp/state"), "cicd:pipeline.backendUrl", "s3://"),
     (with_section("pipeline", deployRoleArn=""), "cicd:pipeline.deployRoleArn", "IAM role ARN"),
@@ -191,10 +199,34 @@ def test_strategy_settings_get_their_own_defaults():
     ("ap-southeast-1", "ap-southeast-1"), ("me-south-1", "eu-west-1"),
 ])
 def test_chatbot_region_defaults_to_a_region_chatbot_serves(region, expected):
-    settings = config.load_settings({"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket"})},
+    settings = config.load_settings({"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket",
+                                                         "sonarOrganization": "acme"})},
                                     project="cicd", stack="test", region=region)
     assert settings.observability.chatbot_region == expected
     assert expected in config.CHATBOT_REGIONS
+
+
+def test_a_self_hosted_sonarqube_needs_no_organization():
+    settings = load(pipeline={"sonarHostUrl": "https://sonar.acme.example", "sonarOrganization": ""})
+    assert settings.pipeline.sonar_organization == ""
+
+
+def test_the_longest_release_a_ci_job_can_wait_for_is_accepted():
+    # 400 min of bake + 20 s of health checks -> 401 min, + 15 for the release, + 20 for the job: 436 <= 480.
+    settings = load(deployment={"bakeTimeMinutes": 400, "deregistrationDelaySeconds": 0})
+    assert settings.deployment.bake_time_minutes == 400
+
+
+def test_ci_jobs_never_fall_back_to_a_local_build():
+    raw = {"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket",
+                                   "sonarOrganization": "acme"})}
+    with pytest.raises(config.ConfigError) as err:
+        config.load_settings(raw, project="cicd", stack="dev", region="us-east-1", require_image=True)
+    assert str(err.value).startswith("cicd:service.image is empty") and "CICD_REQUIRE_IMAGE" in str(err.value)
+    digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "a" * 64
+    raw["service"] = json.dumps({"image": digest})
+    assert config.load_settings(raw, project="cicd", stack="dev", region="us-east-1",
+                                require_image=True).service.image == digest
 
 
 def test_settings_are_frozen():
