@@ -288,7 +288,7 @@ class BuildPipeline(pulumi.ComponentResource):
         args = self._args
         environment = {"PULUMI_VERSION": PULUMI_VERSION, "PULUMI_BACKEND_URL": args.backend_url,
                        "PULUMI_STACK": args.stack, "PREVIEW_ROLE_ARN": args.preview_role_arn,
-                       "REPOSITORY_NAME": args.repository_name, "CICD_REQUIRE_IMAGE": "1"}
+                       "REPOSITORY_NAME": args.repository_name}
         secrets: dict[str, str] = {}
         statements: list[dict] = [{
             "Sid": "PullRequests", "Effect": "Allow",

@@ -339,3 +339,23 @@ def test_ecs_owns_the_running_count_and_the_primary_target_group(dev):
     # After a release the green group is primary; re-sending the creation-time load balancer block
     # would point ECS back at the idle group (hashicorp/terraform-provider-aws#45678).
     assert sorted(svc.ignore_changes) == ["desiredCount", "loadBalancers"]
+
+
+def test_every_image_a_task_pulls_comes_from_the_stack_registry(dev, variant):
+    """Tasks in isolated subnets reach ECR through endpoints; nothing reaches ECR Public or Docker Hub."""
+    for plan in (dev, variant):
+        containers = json.loads(plan.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+        registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/"
+        assert [c["image"].startswith(registry) for c in containers] == [True, True]
+        xray = next(c for c in containers if c["name"] == "xray-daemon")
+        assert xray["image"] == registry + "web-dev-pub/xray/aws-xray-daemon:3.x"
+    rule = dev.one("aws:ecr/pullThroughCacheRule:PullThroughCacheRule").inputs
+    assert rule == {"ecrRepositoryPrefix": "web-dev-pub", "upstreamRegistryUrl": "public.ecr.aws"}
+    template = dev.one("aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate").inputs
+    assert template["prefix"] == "web-dev-pub" and template["appliedFors"] == ["PULL_THROUGH_CACHE"]
+    assert template["encryptionConfigurations"][0]["encryptionType"] == "KMS"
+    assert template["customRoleArn"].endswith(":role/web-dev-pub-cache")
+    execution = json.loads(dev.one("aws:iam/rolePolicy:RolePolicy", "service-execution-policy").inputs["policy"])
+    (first_pull,) = [s for s in execution["Statement"] if s["Sid"] == "EcrPullThroughCache"]
+    assert first_pull["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/web-dev-pub/*"
+    assert sorted(first_pull["Action"]) == ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"]

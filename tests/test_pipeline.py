@@ -235,12 +235,12 @@ def test_trivy_fails_the_build_at_the_configured_severity():
     assert any(c.startswith("trivy config --exit-code 1 --severity \"$TRIVY_SEVERITY\"") for c in trivy)
 
 
-def test_image_is_scanned_before_it_is_pushed():
+def test_image_stage_runs_the_build_script_and_exports_the_digest():
+    # What the script does (scan before push, re-runs reuse the pushed tag) is run in test_scripts.py.
     spec = buildspec("image.yml")
     build = spec["phases"]["build"]["commands"]
-    scan = next(i for i, c in enumerate(build) if c.startswith("trivy image --exit-code 1 --severity"))
-    push = next(i for i, c in enumerate(build) if c.startswith("docker push"))
-    assert scan < push
+    assert build[0] == "bash buildspecs/scripts/build-image.sh /tmp/image-uri"
+    assert build[1] == 'export IMAGE_URI="$(cat /tmp/image-uri)"'
     assert spec["env"]["exported-variables"] == ["IMAGE_URI"]
     assert "post_build" not in spec["phases"]  # post_build runs even after a failed scan
 
@@ -273,3 +273,92 @@ def test_github_workflow_runs_tests_plan_and_pulumi_preview():
     assert action["with"]["command"] == "preview"
     assert action["with"]["comment-on-pr"] is True
     assert action["with"]["policyPacks"] == "policy"
+
+
+# -- what each job may reach -----------------------------------------------------------------------
+
+PREVIEW_ROLE = "arn:aws:iam::123456789012:role/cicd-preview"
+
+
+def _project(plan, role):
+    return plan.one("aws:codebuild/project:Project", f"pipeline-{role}").inputs
+
+
+def _statements(plan, role):
+    return json.loads(plan.one("aws:iam/rolePolicy:RolePolicy", f"pipeline-{role}-policy").inputs["policy"])["Statement"]
+
+
+def _variables(plan, role):
+    return {v["name"]: v["value"] for v in _project(plan, role)["environment"]["environmentVariables"]}
+
+
+@pytest.mark.parametrize("preview_role", ["", PREVIEW_ROLE])
+def test_pull_request_code_gets_no_credentials_that_can_change_anything(preview_role):
+    from conftest import run_plan
+
+    plan = run_plan("dev", **{"cicd:pipeline": {"backendUrl": "https://api.pulumi.com",
+                                                "previewRoleArn": preview_role}})
+    preview = json.dumps(_statements(plan, "preview"))
+    variables = _variables(plan, "preview")
+    # Never the deploy role, nor the deploy jobs' Pulumi Cloud token.
+    assert "cicd-deployer" not in preview and "pulumi-access-token" not in preview
+    assert "pulumi-access-token" not in json.dumps(variables)
+    actions = sorted(a for s in _statements(plan, "preview") for a in
+                     (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+    base = ["codecommit:GetPullRequest", "codecommit:GitPull", "codecommit:PostCommentForPullRequest",
+            "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "logs:CreateLogStream", "logs:PutLogEvents"]
+    if preview_role:
+        assert actions == sorted(base + ["secretsmanager:GetSecretValue", "sts:AssumeRole"])
+        assert variables["PULUMI_ACCESS_TOKEN"] == "web-dev/pulumi-preview-token"
+        assert PREVIEW_ROLE in preview and "web-dev/pulumi-preview-token" in preview
+    else:
+        assert actions == base and "PULUMI_ACCESS_TOKEN" not in variables
+        assert not [s for s in plan.all("aws:secretsmanager/secret:Secret") if "preview-token" in s.inputs["name"]]
+    # The deploy and drift jobs keep theirs.
+    assert _variables(plan, "deploy")["PULUMI_ACCESS_TOKEN"] == "web-dev/pulumi-access-token"
+
+
+def test_jobs_that_run_the_program_never_build_the_image(dev):
+    for role in ("deploy", "drift"):
+        assert _variables(dev, role)["CICD_REQUIRE_IMAGE"] == "1"
+    # The preview sets it on `pulumi preview` only: the offline plan builds nothing anyway.
+    script = " ".join(commands(buildspec("preview.yml")))
+    assert "CICD_REQUIRE_IMAGE=1" in script and "pin-running-image.sh" in script
+    assert "pin-running-image.sh" in " ".join(commands(buildspec("drift.yml")))
+
+
+def test_sonarqube_cloud_gets_its_organization(dev):
+    assert _variables(dev, "sonarqube")["SONAR_ORGANIZATION"] == "acme"
+    joined = " ".join(commands(buildspec("sonarqube.yml")))
+    assert "${SONAR_ORGANIZATION:+-Dsonar.organization=$SONAR_ORGANIZATION}" in joined
+
+
+def test_the_image_job_primes_the_public_image_cache(dev):
+    variables = _variables(dev, "image")
+    assert variables["XRAY_IMAGE"] == ("123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev-pub/"
+                                       "xray/aws-xray-daemon:3.x")
+    (cache,) = [s for s in _statements(dev, "image") if s.get("Sid") == "EcrPullThroughCache"]
+    assert cache["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/web-dev-pub/*"
+    assert "ecr:BatchImportUpstreamImage" in cache["Action"] and "ecr:PutImage" not in cache["Action"]
+
+
+def test_resources_that_name_another_depend_on_it(prod):
+    """An ARN built from strings hides the order: these take the resource's own output."""
+    pipeline = prod.one("aws:codepipeline/pipeline:Pipeline")
+    topic = prod.one("aws:sns/topic:Topic")
+    notifications = prod.one("aws:codestarnotifications/notificationRule:NotificationRule",
+                             "monitoring-pipeline-notifications")
+    assert pipeline.urn in notifications.property_dependencies["resource"]
+    assert topic.urn in pipeline.property_dependencies["stages"]  # the approval's NotificationArn
+    drift = prod.one("aws:cloudwatch/eventTarget:EventTarget", "pipeline-drift-detected-target")
+    assert topic.urn in drift.property_dependencies["arn"]
+
+
+def test_the_artifact_bucket_logs_access_to_the_access_log_bucket(dev):
+    logging = dev.one("aws:s3/bucketLogging:BucketLogging").inputs
+    assert logging["targetBucket"] == "web-dev-alb-logs-123456789012"
+    assert logging["targetPrefix"] == "s3/web-dev-artifacts-123456789012/"
+    policy = json.loads(dev.one("aws:s3/bucketPolicy:BucketPolicy", "service-access-logs-policy").inputs["policy"])
+    (s3,) = [s for s in policy["Statement"] if s.get("Sid") == "S3DeliversAccessLogs"]
+    assert s3["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert s3["Resource"].endswith("/s3/*") and s3["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
