@@ -74,9 +74,20 @@ def log_group(parent: pulumi.Resource, name: str, *, log_group_name: str, retent
     )
 
 
+@dataclass(frozen=True)
+class PolicyRole:
+    """A role and its inline policy. `arn` resolves only once the policy exists, so whatever takes it
+    (a service, a build project, a hook) is created after the role can do its job: AWS checks some
+    roles when the resource is created, and a first task or build would otherwise race the policy."""
+
+    role: aws.iam.Role
+    policy: aws.iam.RolePolicy
+    arn: pulumi.Output[str]
+
+
 def role_with_policy(parent: pulumi.Resource, name: str, *, role_name: str, description: str,
                      trust: pulumi.Input[str], statements: Sequence[Mapping[str, Any]],
-                     tags: Mapping[str, str]) -> aws.iam.Role:
+                     tags: Mapping[str, str]) -> PolicyRole:
     """A role with one inline policy: `<name>-role` and `<name>-policy`, children of `parent`."""
     role = aws.iam.Role(
         f"{name}-role",
@@ -86,5 +97,6 @@ def role_with_policy(parent: pulumi.Resource, name: str, *, role_name: str, desc
         tags=dict(tags),
         opts=child_opts(parent),
     )
-    aws.iam.RolePolicy(f"{name}-policy", role=role.name, policy=policy_document(statements), opts=child_opts(parent))
-    return role
+    policy = aws.iam.RolePolicy(f"{name}-policy", role=role.name, policy=policy_document(statements),
+                                opts=child_opts(parent))
+    return PolicyRole(role=role, policy=policy, arn=pulumi.Output.all(role.arn, policy.id).apply(lambda v: v[0]))

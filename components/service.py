@@ -17,8 +17,8 @@ import pulumi
 import pulumi_aws as aws
 
 from .bucket import private_bucket
-from .common import (AwsContext, assume_role_policy, child_opts, key_by_alias, log_group, role_with_policy,
-                     stateful_opts)
+from .common import (AwsContext, PolicyRole, assume_role_policy, child_opts, key_by_alias, log_group,
+                     role_with_policy, stateful_opts)
 
 APP_CONTAINER = "app"
 XRAY_CONTAINER = "xray-daemon"
@@ -757,7 +757,7 @@ class FargateService(pulumi.ComponentResource):
 
     # -- service -----------------------------------------------------------------------------------
 
-    def _create_infrastructure_role(self) -> aws.iam.Role:
+    def _create_infrastructure_role(self) -> PolicyRole:
         """The role ECS assumes to move traffic between the target groups (blue/green)."""
         args = self._args
         ctx = args.context

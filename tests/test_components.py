@@ -359,3 +359,17 @@ def test_every_image_a_task_pulls_comes_from_the_stack_registry(dev, variant):
     (first_pull,) = [s for s in execution["Statement"] if s["Sid"] == "EcrPullThroughCache"]
     assert first_pull["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/web-dev-pub/*"
     assert sorted(first_pull["Action"]) == ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"]
+
+
+def test_whatever_uses_a_role_waits_for_its_policy(dev, variant):
+    """ECS, CodeBuild, CodePipeline, Lambda and EventBridge check or use a role as soon as the resource
+    exists: each user of a role must be created after the role's inline policy."""
+    checked = 0
+    for plan in (dev, variant):
+        for policy in plan.all("aws:iam/rolePolicy:RolePolicy"):
+            role_urn = policy.dependencies[0]
+            users = [r for r in plan.registrations if role_urn in r.dependencies and r.urn != policy.urn]
+            for user in users:
+                assert policy.urn in user.dependencies, f"{user.name} uses {role_urn} before its policy"
+                checked += 1
+    assert checked >= 20
