@@ -22,8 +22,7 @@ dep = settings.deployment
 obs = settings.observability
 pipe = settings.pipeline
 
-identity = aws.get_caller_identity_output()
-context = AwsContext(account_id=identity.account_id, region=settings.region)
+context = AwsContext.of_provider(settings.region)
 
 observability = Observability("observability", ObservabilityArgs(
     context=context,

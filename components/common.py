@@ -16,6 +16,7 @@ class AwsContext:
     account_id: pulumi.Input[str]
     region: str
     partition: str = "aws"
+    dns_suffix: str = "amazonaws.com"
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> pulumi.Output[str]:
         """An ARN built from known parts, e.g. arn(\"logs\", \"log-group:/ecs/web\")."""
@@ -23,9 +24,12 @@ class AwsContext:
             "arn:", self.partition, ":", service, ":", self.region if region else "", ":",
             self.account_id if account else "", ":", resource)
 
-    @property
-    def dns_suffix(self) -> str:
-        return "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+    @classmethod
+    def of_provider(cls, region: str) -> AwsContext:
+        """The account, partition and DNS suffix as the provider's credentials and region report them."""
+        partition = aws.get_partition()
+        return cls(account_id=aws.get_caller_identity_output().account_id, region=region,
+                   partition=partition.partition, dns_suffix=partition.dns_suffix)
 
 
 def policy_document(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:

@@ -76,11 +76,23 @@ class PlatformMocks(pulumi_mocks.Mocks):
             return {"accountId": self.account_id, "arn": self.arn("iam", "user/deployer", region=False),
                     "id": self.account_id, "userId": "AIDAEXAMPLEUSERID"}
         if token == "aws:index/getPartition:getPartition":
+            if self.region.startswith("cn-"):
+                return {"partition": "aws-cn", "dnsSuffix": "amazonaws.com.cn", "id": "aws-cn",
+                        "reverseDnsPrefix": "cn.com.amazonaws"}
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws",
                     "reverseDnsPrefix": "com.amazonaws"}
         if token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region, "id": self.region,
                     "endpoint": f"ec2.{self.region}.amazonaws.com"}
+        if token == "aws:elb/getServiceAccount:getServiceAccount":
+            # The provider's table covers the regions older than August 2022 (a few shown here).
+            region = args.args.get("region") or self.region
+            accounts = {"us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-2": "797873946194",
+                        "eu-west-1": "156460612806", "cn-north-1": "638102146993"}
+            if region not in accounts:
+                raise Exception(f"unsupported AWS Region: {region}")
+            partition = "aws-cn" if region.startswith("cn-") else "aws"
+            return {"arn": f"arn:{partition}:iam::{accounts[region]}:root", "id": accounts[region], "region": region}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {"authorizationToken": "bW9jazptb2Nr", "userName": "AWS", "password": "mock-ecr-password",
                     "proxyEndpoint": f"https://{self.account_id}.dkr.ecr.{self.region}.amazonaws.com",

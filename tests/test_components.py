@@ -373,3 +373,33 @@ def test_whatever_uses_a_role_waits_for_its_policy(dev, variant):
                 assert policy.urn in user.dependencies, f"{user.name} uses {role_urn} before its policy"
                 checked += 1
     assert checked >= 20
+
+
+def _access_log_writer(plan):
+    policy = json.loads(plan.one("aws:s3/bucketPolicy:BucketPolicy", "service-access-logs-policy").inputs["policy"])
+    (alb,) = [s for s in policy["Statement"] if s.get("Sid") == "AlbDeliversLogs"]
+    return alb["Principal"]
+
+
+def test_alb_logs_are_delivered_by_what_aws_publishes_for_the_region(dev):
+    from conftest import run_plan
+
+    # An older region: the regional ELB account the provider publishes, beside the service principal.
+    assert _access_log_writer(dev) == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com",
+                                       "AWS": "arn:aws:iam::127311923021:root"}
+    # A region opened after August 2022 has no ELB account: the service principal alone.
+    newer = run_plan("dev", **{"aws:region": "ca-west-1"})
+    assert _access_log_writer(newer) == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+
+
+def test_arns_and_endpoints_follow_the_partition_the_provider_reports():
+    from conftest import run_plan
+
+    china = run_plan("dev", **{"aws:region": "cn-north-1"})
+    documents = [r.inputs["policy"] for r in china.all("aws:iam/rolePolicy:RolePolicy")]
+    arns = [a for d in documents for a in json.loads(d)["Statement"] for a in
+            (a["Resource"] if isinstance(a["Resource"], list) else [a["Resource"]])
+            if a != "*" and "cicd-deployer" not in a]  # the deploy role is the stack file's own ARN
+    assert arns and all(a.startswith("arn:aws-cn:") for a in arns), [a for a in arns if "aws-cn" not in a][:3]
+    containers = json.loads(china.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    assert all(".amazonaws.com.cn/" in c["image"] for c in containers)
