@@ -17,6 +17,8 @@ class AwsContext:
     region: str
     partition: str = "aws"
     dns_suffix: str = "amazonaws.com"
+    # The prefix of VPC endpoint service names (com.amazonaws, or cn.com.amazonaws in China).
+    reverse_dns_prefix: str = "com.amazonaws"
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> pulumi.Output[str]:
         """An ARN built from known parts, e.g. arn(\"logs\", \"log-group:/ecs/web\")."""
@@ -29,7 +31,8 @@ class AwsContext:
         """The account, partition and DNS suffix as the provider's credentials and region report them."""
         partition = aws.get_partition()
         return cls(account_id=aws.get_caller_identity_output().account_id, region=region,
-                   partition=partition.partition, dns_suffix=partition.dns_suffix)
+                   partition=partition.partition, dns_suffix=partition.dns_suffix,
+                   reverse_dns_prefix=partition.reverse_dns_prefix)
 
 
 def policy_document(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:

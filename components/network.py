@@ -157,7 +157,7 @@ class Network(pulumi.ComponentResource):
             self.endpoints.append(aws.ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}-endpoint",
                 vpc_id=self.vpc_id,
-                service_name=f"com.amazonaws.{args.context.region}.{service}",
+                service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.{service}",
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,
                 subnet_ids=self.private_subnet_ids,
@@ -173,7 +173,7 @@ class Network(pulumi.ComponentResource):
         self.endpoints.append(aws.ec2.VpcEndpoint(
             f"{name}-s3-endpoint",
             vpc_id=self.vpc_id,
-            service_name=f"com.amazonaws.{args.context.region}.s3",
+            service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=route_tables.ids,
             tags={**args.tags, "Name": f"{args.prefix}-s3"},

@@ -65,8 +65,16 @@ class PlatformMocks(pulumi_mocks.Mocks):
         self.account_id = account_id
         self.region = region
 
+    @property
+    def partition(self) -> str:
+        return "aws-cn" if self.region.startswith("cn-") else "aws"
+
+    @property
+    def dns_suffix(self) -> str:
+        return "amazonaws.com.cn" if self.region.startswith("cn-") else "amazonaws.com"
+
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"
+        return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"
 
     # -- invokes -----------------------------------------------------------------------------------
 
@@ -83,7 +91,7 @@ class PlatformMocks(pulumi_mocks.Mocks):
                     "reverseDnsPrefix": "com.amazonaws"}
         if token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region, "id": self.region,
-                    "endpoint": f"ec2.{self.region}.amazonaws.com"}
+                    "endpoint": f"ec2.{self.region}.{self.dns_suffix}"}
         if token == "aws:elb/getServiceAccount:getServiceAccount":
             # The provider's table covers the regions older than August 2022 (a few shown here).
             region = args.args.get("region") or self.region
@@ -95,7 +103,7 @@ class PlatformMocks(pulumi_mocks.Mocks):
             return {"arn": f"arn:{partition}:iam::{accounts[region]}:root", "id": accounts[region], "region": region}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {"authorizationToken": "bW9jazptb2Nr", "userName": "AWS", "password": "mock-ecr-password",
-                    "proxyEndpoint": f"https://{self.account_id}.dkr.ecr.{self.region}.amazonaws.com",
+                    "proxyEndpoint": f"https://{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}",
                     "expiresAt": "2030-01-01T00:00:00Z", "id": self.region}
         if token == "aws:ec2/getRouteTables:getRouteTables":
             vpc = args.args.get("vpcId") or "vpc"
@@ -137,7 +145,7 @@ class PlatformMocks(pulumi_mocks.Mocks):
         if typ == "aws:ecr/repository:Repository":
             repo = inputs["name"]
             return repo, {"arn": a("ecr", f"repository/{repo}"), "registryId": self.account_id,
-                          "repositoryUrl": f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{repo}"}
+                          "repositoryUrl": f"{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}/{repo}"}
         if typ == "docker:index/image:Image":
             base = str(inputs.get("imageName", "image")).rsplit(":", 1)[0]
             digest = "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
@@ -159,7 +167,7 @@ class PlatformMocks(pulumi_mocks.Mocks):
             suffix = f"app/{n}/{_hex(seed, 16)}"
             return a("elasticloadbalancing", f"loadbalancer/{suffix}"), {
                 "arn": a("elasticloadbalancing", f"loadbalancer/{suffix}"), "arnSuffix": suffix, "name": n,
-                "dnsName": f"{n}-{int(_hex(seed, 8), 16) % 10**10}.{self.region}.elb.amazonaws.com",
+                "dnsName": f"{n}-{int(_hex(seed, 8), 16) % 10**10}.{self.region}.elb.{self.dns_suffix}",
                 "zoneId": "Z35SXDOTRQ7X7K"}
         if typ == "aws:lb/targetGroup:TargetGroup":
             n = _physical_name(inputs, name, max_len=32)
@@ -231,12 +239,12 @@ class PlatformMocks(pulumi_mocks.Mocks):
         if typ == "aws:s3/bucket:Bucket":
             n = _physical_name(inputs, name, key="bucket", max_len=63)
             return n, {"arn": f"arn:aws:s3:::{n}", "bucket": n,
-                       "bucketRegionalDomainName": f"{n}.s3.{self.region}.amazonaws.com"}
+                       "bucketRegionalDomainName": f"{n}.s3.{self.region}.{self.dns_suffix}"}
         if typ == "aws:codecommit/repository:Repository":
             n = inputs["repositoryName"]
             return _uuid(seed), {"arn": a("codecommit", n), "repositoryId": _uuid(seed),
-                                 "cloneUrlHttp": f"https://git-codecommit.{self.region}.amazonaws.com/v1/repos/{n}",
-                                 "cloneUrlSsh": f"ssh://git-codecommit.{self.region}.amazonaws.com/v1/repos/{n}"}
+                                 "cloneUrlHttp": f"https://git-codecommit.{self.region}.{self.dns_suffix}/v1/repos/{n}",
+                                 "cloneUrlSsh": f"ssh://git-codecommit.{self.region}.{self.dns_suffix}/v1/repos/{n}"}
         if typ == "aws:codebuild/project:Project":
             n = _physical_name(inputs, name)
             return a("codebuild", f"project/{n}"), {"arn": a("codebuild", f"project/{n}"), "name": n}
