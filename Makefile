@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: plan test bench clean
+.PHONY: plan test bench loadtest clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m offline.bench $(ARGS)
+
+# The sample service under concurrent clients on loopback (a benchmark, bounded in requests and time).
+loadtest: $(VENV)/.installed
+	$(PY) app/loadtest.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

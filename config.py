@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import pulumi
 
 from components.observability import CHATBOT_REGIONS
-from components.service import DEPLOY_JOB_MAX_MINUTES, deploy_job_minutes, deploy_wait_seconds
+from components.service import DEPLOY_JOB_MAX_MINUTES, PROGRAM_VARIABLES, deploy_job_minutes, deploy_wait_seconds
 
 NAMESPACE = "cicd"
 # Set by every CI job that runs the program (deploy, drift, previews): no local image build there.
@@ -366,6 +366,9 @@ def _environment_variables(key: str, value: Any) -> tuple[tuple[str, str], ...]:
     for name, val in sorted(value.items()):
         _match(f"{key}.{name}", name, ENV_VAR_RE, "a variable name of letters, digits and _")
         upper = name.upper()
+        if upper in PROGRAM_VARIABLES:
+            raise ConfigError(f"{key}.{name} is set by the program itself; choose another name (the program sets "
+                              f"{', '.join(PROGRAM_VARIABLES)})")
         word = next((w for w in SECRET_NAME_WORDS if w in upper), None)
         if word or upper.startswith("AWS_"):
             raise ConfigError(
@@ -386,8 +389,13 @@ def _secret_names(key: str, value: Any) -> tuple[str, ...]:
     for i, name in enumerate(value):
         _match(f"{key}[{i}]", name, re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"),
                "a variable name of letters, digits and _")
-        if name in names:
-            raise ConfigError(f"{key}[{i}] repeats {name!r}; each secret is listed once")
+        clash = next((n for n in names if n.upper() == name.upper()), None)
+        if clash is not None:
+            # Each secret is a resource named after it in lower case: API_KEY and api_key would be one.
+            raise ConfigError(f"{key}[{i}] repeats {clash!r} ({name!r}); each secret is listed once, whatever "
+                              "its case")
+        if name.upper() in PROGRAM_VARIABLES:
+            raise ConfigError(f"{key}[{i}] {name!r} is set by the program itself; choose another name")
         names.append(name)
     return tuple(names)
 

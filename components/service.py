@@ -21,6 +21,11 @@ from .common import (AwsContext, PolicyRole, assume_role_policy, child_opts, key
                      role_with_policy, stateful_opts)
 
 APP_CONTAINER = "app"
+# The app's listen backlog; the kernel caps it at net.core.somaxconn (4096 on Fargate's kernels).
+LISTEN_BACKLOG = 1024
+# Variables the program sets in the app container itself; the configuration may not set them.
+PROGRAM_VARIABLES = ("AWS_XRAY_DAEMON_ADDRESS", "LISTEN_BACKLOG", "PORT", "SERVICE_NAME", "WORKER_THREADS",
+                     "XRAY_SAMPLING_RATE")
 XRAY_CONTAINER = "xray-daemon"
 APP_USER = "10001:10001"
 XRAY_USER = "1337"
@@ -164,6 +169,11 @@ def deploy_wait_seconds(args: FargateServiceArgs) -> dict[str, int]:
         waits["linear steps"] = (steps - 1) * int(args.linear_step_bake_minutes or 0) * 60
     waits["total"] = sum(waits.values())
     return waits
+
+
+def worker_threads(cpu: int) -> int:
+    """Request threads for a task of `cpu` units: 32 per vCPU, at least 32 (requests mostly wait on I/O)."""
+    return max(32, 32 * cpu // 1024)
 
 
 def elb_log_account_arn(region: str) -> str | None:
@@ -546,8 +556,11 @@ class FargateService(pulumi.ComponentResource):
         environment = [{"name": k, "value": v} for k, v in sorted(args.environment.items())]
         environment += [
             {"name": "AWS_XRAY_DAEMON_ADDRESS", "value": "127.0.0.1:2000"},
+            # The sample service's listen backlog and thread pool, sized for the task (app/service/server.py).
+            {"name": "LISTEN_BACKLOG", "value": str(LISTEN_BACKLOG)},
             {"name": "PORT", "value": str(args.container_port)},
             {"name": "SERVICE_NAME", "value": args.prefix},
+            {"name": "WORKER_THREADS", "value": str(worker_threads(args.cpu))},
             {"name": "XRAY_SAMPLING_RATE", "value": str(args.xray_sampling_rate)},
         ]
         app = {

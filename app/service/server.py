@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -101,9 +102,38 @@ class Handler(BaseHTTPRequestHandler):
         return
 
 
-def serve(port: int | None = None) -> ThreadingHTTPServer:
-    return ThreadingHTTPServer(("0.0.0.0", port if port is not None else int(os.environ.get("PORT", "8080"))),
-                               Handler)
+class Server(ThreadingHTTPServer):
+    """A thread per request, at most `WORKER_THREADS` at once, and a listen backlog sized for a load
+    balancer. The standard library's backlog of 5 drops the SYNs of a burst of new connections, and
+    each dropped one waits a second for its retry: slow requests, and health checks that can time out
+    and roll a good release back. Connections beyond the busy threads wait in the backlog instead
+    (the kernel caps it at net.core.somaxconn, 4096 on Fargate's kernels)."""
+
+    request_queue_size = int(os.environ.get("LISTEN_BACKLOG", "1024"))
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], workers: int | None = None) -> None:
+        self.workers = workers or int(os.environ.get("WORKER_THREADS", "64"))
+        self._slots = threading.BoundedSemaphore(self.workers)
+        super().__init__(address, Handler)
+
+    def process_request(self, request, client_address) -> None:
+        self._slots.acquire()  # a full house stops accepting: new connections queue in the backlog
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve(port: int | None = None, workers: int | None = None) -> Server:
+    return Server(("0.0.0.0", port if port is not None else int(os.environ.get("PORT", "8080"))), workers)
 
 
 def main() -> None:
