@@ -104,6 +104,7 @@ service = FargateService("service", FargateServiceArgs(
     healthy_threshold=dep.healthy_threshold,
     certificate_arn=settings.certificate_arn,
     protect=settings.protect,
+    waf=settings.waf,
     alarm_topic_arn=observability.topic_arn,
     error_rate_percent=obs.error_rate_percent,
     xray_sampling_rate=obs.xray_sampling_rate,

@@ -191,6 +191,7 @@ class Settings:
     observability: ObservabilitySettings
     protect: bool
     certificate_arn: str
+    waf: bool
     tags: tuple[tuple[str, str], ...]
 
     @property
@@ -646,8 +647,19 @@ def _read_fields(key: str, raw: Any, fields: Mapping[str, Callable[[str, Any], A
 # Top level
 
 TOP_LEVEL_KEYS = ("environment", "service", "deployment", "network", "pipeline", "observability",
-                  "protect", "certificateArn", "tags")
+                  "protect", "certificateArn", "waf", "tags")
 OBJECT_KEYS = ("service", "deployment", "network", "pipeline", "observability", "tags")
+
+
+def _flag(name: str, text: Any, *, default: bool) -> bool:
+    """A top-level true/false key, as the CLI passes it (a string) or parsed."""
+    if text is None:
+        return default
+    if text in ("true", True):
+        return True
+    if text in ("false", False):
+        return False
+    raise ConfigError(f"{NAMESPACE}:{name} must be true or false; got {text!r}")
 
 
 def _parse_raw(key: str, text: Any, is_object: bool) -> Any:
@@ -679,15 +691,9 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
     values = {k: _parse_raw(f"{NAMESPACE}:{k}", raw.get(k), k in OBJECT_KEYS) for k in TOP_LEVEL_KEYS}
 
     environment = _one_of(f"{NAMESPACE}:environment", values["environment"] or "dev", ENVIRONMENTS)
-    protect_text = values["protect"]
-    if protect_text is None:
-        protect = environment == "prod"
-    elif protect_text in ("true", True):
-        protect = True
-    elif protect_text in ("false", False):
-        protect = False
-    else:
-        raise ConfigError(f"{NAMESPACE}:protect must be true or false; got {protect_text!r}")
+    protect = _flag("protect", values["protect"], default=environment == "prod")
+    # An AWS WAF web ACL on the internet-facing load balancer: on by default in prod.
+    waf = _flag("waf", values["waf"], default=environment == "prod")
     if environment == "prod" and not protect:
         raise ConfigError(
             f"{NAMESPACE}:protect must be true when {NAMESPACE}:environment is prod "
@@ -713,6 +719,7 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
         observability=_load_observability(values["observability"], region),
         protect=protect,
         certificate_arn=certificate_arn,
+        waf=waf,
         tags=_tags(f"{NAMESPACE}:tags", values["tags"]) if values["tags"] is not None else (("team", "platform"),),
     )
     if require_image and not service.image:

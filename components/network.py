@@ -91,6 +91,14 @@ class Network(pulumi.ComponentResource):
         self.public_subnet_ids = self.vpc.public_subnet_ids
         self.private_subnet_ids = (self.vpc.isolated_subnet_ids if args.nat_gateways == "none"
                                    else self.vpc.private_subnet_ids)
+        # Every VPC comes with a default security group that admits its own members and lets all out.
+        # Nothing here uses it: adopting it with no rules strips AWS's defaults, so nothing can.
+        self.default_security_group = aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=self.vpc_id,
+            tags={**args.tags, "Name": f"{args.prefix}-default-unused"},
+            opts=child_opts(self),
+        )
         self._create_flow_logs(name)
         self.endpoints: list[aws.ec2.VpcEndpoint] = []
         if args.nat_gateways == "none":

@@ -19,6 +19,7 @@ import pulumi_aws as aws
 from .bucket import private_bucket
 from .common import (AwsContext, PolicyRole, assume_role_policy, child_opts, key_by_alias, log_group,
                      role_with_policy, stateful_opts)
+from .waf import WebFirewall, WebFirewallArgs
 
 APP_CONTAINER = "app"
 # The app's listen backlog; the kernel caps it at net.core.somaxconn (4096 on Fargate's kernels).
@@ -69,6 +70,7 @@ class FargateServiceArgs:
     with all traffic before blue is stopped. ``certificate_arn``: HTTPS with TLS 1.3 on 443 and a
     redirect on 80; empty serves plain HTTP on 80 (not allowed in prod by the configuration).
     ``protect``: ALB deletion protection, and the log group and secrets are protected and retained.
+    ``waf``: an AWS WAF web ACL with AWS's managed rule groups on the load balancer; default False.
     ``alarm_topic_arn``: where the deployment alarms notify; default none.
     ``xray_image``: the X-Ray daemon in the stack's pull-through cache, whose repositories are under
     ``image_cache_prefix``/ (the execution role may pull from them and create them on a first pull).
@@ -110,6 +112,7 @@ class FargateServiceArgs:
     healthy_threshold: int = 2
     certificate_arn: str = ""
     protect: bool = False
+    waf: bool = False
     alarm_topic_arn: pulumi.Input[str] | None = None
     error_rate_percent: float = 1.0
     xray_sampling_rate: float = 0.05
@@ -446,6 +449,12 @@ class FargateService(pulumi.ComponentResource):
             opts=child_opts(self),
             **tls,
         )
+        self.firewall = None
+        if args.waf:
+            self.firewall = WebFirewall(f"{self._name}-waf", WebFirewallArgs(
+                context=args.context, prefix=args.prefix, load_balancer_arn=self.load_balancer.arn,
+                logs_key_arn=args.logs_key_arn, log_retention_days=args.log_retention_days, protect=args.protect,
+                tags=args.tags), opts=child_opts(self))
         # ECS rewrites the weights of these rules while it shifts traffic, so Pulumi sets them once
         # and then ignores `actions`; otherwise the next `pulumi up` would undo a deployment.
         self.production_rule = self._forward_rule("production-rule", self.production_listener)

@@ -208,6 +208,13 @@ class PlatformMocks(pulumi_mocks.Mocks):
             version = _uuid(seed)
             return f"{inputs.get('secretId')}|{version}", {"arn": inputs.get("secretId"), "versionId": version,
                                                            "versionStages": ["AWSCURRENT"]}
+        if typ == "aws:wafv2/webAcl:WebAcl":
+            web_acl_id = _uuid(seed)
+            arn = a("wafv2", f"regional/webacl/{inputs.get('name')}/{web_acl_id}")
+            return web_acl_id, {"arn": arn, "capacity": 925, "lockToken": _uuid(seed + "lock")}
+        if typ == "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup":
+            sg = f"sg-{_hex(seed, 17)}"
+            return sg, {"arn": a("ec2", f"security-group/{sg}"), "name": "default", "ownerId": self.account_id}
         if typ == "aws:ec2/securityGroup:SecurityGroup":
             sg = f"sg-{_hex(seed, 17)}"
             return sg, {"arn": a("ec2", f"security-group/{sg}"), "ownerId": self.account_id}

@@ -86,7 +86,7 @@ def preload(root: str = ROOT) -> None:
     # pulumi_aws loads its service modules on first use; load the ones the program uses.
     for module in ("appautoscaling", "chatbot", "cloudwatch", "codebuild", "codecommit", "codepipeline", "elb",
                    "codestarnotifications", "ec2", "ecr", "ecs", "iam", "kms", "lambda_", "lb", "s3",
-                   "secretsmanager", "sns", "vpc", "xray"):
+                   "secretsmanager", "sns", "vpc", "wafv2", "xray"):
         importlib.import_module(f"pulumi_aws.{module}")
 
     if root not in sys.path:

@@ -403,3 +403,37 @@ def test_arns_and_endpoints_follow_the_partition_the_provider_reports():
     assert arns and all(a.startswith("arn:aws-cn:") for a in arns), [a for a in arns if "aws-cn" not in a][:3]
     containers = json.loads(china.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
     assert all(".amazonaws.com.cn/" in c["image"] for c in containers)
+
+
+def test_the_vpc_default_security_group_has_no_rules(dev):
+    default = dev.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    # The provider removes every rule of the default group it adopts and creates only those given.
+    assert "ingress" not in default.inputs and "egress" not in default.inputs
+    assert default.inputs["vpcId"].startswith("vpc-")
+
+
+def test_prod_puts_a_web_acl_with_aws_managed_rules_in_front_of_the_load_balancer(prod, dev):
+    assert not [r for r in dev.registrations if r.type.startswith("aws:wafv2")]
+    acl = prod.one("aws:wafv2/webAcl:WebAcl").inputs
+    assert acl["scope"] == "REGIONAL" and "allow" in acl["defaultAction"]
+    groups = [r["statement"]["managedRuleGroupStatement"]["name"] for r in acl["rules"]]
+    assert groups == ["AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesKnownBadInputsRuleSet",
+                      "AWSManagedRulesCommonRuleSet"]
+    assert all("none" in r["overrideAction"] for r in acl["rules"])  # the groups' own block actions apply
+    assert len({r["priority"] for r in acl["rules"]}) == 3
+    association = prod.one("aws:wafv2/webAclAssociation:WebAclAssociation")
+    alb = prod.one("aws:lb/loadBalancer:LoadBalancer")
+    assert association.inputs["resourceArn"] == alb.outputs["arn"]
+    logs = prod.one("aws:cloudwatch/logGroup:LogGroup", "service-waf-logs")
+    assert logs.inputs["name"] == "aws-waf-logs-web-prd"  # WAF delivers only to this prefix
+    assert logs.inputs["kmsKeyId"].startswith("arn:aws:kms:") and logs.protect
+    logging = prod.one("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration").inputs
+    assert logging["logDestinationConfigs"] == [logs.outputs["arn"]]
+    assert [f["singleHeader"]["name"] for f in logging["redactedFields"]] == ["authorization", "cookie"]
+
+
+def test_waf_follows_its_key():
+    from conftest import run_plan
+
+    plan = run_plan("dev", **{"cicd:waf": "true"})
+    assert plan.one("aws:wafv2/webAcl:WebAcl").inputs["name"] == "web-dev"

@@ -10,7 +10,7 @@ from offline import analyzer, plan as plan_cli
 COMPONENTS = {
     "cicd:network:Network", "cicd:image:ContainerImage", "cicd:service:FargateService",
     "cicd:observability:Observability", "cicd:encryption:KmsKey", "cicd:source:SourceRepository",
-    "cicd:pipeline:BuildPipeline", "cicd:monitoring:Monitoring",
+    "cicd:pipeline:BuildPipeline", "cicd:monitoring:Monitoring", "cicd:waf:WebFirewall",
 }
 
 
