@@ -10,8 +10,9 @@ from offline import analyzer, plan as plan_cli
 COMPONENTS = {
     "cicd:network:Network", "cicd:image:ContainerImage", "cicd:service:FargateService",
     "cicd:observability:Observability", "cicd:encryption:KmsKey", "cicd:source:SourceRepository",
-    "cicd:pipeline:BuildPipeline", "cicd:monitoring:Monitoring", "cicd:waf:WebFirewall",
+    "cicd:pipeline:BuildPipeline", "cicd:monitoring:Monitoring",
 }
+OPTIONAL = {"cicd:waf:WebFirewall"}  # with cicd:waf (prod's default)
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -21,7 +22,8 @@ def test_stack_has_every_component(stack, dev, prod):
     assert COMPONENTS <= types
     for r in plan.registrations:
         if r.custom and not r.type.startswith("awsx:"):
-            assert r.parent.split("::")[2].split("$")[-1] in COMPONENTS, f"{r.name} is not inside a component"
+            assert r.parent.split("::")[2].split("$")[-1] in COMPONENTS | OPTIONAL, f"{r.name} is not in a component"
+    assert ("cicd:waf:WebFirewall" in types) is (stack == "prod")
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
