@@ -264,15 +264,39 @@ def test_preview_posts_to_the_pull_request_and_fails_on_violations():
     assert "exit $status" in script
 
 
-def test_github_workflow_runs_tests_plan_and_pulumi_preview():
+def _workflow():
     with open(os.path.join(ROOT, ".github", "workflows", "preview.yml"), encoding="utf-8") as handle:
-        workflow = yaml.safe_load(handle)
+        return yaml.safe_load(handle)
+
+
+def test_github_workflow_runs_tests_plan_and_pulumi_preview():
+    workflow = _workflow()
     runs = [s.get("run") for s in workflow["jobs"]["test-and-plan"]["steps"]]
-    assert "make test" in runs and "make plan STACK=dev" in runs
-    action = [s for s in workflow["jobs"]["preview"]["steps"] if str(s.get("uses", "")).startswith("pulumi/actions")][0]
+    assert "make test" in runs and "make plan STACK=dev,prod" in runs
+    assert "make plan STACK=dev,prod ARGS=--first-preview" in runs
+    steps = workflow["jobs"]["preview"]["steps"]
+    action = [s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions") and "command" in s["with"]][0]
     assert action["with"]["command"] == "preview"
     assert action["with"]["comment-on-pr"] is True
     assert action["with"]["policyPacks"] == "policy"
+    # The preview keeps the running image and never builds one.
+    assert workflow["jobs"]["preview"]["env"]["CICD_REQUIRE_IMAGE"] == "1"
+    pin = next(i for i, s in enumerate(steps) if "pin-running-image.sh" in str(s.get("run", "")))
+    assert pin < steps.index(action)
+
+
+def test_github_actions_are_pinned_by_sha_and_jobs_ask_for_their_own_permissions():
+    workflow = _workflow()
+    assert workflow["permissions"] == {}
+    assert workflow["jobs"]["test-and-plan"]["permissions"] == {"contents": "read"}
+    assert workflow["jobs"]["preview"]["permissions"] == {"contents": "read", "pull-requests": "write",
+                                                          "id-token": "write"}
+    with open(os.path.join(ROOT, ".github", "workflows", "preview.yml"), encoding="utf-8") as handle:
+        uses = re.findall(r"uses: (\S+)(.*)", handle.read())
+    assert len(uses) >= 7
+    for action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
+        assert re.fullmatch(r" # v\d+\.\d+\.\d+", comment), (action, comment)
 
 
 # -- what each job may reach -----------------------------------------------------------------------
