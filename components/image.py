@@ -179,6 +179,9 @@ class ContainerImage(pulumi.ComponentResource):
             custom_role_arn=role.arn,
             opts=child_opts(self),
         )
+        # What a first pull of xray_image needs: the rule, and the template (a cached repository gets it
+        # only when it is created). The image is named from known parts, so it stays known at preview.
+        self.xray_image_ready = [self.public_cache, self.public_cache_template]
 
     def _build(self, name: str, args: ContainerImageArgs) -> docker.Image:
         tag = context_hash(args.build_context)

@@ -54,9 +54,10 @@ class Observability(pulumi.ComponentResource):
         super().__init__("cicd:observability:Observability", name, None, opts)
         ctx = args.context
         region = ctx.region
+        self.key_alias = f"alias/{args.prefix}-telemetry"
         self.key = KmsKey(f"{name}-key", KmsKeyArgs(
             context=ctx,
-            alias=f"alias/{args.prefix}-telemetry",
+            alias=self.key_alias,
             description=f"Logs and alerts of {args.prefix}",
             protect=args.protect,
             tags=dict(args.tags),

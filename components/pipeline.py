@@ -31,6 +31,7 @@ PLATFORMS = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
 SCAN_ACTIONS = ("unit-tests", "sonarqube", "trivy")
 DRIFT_SCHEDULE = "cron(0 6 * * ? *)"  # daily, before the working day starts (UTC)
 ARTIFACT_EXPIRY_DAYS = 30
+AUTO_DISCOVER = "CODEBUILD_CONFIG_AUTO_DISCOVER"
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class BuildPipelineArgs:
     role for pull-request previews; empty runs the offline plan instead (PR code never gets cloud
     credentials by default). ``data_key_alias`` scopes KMS permissions by alias, known at preview.
     ``notification_topic_arn`` is the topic itself (so the engine creates it first);
-    ``notification_topic_policy_arn`` the same ARN from known parts, for IAM documents.
+    ``notification_topic_policy_arn`` the same ARN from known parts, for IAM documents;
+    ``notification_key_alias`` the alias of the key that encrypts the topic.
     ``deploy_timeout_minutes``: the deploy job's build timeout (5..2160); default 60.
     ``access_log_bucket``: where the artifact bucket's S3 access logs go; default none.
     ``xray_image``: the image job pulls it once through the stack's cache (``image_cache_prefix``), so
@@ -82,6 +84,7 @@ class BuildPipelineArgs:
     deploy_role_arn: str
     notification_topic_arn: pulumi.Input[str]
     notification_topic_policy_arn: pulumi.Input[str]
+    notification_key_alias: str
     xray_image: pulumi.Input[str]
     image_cache_prefix: str
     sonar_host_url: str
@@ -357,8 +360,11 @@ class BuildPipeline(pulumi.ComponentResource):
             tags=args.tags,
         )
         compute_type, image = "BUILD_GENERAL1_SMALL", BUILD_IMAGES[args.architecture][1]
+        # CodeBuild adds CODEBUILD_CONFIG_AUTO_DISCOVER=true to every new project (report auto-discovery);
+        # declaring it keeps the next day's drift check from seeing a change (pulumi/pulumi-aws#3839).
+        environment = {AUTO_DISCOVER: "true", **project.environment}
         variables = [aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs(name=k, value=v, type="PLAINTEXT")
-                     for k, v in sorted(project.environment.items())]
+                     for k, v in sorted(environment.items())]
         variables += [aws.codebuild.ProjectEnvironmentEnvironmentVariableArgs(name=k, value=v, type="SECRETS_MANAGER")
                       for k, v in sorted(project.secrets.items())]
         if project.in_pipeline:
@@ -477,6 +483,11 @@ class BuildPipeline(pulumi.ComponentResource):
         if args.require_approval:
             statements.append({"Sid": "ApprovalNotice", "Effect": "Allow", "Action": "sns:Publish",
                                "Resource": args.notification_topic_policy_arn})
+            # The topic is encrypted: a publisher needs its key, here only through SNS in this region.
+            key = key_by_alias(ctx, args.notification_key_alias, ["kms:Decrypt", "kms:GenerateDataKey"],
+                               sid="ApprovalNoticeKey")
+            key["Condition"]["StringEquals"] = {"kms:ViaService": f"sns.{ctx.region}.{ctx.dns_suffix}"}
+            statements.append(key)
         role = role_with_policy(
             self, f"{self._name}-pipeline",
             role_name=f"{args.prefix}-pipeline",

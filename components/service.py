@@ -73,7 +73,8 @@ class FargateServiceArgs:
     ``waf``: an AWS WAF web ACL with AWS's managed rule groups on the load balancer; default False.
     ``alarm_topic_arn``: where the deployment alarms notify; default none.
     ``xray_image``: the X-Ray daemon in the stack's pull-through cache, whose repositories are under
-    ``image_cache_prefix``/ (the execution role may pull from them and create them on a first pull).
+    ``image_cache_prefix``/ (the execution role may pull from them and create them on a first pull);
+    the task definition waits for ``xray_image_ready`` (the cache rule and its repository template).
     """
 
     context: AwsContext
@@ -116,6 +117,7 @@ class FargateServiceArgs:
     alarm_topic_arn: pulumi.Input[str] | None = None
     error_rate_percent: float = 1.0
     xray_sampling_rate: float = 0.05
+    xray_image_ready: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -485,6 +487,7 @@ class FargateService(pulumi.ComponentResource):
                                    retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn,
                                    protect=args.protect, tags=args.tags)
         self.secrets = {}
+        self.secret_placeholders: list[aws.secretsmanager.SecretVersion] = []
         for secret_name in args.secrets:
             # The real value is put out of band (`aws secretsmanager put-secret-value`), so it never
             # passes through Pulumi state or config. ECS cannot start a task whose secret has no
@@ -499,14 +502,14 @@ class FargateService(pulumi.ComponentResource):
                 tags=dict(args.tags),
                 opts=stateful_opts(self, args.protect),
             )
-            aws.secretsmanager.SecretVersion(
+            self.secret_placeholders.append(aws.secretsmanager.SecretVersion(
                 f"{self._name}-secret-{secret_name.lower().replace('_', '-')}-placeholder",
                 secret_id=self.secrets[secret_name].id,
                 secret_string=SECRET_PLACEHOLDER,
                 # A put-secret-value moves AWSCURRENT to the real version: neither the string nor the
                 # labels are Pulumi's after creation, and removing this resource never touches a label.
                 opts=child_opts(self, ignore_changes=["secretString", "versionStages"], retain_on_delete=True),
-            )
+            ))
 
     # -- task definition ---------------------------------------------------------------------------
 
@@ -628,7 +631,7 @@ class FargateService(pulumi.ComponentResource):
             # Fargate task storage, the only writable path with a read-only root filesystem.
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="tmp")],
             tags=dict(args.tags),
-            opts=child_opts(self),
+            opts=child_opts(self, depends_on=list(args.xray_image_ready)),
         )
 
     # -- rollback alarms ---------------------------------------------------------------------------
@@ -892,8 +895,9 @@ class FargateService(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=child_opts(self, ignore_changes=self.ECS_OWNED,
                             custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}m", update=f"{timeout}m"),
+                            # Tasks start only once every secret has a version to inject.
                             depends_on=[self.production_rule, self.test_rule, *self.deployment_alarms,
-                                        self.capacity_providers]),
+                                        self.capacity_providers, *self.secret_placeholders]),
         )
 
     def _create_autoscaling(self) -> None:

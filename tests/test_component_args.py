@@ -117,7 +117,8 @@ SERVICE_ARGS = dict(context=CTX, prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.
         context=CTX, prefix="p", stack="dev", source="codecommit", branch="main", repository_name="r",
         ecr_repository_name="r", architecture="ARM64", data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k",
         log_retention_days=7, backend_url="s3://b", deploy_role_arn="arn:aws:iam::1:role/d",
-        notification_topic_arn="t", notification_topic_policy_arn="t", xray_image="x", image_cache_prefix="r-pub",
+        notification_topic_arn="t", notification_topic_policy_arn="t", notification_key_alias="alias/t", xray_image="x",
+        image_cache_prefix="r-pub",
         sonar_host_url="https://s", sonar_project_key="k", trivy_severity="HIGH"),
      "BuildPipelineArgs.clone_url"),
     (lambda: MonitoringArgs(

@@ -437,3 +437,13 @@ def test_waf_follows_its_key():
 
     plan = run_plan("dev", **{"cicd:waf": "true"})
     assert plan.one("aws:wafv2/webAcl:WebAcl").inputs["name"] == "web-dev"
+
+
+def test_first_tasks_wait_for_their_images_and_secrets(dev):
+    task = dev.one("aws:ecs/taskDefinition:TaskDefinition")
+    for typ in ("aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
+                "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"):
+        assert dev.one(typ).urn in task.dependencies
+    service_resource = dev.one("aws:ecs/service:Service")
+    for version in dev.all("aws:secretsmanager/secretVersion:SecretVersion"):
+        assert version.urn in service_resource.dependencies

@@ -247,9 +247,11 @@ def test_image_stage_runs_the_build_script_and_exports_the_digest():
 
 def test_deploy_previews_with_the_policy_pack_before_up():
     build = buildspec("deploy.yml")["phases"]["build"]["commands"]
-    preview = next(i for i, c in enumerate(build) if c.startswith("pulumi preview --policy-pack policy"))
-    up = next(i for i, c in enumerate(build) if c.startswith("pulumi up --yes"))
+    preview = next(i for i, c in enumerate(build) if c.startswith("pulumi preview --refresh --policy-pack policy"))
+    up = next(i for i, c in enumerate(build) if c.startswith("pulumi up --yes --refresh"))
     assert preview < up
+    # Refreshed: after a rolled-back release the state holds the failed task definition, and a retry of
+    # the same commit must deploy it again rather than find nothing to do.
     assert "--policy-pack policy" in build[up]
     pre = " ".join(buildspec("deploy.yml")["phases"]["pre_build"]["commands"])
     assert "pulumi config set --path cicd:service.image" in pre
@@ -386,3 +388,18 @@ def test_the_artifact_bucket_logs_access_to_the_access_log_bucket(dev):
     (s3,) = [s for s in policy["Statement"] if s.get("Sid") == "S3DeliversAccessLogs"]
     assert s3["Principal"] == {"Service": "logging.s3.amazonaws.com"}
     assert s3["Resource"].endswith("/s3/*") and s3["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+
+
+def test_prod_approval_notices_can_use_the_topic_key(prod, dev):
+    (key,) = [s for s in _statements(prod, "pipeline") if s.get("Sid") == "ApprovalNoticeKey"]
+    assert key["Condition"]["ForAnyValue:StringEquals"] == {"kms:ResourceAliases": "alias/web-prd-telemetry"}
+    assert key["Condition"]["StringEquals"] == {"kms:ViaService": "sns.us-east-1.amazonaws.com"}
+    assert sorted(key["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert not [s for s in _statements(dev, "pipeline") if s.get("Sid", "").startswith("ApprovalNotice")]
+
+
+def test_every_project_declares_what_codebuild_adds_so_drift_sees_nothing(dev):
+    for project in dev.all("aws:codebuild/project:Project"):
+        variables = {v["name"]: v for v in project.inputs["environment"]["environmentVariables"]}
+        assert variables["CODEBUILD_CONFIG_AUTO_DISCOVER"] == {
+            "name": "CODEBUILD_CONFIG_AUTO_DISCOVER", "value": "true", "type": "PLAINTEXT"}

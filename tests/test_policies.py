@@ -262,6 +262,9 @@ def test_every_policy_is_described_and_leveled(policy_server):
     ("aws:ec2/securityGroupRule:SecurityGroupRule", {"type": "ingress", "description": 'say "hi"'}),
     ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"description": "<ALB>"}),
     ("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", {"description": "100% of it?"}),
+    # "&" is allowed in a group's description but not in a rule's.
+    ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"description": "ALB & tasks"}),
+    ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "ingress": [{"description": "ALB & tasks"}]}),
 ])
 def test_ec2_text_rejects_what_ec2_rejects_on_every_type(typ, props, policy_server):
     policy_server.configure({})

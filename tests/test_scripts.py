@@ -3,6 +3,7 @@ and `pulumi` commands that record how they were called."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -131,11 +132,17 @@ def test_no_job_hides_a_failure_behind_eval(name):
 RUNNING = REPO + "@" + DIGEST
 
 
-def pulumi_stub(tmp_path, configured="", output=RUNNING):
+def pulumi_stub(tmp_path, configured="", output=RUNNING, failure=""):
+    """`pulumi config --json` and `pulumi stack output --json` as the CLI prints them."""
+    service = json.dumps({"name": "web", **({"image": configured} if configured else {})})
+    config = json.dumps({"aws:region": {"value": "us-east-1", "secret": False},
+                         "cicd:service": {"value": service, "objectValue": json.loads(service), "secret": False}})
+    outputs = json.dumps({"imageRef": output} if output else {})
     stub(tmp_path, "pulumi", f'''
+if [[ -n "{failure}" ]]; then echo "{failure}" >&2; exit 255; fi
 case "$1 $2" in
-  "config get") echo "{configured}" ;;
-  "stack output") if [[ -n "{output}" ]]; then echo "{output}"; else echo "no output" >&2; exit 255; fi ;;
+  "config --json") echo '{config}' ;;
+  "stack output") echo '{outputs}' ;;
 esac''')
 
 
@@ -151,6 +158,13 @@ def test_a_configured_digest_is_kept(tmp_path):
     pulumi_stub(tmp_path, configured=other)
     assert run("pin-running-image.sh", [], tmp_path).returncode == 0
     assert not [c for c in calls(tmp_path) if c.startswith("pulumi config set")]
+
+
+def test_an_unreadable_state_is_reported_as_such(tmp_path):
+    pulumi_stub(tmp_path, failure="error: could not read s3://state: AccessDenied")
+    result = run("pin-running-image.sh", [], tmp_path, {"PULUMI_STACK": "dev"})
+    assert result.returncode != 0 and "AccessDenied" in result.stderr
+    assert "has not been deployed" not in result.stderr
 
 
 def test_a_stack_never_deployed_fails_instead_of_building(tmp_path):

@@ -2,15 +2,24 @@
 # For the jobs that run the program without a new release (the drift check, pull-request previews):
 # keep the image the stack runs now. A digest already in the stack's config wins; otherwise the
 # stack's `imageRef` output is set as cicd:service.image in this checkout only. Run after
-# `pulumi stack select`. Fails when the stack has never been deployed: these jobs never build.
+# `pulumi stack select`. Fails when the stack has never been deployed (these jobs never build), and
+# fails with the CLI's own error when the config or the outputs cannot be read (state access, keys).
 set -euo pipefail
 export PATH="/opt/pulumi:$PATH"
-configured="$(pulumi config get --path cicd:service.image 2>/dev/null || true)"
+config="$(pulumi config --json)"
+configured="$(printf '%s' "$config" | python3 -c '
+import json, sys
+service = json.load(sys.stdin).get("cicd:service") or {}
+value = service.get("objectValue")
+if value is None and service.get("value"):
+    value = json.loads(service["value"])
+print((value or {}).get("image") or "")')"
 if [[ -n "$configured" ]]; then
   echo "image from the stack's configuration: $configured"
   exit 0
 fi
-running="$(pulumi stack output imageRef 2>/dev/null || true)"
+outputs="$(pulumi stack output --json)"
+running="$(printf '%s' "$outputs" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("imageRef") or "")')"
 if [[ "$running" != *@sha256:* ]]; then
   echo "error: stack ${PULUMI_STACK:-?} has no imageRef output (got '${running}'): it has not been deployed" >&2
   echo "yet. Run the README's bootstrap (the first pulumi up) before its pipeline, drift check or previews." >&2

@@ -15,6 +15,8 @@ WEB_PORTS = {80, 443}
 # What EC2 accepts in a security group's name and description and in a rule's description (VPC groups):
 # anything else (an apostrophe, say) fails CreateSecurityGroup or the rule call at `up`.
 EC2_TEXT = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*$")
+# A rule's description (the IP range, group pair or prefix list it names) may not hold "&".
+EC2_RULE_TEXT = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=;{}!$*]*$")
 EC2_TEXT_MAX = 255
 
 
@@ -59,28 +61,30 @@ def _descriptions(props, args):
         yield "Every security group rule should have a description. Set description."
 
 
-def _text_problem(value, what):
+def _text_problem(value, what, rule=False):
     if not isinstance(value, str):
         return None
-    bad = sorted({c for c in value if not EC2_TEXT.match(c)})
+    allowed, shown = (EC2_RULE_TEXT, "._-:/()#,@[]+=;{}!$*") if rule else (EC2_TEXT, "._-:/()#,@[]+=&;{}!$*")
+    bad = sorted({c for c in value if not allowed.match(c)})
     if bad:
         return (f"{what} contains {', '.join(repr(c) for c in bad)}, which EC2 rejects: use only a-z, A-Z, 0-9, "
-                f"spaces and ._-:/()#,@[]+=&;{{}}!$*. Rewrite {what}.")
+                f"spaces and {shown}. Rewrite {what}.")
     if len(value) > EC2_TEXT_MAX:
         return f"{what} is {len(value)} characters; EC2 allows at most {EC2_TEXT_MAX}. Shorten it."
     return None
 
 
 def _valid_text(props, args):
-    texts = [("description", known(props.get("description"), "description"))]
-    if args.resource_type == GROUP:
-        texts.append(("name", known(props.get("name"), "name")))
+    group = args.resource_type == GROUP
+    texts = [("description", known(props.get("description"), "description"), not group)]
+    if group:
+        texts.append(("name", known(props.get("name"), "name"), False))
         for kind in ("ingress", "egress"):
             for i, rule in enumerate(as_list(known(props.get(kind), kind))):
                 if isinstance(rule, dict):
-                    texts.append((f"{kind}[{i}].description", rule.get("description")))
-    for what, value in texts:
-        problem = _text_problem(value, what)
+                    texts.append((f"{kind}[{i}].description", rule.get("description"), True))
+    for what, value, rule in texts:
+        problem = _text_problem(value, what, rule)
         if problem:
             yield problem
 
