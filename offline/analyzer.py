@@ -77,12 +77,40 @@ class _Engine(engine_pb2_grpc.EngineServicer):
         return engine_pb2_grpc.engine__pb2.SetRootResourceResponse()
 
 
-def load_policy_config(path: str | None) -> dict[str, Any]:
-    """A `--policy-pack-config` file: {policy: level} or {policy: {enforcementLevel?, ...properties}}."""
+class PolicyConfigError(Exception):
+    """A `--policy-pack-config` file the CLI would refuse; the message names the file and the policy."""
+
+
+def load_policy_config(path: str | None, policies: Iterable[str] | None = None) -> dict[str, Any]:
+    """A `--policy-pack-config` file: {policy: level} or {policy: {enforcementLevel?, ...properties}}.
+
+    With `policies` (the pack's names), a policy the pack does not have is an error too.
+    """
     if not path:
         return {}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    name = os.path.relpath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except OSError as err:
+        raise PolicyConfigError(f"{name}: cannot read it: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise PolicyConfigError(f"{name}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
+    if not isinstance(config, dict):
+        raise PolicyConfigError(f"{name}: must be a JSON object of policy names")
+    known = set(policies) if policies is not None else None
+    allowed = ", ".join(LEVEL_VALUES)
+    for policy, value in config.items():
+        if known is not None and policy not in known:
+            close = [p for p in sorted(known) if p.split("-")[0] == policy.split("-")[0]][:3]
+            hint = f" (the pack has {', '.join(close)})" if close else ""
+            raise PolicyConfigError(f"{name}: {policy} is not a policy of the pack{hint}")
+        level = value if isinstance(value, str) else value.get("enforcementLevel") if isinstance(value, dict) else None
+        if not isinstance(value, (str, dict)):
+            raise PolicyConfigError(f"{name}: {policy} must be a level ({allowed}) or an object; got {value!r}")
+        if level is not None and level not in LEVEL_VALUES:
+            raise PolicyConfigError(f"{name}: {policy} has enforcement level {level!r}; allowed: {allowed}")
+    return config
 
 
 class PolicyServer:
@@ -204,4 +232,5 @@ def run_pack(pack_dir: str, resources: Iterable[Any], *, policy_config: dict[str
     return AnalyzerResult(pack=info.name, version=info.version, policies=policies, findings=findings)
 
 
-__all__ = ["AnalyzerResult", "Finding", "PolicyServer", "load_policy_config", "run_pack", "struct"]
+__all__ = ["AnalyzerResult", "Finding", "PolicyConfigError", "PolicyServer", "load_policy_config", "run_pack",
+           "struct"]

@@ -285,6 +285,10 @@ class PlatformMocks(pulumi_mocks.Mocks):
         return resource_id, {"arn": a(service, resource_id)}
 
 
+class DuplicateResourceError(Exception):
+    """Two registrations with one URN, which the engine rejects."""
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """A mock engine that records each registration with its parent, options and wire properties."""
 
@@ -293,6 +297,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations: dict[str, Registration] = {}
 
     def RegisterResource(self, request):
+        if request.type != "pulumi:pulumi:Stack":
+            urn = self.make_urn(request.parent, request.type, request.name)
+            if urn in self.registrations:
+                # The engine refuses a second resource with the same URN (type and name under one
+                # parent); the mocks alone would silently replace the first.
+                raise DuplicateResourceError(
+                    f"Duplicate resource URN '{urn}': two resources of type {request.type} are named "
+                    f"{request.name!r}; give each a unique name")
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response

@@ -41,8 +41,9 @@ def plan(stack: str, *, first_preview: bool = False, server: analyzer.PolicyServ
         result = program.run(stack, first_preview=first_preview)
     program_seconds = time.perf_counter() - started
     config_path = policy_config_path(stack)
+    names = [p.name for p in server.info().policies] if server is not None else None
     checked = analyzer.run_pack(POLICY_DIR, result.registrations.values(),
-                                policy_config=analyzer.load_policy_config(config_path), stack=stack,
+                                policy_config=analyzer.load_policy_config(config_path, names), stack=stack,
                                 config=result.config, server=server)
     return {
         "stack": stack,
@@ -135,7 +136,17 @@ def _run_program(job: tuple[str, bool]) -> tuple[program.ProgramResult | None, t
     try:
         return program.run(stack, first_preview=first_preview), None
     except Exception as err:  # noqa: BLE001 - sent back to the parent, which reports it
-        return None, (type(err).__name__, str(err), traceback.format_exc())
+        return None, (type(err).__name__, one_line(err), traceback.format_exc())
+
+
+# Errors that are the user's to fix: their message says what and where, with no traceback.
+USER_ERRORS = ("ConfigError", "StackFileError", "PolicyConfigError", "DuplicateResourceError")
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (Pulumi wraps some in several)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(err).__name__
 
 
 def run_programs(stacks: list[str], first_preview: bool,
@@ -158,6 +169,15 @@ def run_programs(stacks: list[str], first_preview: bool,
         return pending.get(), extra
 
 
+def _check_writable(path: str) -> None:
+    """Fail before planning when --json cannot be written."""
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise analyzer.PolicyConfigError(f"--json {path}: cannot write it: {err.strerror}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev",
@@ -165,28 +185,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE")
     parser.add_argument("--first-preview", action="store_true",
                         help="leave computed outputs unknown, as in a first `pulumi preview`")
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of a program error")
     args = parser.parse_args(argv)
     stacks = [s.strip() for s in args.stack.split(",") if s.strip()]
+    if args.json:
+        try:
+            _check_writable(args.json)
+        except analyzer.PolicyConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    summary: list[str] = []
+    results = []
     with contextlib.ExitStack() as cleanup:
         runs, server = run_programs(stacks, args.first_preview,
                                     lambda: cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR)))
-        for stack, (_, error) in zip(stacks, runs):
+        for stack, (result, error) in zip(stacks, runs):
             if error:
                 kind, message, trace = error
-                if kind != "ConfigError":
-                    print(trace, file=sys.stderr)
-                print(f"error: {message}" if kind == "ConfigError" else
-                      f"error: the program failed for stack {stack}: {message}", file=sys.stderr)
-                return 1
-        results = []
-        for stack, (result, _) in zip(stacks, runs):
-            data = plan(stack, first_preview=args.first_preview, server=server, result=result)
+                if args.verbose or kind not in USER_ERRORS:
+                    if args.verbose:
+                        print(trace, file=sys.stderr)
+                print(f"error: stack {stack}: {message}" if kind in USER_ERRORS else
+                      f"error: stack {stack}: the program failed: {kind}: {message}"
+                      + ("" if args.verbose else " (--verbose shows the traceback)"), file=sys.stderr)
+                summary.append(f"  {stack}: FAILED: {message}")
+                continue
+            try:
+                data = plan(stack, first_preview=args.first_preview, server=server, result=result)
+            except analyzer.PolicyConfigError as err:
+                print(f"error: stack {stack}: {err}", file=sys.stderr)
+                summary.append(f"  {stack}: FAILED: {err}")
+                continue
             print(render(data))
+            print()
             results.append(data)
-    if args.json:
+            advisory = sum(1 for f in data["findings"] if f["level"] == "advisory")
+            verdict = "FAILED" if data["mandatoryViolations"] else "passed"
+            summary.append(f"  {stack}: {verdict}: {sum(data['counts'].values())} resources, "
+                           f"{data['mandatoryViolations']} mandatory violation(s), {advisory} advisory")
+    if len(stacks) > 1 or len(summary) != len(results):
+        print("Summary:")
+        print("\n".join(summary))
+    if args.json and results:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(results[0] if len(results) == 1 else results, handle, indent=2, default=str)
-    return 1 if any(d["mandatoryViolations"] for d in results) else 0
+            json.dump(results[0] if len(stacks) == 1 else results, handle, indent=2, default=str)
+    failed = len(results) < len(stacks) or any(d["mandatoryViolations"] for d in results)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

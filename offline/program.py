@@ -9,14 +9,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import yaml
-
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from . import stackfile
 from .mocks import PlatformMocks, RecordingMonitor, Registration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,14 +52,10 @@ def _replace_secure(value: Any, path: str, secret_paths: list[str]) -> Any:
 
 def load_stack_config(stack: str, root: str = ROOT) -> tuple[dict[str, str], list[str]]:
     """The config map the CLI would pass to the program: strings, with objects as JSON."""
-    path = os.path.join(root, f"Pulumi.{stack}.yaml")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no stack file {path}: create Pulumi.{stack}.yaml (see README)")
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle) or {}
+    document = stackfile.read(os.path.join(root, f"Pulumi.{stack}.yaml"))
     config: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
+    for key, value in document.items():
         secret_paths: list[str] = []
         value = _replace_secure(value, key, secret_paths)
         if secret_paths:

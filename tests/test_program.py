@@ -138,3 +138,87 @@ def test_mock_outputs_are_arns_of_their_service(dev, prod):
             assert parts[2] in SERVICES.get(module, {module}), (r.type, arn)
             checked += 1
     assert checked > 100
+
+
+DUPLICATE = """
+import pulumi_aws as aws
+from offline import program
+
+def build():
+    aws.sns.Topic("alerts", name="a")
+    aws.sns.Topic("alerts", name="b")
+
+program.record(build)
+"""
+
+
+def test_two_resources_with_one_urn_fail_as_in_the_engine():
+    """In its own process: a failed registration leaves Pulumi's runtime unusable for later runs."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-c", DUPLICATE], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Duplicate resource URN" in result.stderr and "aws:sns/topic:Topic" in result.stderr
+
+
+def test_a_failing_stack_is_named_and_does_not_hide_the_others(tmp_path):
+    """The CLI as a user runs it (a fresh process that forks one child per stack)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    bad = os.path.join(ROOT, f"Pulumi.citest-{os.getpid()}.yaml")
+    with open(bad, "w", encoding="utf-8") as handle:
+        handle.write("config:\n  aws:region: us-east-1\n  cicd:service:\n    cpu: 300\n")
+    try:
+        result = subprocess.run([sys.executable, "-m", "offline.plan", "--stack", f"{os.path.basename(bad)[7:-5]},prod"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        os.remove(bad)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: stack citest-{os.getpid()}: cicd:service.cpu must be one of 256, 512, 1024, 2048, "
+                      "4096, 8192, 16384; got 300"]
+    assert "Plan for stack prod" in result.stdout  # the other stack is still planned and reported
+    assert f"  citest-{os.getpid()}: FAILED: cicd:service.cpu" in result.stdout
+    assert "  prod: passed: " in result.stdout
+
+
+def test_a_program_crash_is_one_line_unless_verbose(monkeypatch, capsys):
+    def crash(stack, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+    monkeypatch.setattr(plan_cli.program, "run", crash)
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("error: stack dev: the program failed: RuntimeError: boom second line "
+                           "(--verbose shows the traceback)")
+    assert plan_cli.main(["--stack", "dev", "--verbose"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"lb-deletion-protection": "strict"}', "lb-deletion-protection has enforcement level 'strict'; allowed: "),
+    ('{"lb-deletion-protection": advisory}', ":1:28: not valid JSON"),
+    ('{"lb-deletion-protect": "advisory"}', "lb-deletion-protect is not a policy of the pack"),
+    ('{"lb-deletion-protection": 3}', "must be a level"),
+])
+def test_a_bad_policy_config_is_one_line_naming_file_and_policy(text, expected, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "dev.json"
+    path.write_text(text)
+    monkeypatch.setattr(plan_cli, "policy_config_path", lambda stack: str(path))
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and "dev.json" in err, err
+
+
+def test_an_unwritable_json_path_fails_before_planning(tmp_path, capsys):
+    target = tmp_path / "missing-dir" / "plan.json"
+    assert plan_cli.main(["--stack", "dev", "--json", str(target)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().startswith(f"error: --json {target}: cannot write it")
+    assert "Plan for stack" not in captured.out
