@@ -79,6 +79,10 @@ TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
 TAG_VALUE_RE = re.compile(r"^[\w .:/=+\-@]{0,256}$")
 
 
+# What the offline plan passes for a `secure:` value it cannot decrypt: accepted unchecked.
+OFFLINE_SECRET = "[secret]"
+
+
 class ConfigError(ValueError):
     """A configuration value breaks the contract; the message names the full key."""
 
@@ -640,7 +644,9 @@ def _tags(key: str, value: Any) -> tuple[tuple[str, str], ...]:
 
 def _read_fields(key: str, raw: Any, fields: Mapping[str, Callable[[str, Any], Any]]) -> dict:
     obj = _object(key, raw, fields)
-    return {name: fields[name](f"{key}.{name}", value) for name, value in obj.items()}
+    # A secret the offline plan could not decrypt stays unchecked (the plan lists it); `pulumi up` checks it.
+    return {name: value if value == OFFLINE_SECRET else fields[name](f"{key}.{name}", value)
+            for name, value in obj.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -699,8 +705,10 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
             f"{NAMESPACE}:protect must be true when {NAMESPACE}:environment is prod "
             "(stateful resources are protected and retained so prod loses no data)")
 
-    certificate_arn = _optional_match(f"{NAMESPACE}:certificateArn", values["certificateArn"] or "",
-                                      CERTIFICATE_ARN_RE, "an ACM certificate ARN or empty")
+    certificate_arn = values["certificateArn"] or ""
+    if certificate_arn != OFFLINE_SECRET:
+        certificate_arn = _optional_match(f"{NAMESPACE}:certificateArn", certificate_arn, CERTIFICATE_ARN_RE,
+                                          "an ACM certificate ARN or empty")
     if environment == "prod" and not certificate_arn:
         raise ConfigError(
             f"{NAMESPACE}:certificateArn is required when {NAMESPACE}:environment is prod "
@@ -727,7 +735,7 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
             f"{NAMESPACE}:service.image is empty, and this job must never build the image itself "
             f"({REQUIRE_IMAGE_VARIABLE} is set): deploy a digest (<repo>@sha256:…), as the pipeline's jobs do "
             "with the digest the stack runs now (buildspecs/scripts/pin-running-image.sh)")
-    if certificate_arn and region and f":acm:{region}:" not in certificate_arn:
+    if certificate_arn not in ("", OFFLINE_SECRET) and region and f":acm:{region}:" not in certificate_arn:
         raise ConfigError(
             f"{NAMESPACE}:certificateArn must be in the stack's region {region} (an ALB can only use a "
             f"certificate from its own region); got {certificate_arn}")

@@ -59,6 +59,7 @@ def plan(stack: str, *, first_preview: bool = False, server: analyzer.PolicyServ
         "findings": [vars(f) for f in checked.violations],
         "notRun": [vars(f) for f in checked.not_run],
         "mandatoryViolations": len(checked.mandatory),
+        "uncheckedSecrets": result.unchecked_secrets,
         "seconds": {"program": round(program_seconds, 3), "total": round(time.perf_counter() - started, 3)},
     }
 
@@ -122,6 +123,10 @@ def render(data: dict[str, Any]) -> str:
         out.append(f"Checks a first preview cannot run: {len(data['notRun'])}")
         for f in data["notRun"]:
             out.append(f"  {f['policy']}: {f['message'].split(' during preview: ')[-1]}")
+    if data["uncheckedSecrets"]:
+        out.append("")
+        out.append("Secret values the offline plan cannot decrypt, so did not check (`pulumi preview` does): "
+                   + ", ".join(data["uncheckedSecrets"]))
     out.append("")
     verdict = "FAILED" if data["mandatoryViolations"] else "passed"
     out.append(f"Policy check {verdict}: {data['mandatoryViolations']} mandatory violation(s), "

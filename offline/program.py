@@ -20,6 +20,7 @@ from .mocks import PlatformMocks, RecordingMonitor, Registration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = "cicd"
+# What a `secure:` value becomes offline; config.py accepts it unchecked (config.OFFLINE_SECRET).
 SECRET_PLACEHOLDER = "[secret]"
 
 
@@ -31,6 +32,8 @@ class ProgramResult:
     registrations: dict[str, Registration]
     outputs: dict[str, Any]
     first_preview: bool
+    # The `secure:` values the plan could not decrypt, so could not check: `cicd:observability.alarmEmail`.
+    unchecked_secrets: list[str] = field(default_factory=list)
     error: BaseException | None = None
     logs: list[str] = field(default_factory=list)
 
@@ -123,7 +126,31 @@ def run(stack: str, *, first_preview: bool = False, config: dict[str, str] | Non
         stack=stack, first_preview=first_preview, config=config, secret_keys=secret_keys,
         region=config.get("aws:region", "us-east-1"))
     return ProgramResult(stack=stack, config=config, secret_keys=list(secret_keys or []),
+                         unchecked_secrets=_secret_paths(config, secret_keys or []),
                          registrations=registrations, outputs=outputs, first_preview=first_preview)
+
+
+def _secret_paths(config: dict[str, str], secret_keys: list[str]) -> list[str]:
+    """Where the placeholder stands in each secret key's value."""
+    paths: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if value == SECRET_PLACEHOLDER:
+            paths.append(path)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    for key in secret_keys:
+        raw = config.get(key, "")
+        try:
+            walk(json.loads(raw) if raw.startswith(("{", "[")) else raw, key)
+        except json.JSONDecodeError:
+            walk(raw, key)
+    return paths
 
 
 def _resolve(value: Any) -> Any:

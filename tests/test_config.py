@@ -1,6 +1,8 @@
 """Every rule of the configuration contract: a bad value fails with the full key named."""
 
 import json
+import os
+import re
 
 import pytest
 
@@ -271,3 +273,22 @@ def test_secure_values_are_replaced_and_marked_secret(tmp_path):
     assert secret_keys == ["cicd:observability"]
     assert "AAABAxyz" not in config_map["cicd:observability"]
     assert json.loads(config_map["cicd:observability"])["alarmEmail"] == program.SECRET_PLACEHOLDER
+
+
+def test_a_secret_the_plan_cannot_decrypt_is_listed_not_rejected(tmp_path, monkeypatch):
+    """alarmEmail and the certificate as `secure:` values: the placeholder is no e-mail nor ARN, but the
+    plan must pass and say what it could not check."""
+    from offline import plan as plan_cli, program
+
+    with open(os.path.join(program.ROOT, "Pulumi.prod.yaml"), encoding="utf-8") as handle:
+        text = handle.read()
+    text = text.replace("alarmEmail: oncall@example.com", "alarmEmail:\n      secure: AAABAxyz")
+    text = re.sub(r"cicd:certificateArn: \S+", "cicd:certificateArn:\n    secure: AAABAabc", text)
+    (tmp_path / "Pulumi.prod.yaml").write_text(text)
+    config_map, secret_keys = program.load_stack_config("prod", root=str(tmp_path))
+    result = program.run("prod", config=config_map, secret_keys=secret_keys)
+    assert result.unchecked_secrets == ["cicd:observability.alarmEmail", "cicd:certificateArn"]
+    data = plan_cli.plan("prod", result=result)
+    assert data["mandatoryViolations"] == 0
+    rendered = plan_cli.render(data)
+    assert "did not check (`pulumi preview` does): cicd:observability.alarmEmail, cicd:certificateArn" in rendered
