@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     serving = []
     parallel = []
+    print(f"timing the offline plan of {' and '.join(STACKS)}: {args.runs} warm runs in this process, each "
+          f"stack alone and both in parallel, then {args.runs} cold runs of `python -m offline.plan` ...",
+          flush=True)
     program.preload()
     plan.plan("dev")  # first-use costs (type hints, caches) are paid once per process, not measured
     for _ in range(args.runs):

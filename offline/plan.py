@@ -54,6 +54,7 @@ def plan(stack: str, *, first_preview: bool = False, server: analyzer.PolicyServ
             "protect": r.protect, "retainOnDelete": r.retain_on_delete, "ignoreChanges": r.ignore_changes,
         } for r in result.registrations.values()],
         "counts": dict(sorted(Counter(r.type for r in result.registrations.values() if r.custom).items())),
+        "notShown": [awsx_children(r) for r in result.registrations.values() if r.type == "awsx:ec2:Vpc"],
         "outputs": result.outputs,
         "policyPack": {"name": checked.pack, "policies": len(checked.policies)},
         "findings": [vars(f) for f in checked.violations],
@@ -62,6 +63,19 @@ def plan(stack: str, *, first_preview: bool = False, server: analyzer.PolicyServ
         "uncheckedSecrets": result.unchecked_secrets,
         "seconds": {"program": round(program_seconds, 3), "total": round(time.perf_counter() - started, 3)},
     }
+
+
+def awsx_children(vpc: Any) -> str:
+    """What awsx's Vpc creates inside its own provider, which neither the mocks nor the pack see."""
+    inputs = vpc.inputs
+    azs = int(inputs.get("numberOfAvailabilityZones") or 3)
+    specs = len(inputs.get("subnetSpecs") or []) or 2
+    strategy = (inputs.get("natGateways") or {}).get("strategy", "Single")
+    nats = {"None": 0, "Single": 1, "OnePerAz": azs}.get(strategy, 1)
+    return (f"{vpc.name} (awsx:ec2:Vpc) creates inside its own provider the VPC, {specs * azs} subnets, "
+            f"{specs * azs} route tables with their associations and routes, an internet gateway, "
+            f"{nats} NAT gateway(s) and {nats} Elastic IP(s): the offline plan neither shows nor checks them "
+            "(`pulumi preview` does)")
 
 
 def _tree(resources: list[dict]) -> list[str]:
@@ -99,6 +113,8 @@ def render(data: dict[str, Any]) -> str:
     out.append(f"Resources: {sum(data['counts'].values())} to create")
     for typ, count in data["counts"].items():
         out.append(f"  {count:3d}  {typ}")
+    for note in data.get("notShown", []):
+        out.append(f"  and, not shown: {note}")
     wait = data["outputs"].get("deployWaitSeconds")
     if isinstance(wait, dict):
         out.append("")

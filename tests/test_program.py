@@ -222,3 +222,10 @@ def test_an_unwritable_json_path_fails_before_planning(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip().startswith(f"error: --json {target}: cannot write it")
     assert "Plan for stack" not in captured.out
+
+
+def test_the_plan_says_what_awsx_creates_out_of_its_sight(dev, prod, variant):
+    vpc = lambda plan: plan.one("awsx:ec2:Vpc")  # noqa: E731
+    assert "4 subnets" in plan_cli.awsx_children(vpc(dev)) and "1 NAT gateway(s)" in plan_cli.awsx_children(vpc(dev))
+    assert "6 subnets" in plan_cli.awsx_children(vpc(prod)) and "3 NAT gateway(s)" in plan_cli.awsx_children(vpc(prod))
+    assert "0 NAT gateway(s)" in plan_cli.awsx_children(vpc(variant))
