@@ -94,6 +94,7 @@ CASES = [
      {"name": "web-dev-tasks", "description": "The tasks: port 8080 from the ALB (blue/green) #1, [x] & {y}!",
       "ingress": [{"description": "HTTPS from the VPC", "protocol": "tcp"}]},
      {"name": "web-dev-tasks", "description": "The service's tasks"}, {"name": "web-dev-tasks"}, False),
+    ("aws-names-and-descriptions", "aws:ecs/cluster:Cluster", {"name": "web-dev"}, {"name": "web dev"}, {}, False),
     ("iam-no-admin-statements", "aws:iam/rolePolicy:RolePolicy",
      {"policy": doc({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})},
      {"policy": doc({"Effect": "Allow", "Action": "*", "Resource": "*"})}, {}, False),
