@@ -122,11 +122,19 @@ class ContainerImage(pulumi.ComponentResource):
         self._create_public_cache(name, args)
         if args.image:
             self.image_ref = pulumi.Output.from_input(args.image)
+            self.task_image_ref = self.image_ref
             self.image = None
+            self.image_ready: list[pulumi.Resource] = []
         else:
             self.image = self._build(name, args)
-            # repo_digest is "<repository>@sha256:<digest>": the task definition pins the bytes.
+            # repo_digest is "<repository>@sha256:<digest>": what the stack exports and the pipeline pins.
             self.image_ref = self.image.repo_digest
+            # The task definition names the same bytes by their content-addressed tag, known before the
+            # build (the repository is IMMUTABLE, so the tag can never point at other bytes): the policy
+            # pack can check the container definitions at a first preview. It waits for the push.
+            self.task_image_ref = pulumi.Output.concat(self.registry, "/", args.repository_name, ":",
+                                                       context_hash(args.build_context))
+            self.image_ready = [self.image]
         self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
                                "xray_image": self.xray_image})
 

@@ -74,7 +74,7 @@ class FargateServiceArgs:
     ``alarm_topic_arn``: where the deployment alarms notify; default none.
     ``xray_image``: the X-Ray daemon in the stack's pull-through cache, whose repositories are under
     ``image_cache_prefix``/ (the execution role may pull from them and create them on a first pull);
-    the task definition waits for ``xray_image_ready`` (the cache rule and its repository template).
+    the task definition waits for ``images_ready`` (the cache rule and its template, a local build).
     """
 
     context: AwsContext
@@ -117,7 +117,7 @@ class FargateServiceArgs:
     alarm_topic_arn: pulumi.Input[str] | None = None
     error_rate_percent: float = 1.0
     xray_sampling_rate: float = 0.05
-    xray_image_ready: Sequence[pulumi.Resource] = ()
+    images_ready: Sequence[pulumi.Resource] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -631,7 +631,7 @@ class FargateService(pulumi.ComponentResource):
             # Fargate task storage, the only writable path with a read-only root filesystem.
             volumes=[aws.ecs.TaskDefinitionVolumeArgs(name="tmp")],
             tags=dict(args.tags),
-            opts=child_opts(self, depends_on=list(args.xray_image_ready)),
+            opts=child_opts(self, depends_on=list(args.images_ready)),
         )
 
     # -- rollback alarms ---------------------------------------------------------------------------

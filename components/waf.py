@@ -105,12 +105,13 @@ class WebFirewall(pulumi.ComponentResource):
         aws.wafv2.WebAclLoggingConfiguration(
             f"{name}-logging",
             resource_arn=self.web_acl.arn,
-            # The log group's ARN without the ":*" that CloudWatch Logs appends elsewhere.
-            log_destination_configs=[self.log_group.arn],
+            # The log group's ARN without the ":*" that CloudWatch Logs appends elsewhere, from known
+            # parts so the policy pack can check its prefix at a first preview (depends_on orders it).
+            log_destination_configs=[log_group_arn],
             redacted_fields=[aws.wafv2.WebAclLoggingConfigurationRedactedFieldArgs(
                 single_header=aws.wafv2.WebAclLoggingConfigurationRedactedFieldSingleHeaderArgs(name=h))
                 for h in REDACTED_HEADERS],
-            opts=child_opts(self, depends_on=[delivery]),
+            opts=child_opts(self, depends_on=[delivery, self.log_group]),
         )
         self.web_acl_arn = self.web_acl.arn
         self.register_outputs({"web_acl_arn": self.web_acl_arn})

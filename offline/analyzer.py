@@ -184,9 +184,11 @@ class PolicyServer:
             response = self.stub.Analyze(analyzer_pb2.AnalyzeRequest(
                 type=r.type, properties=r.object, urn=r.urn, name=r.name, options=_options(r)))
             findings += _findings(response, r.urn)
+        # Stack policies see each resource with its outputs, as the engine sends them after the plan.
         stack = analyzer_pb2.AnalyzeStackRequest(resources=[
             analyzer_pb2.AnalyzerResource(
-                type=r.type, properties=r.object, urn=r.urn, name=r.name, options=_options(r),
+                type=r.type, properties=getattr(r, "output_object", None) or r.object, urn=r.urn, name=r.name,
+                options=_options(r),
                 parent=r.parent, dependencies=r.dependencies,
                 propertyDependencies={k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v)
                                       for k, v in r.property_dependencies.items()})

@@ -9,9 +9,11 @@ With ``first_preview=True`` a resource's computed outputs are left unknown, as i
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
@@ -36,6 +38,9 @@ class Registration:
     inputs: dict[str, Any]
     object: Any  # the google.protobuf Struct sent to the engine (and to analyzers)
     custom_timeouts: dict[str, str] = field(default_factory=dict)
+    # What the engine hands stack policies: the inputs (with secrets and unknowns as marked) and the
+    # outputs the provider computes; at a first preview only the inputs.
+    output_object: Any = None
     outputs: dict[str, Any] = field(default_factory=dict)
     resource_id: str = ""
 
@@ -285,6 +290,25 @@ class PlatformMocks(pulumi_mocks.Mocks):
         return resource_id, {"arn": a(service, resource_id)}
 
 
+def _with_outputs(inputs: struct_pb2.Struct, state: dict[str, Any]) -> struct_pb2.Struct:
+    merged = struct_pb2.Struct()
+    merged.CopyFrom(inputs)
+    for key, value in state.items():
+        if key not in merged.fields and _plain(value):
+            merged.update({key: value})
+    return merged
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return True
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
 class DuplicateResourceError(Exception):
     """Two registrations with one URN, which the engine rejects."""
 
@@ -295,11 +319,16 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: PlatformMocks):
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
+        self._seen: set[str] = set()
+        self._seen_lock = threading.Lock()
 
     def RegisterResource(self, request):
         if request.type != "pulumi:pulumi:Stack":
             urn = self.make_urn(request.parent, request.type, request.name)
-            if urn in self.registrations:
+            with self._seen_lock:  # registrations arrive from several threads at once
+                duplicate = urn in self._seen
+                self._seen.add(urn)
+            if duplicate:
                 # The engine refuses a second resource with the same URN (type and name under one
                 # parent); the mocks alone would silently replace the first.
                 raise DuplicateResourceError(
@@ -326,6 +355,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                                                ("update", request.customTimeouts.update),
                                                ("delete", request.customTimeouts.delete)) if v},
             outputs=dict(registered.state),
+            output_object=_with_outputs(request.object, registered.state),
             resource_id=registered.id,
         )
         return response

@@ -1,6 +1,7 @@
 """The recorded inputs of the resources that matter, and how dev and prod differ."""
 
 import json
+import os
 
 import pytest
 
@@ -148,7 +149,15 @@ def test_container_definitions_are_hardened(dev):
     containers = {c["name"]: c for c in json.loads(task["containerDefinitions"])}
     assert sorted(containers) == ["app", "xray-daemon"]
     app = containers["app"]
-    assert "@sha256:" in app["image"]
+    # A local build (dev's stack file has no digest) is named by its content-addressed tag, known at preview
+    # and immutable in the repository; the task definition waits for the push.
+    from components.image import context_hash
+    from conftest import ROOT as root
+
+    assert app["image"] == ("123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev:"
+                            + context_hash(os.path.join(root, "app")))
+    task_resource = dev.one("aws:ecs/taskDefinition:TaskDefinition")
+    assert dev.one("docker:index/image:Image").urn in task_resource.dependencies
     assert app["readonlyRootFilesystem"] is True
     assert app["user"] == "10001:10001"
     assert app["linuxParameters"]["capabilities"]["drop"] == ["ALL"]

@@ -184,6 +184,36 @@ def bucket_set(*skip, **changes):
         r for k, r in parts.items() if k not in skip]
 
 
+# -- ECS blue/green wiring ---------------------------------------------------------------------------
+
+def _wiring(**changes):
+    """A blue/green service with its target groups, listeners and rules; `changes` edits one part."""
+    forward = lambda *arns: [{"type": "forward", "forward": {"targetGroups": [{"arn": a} for a in arns]}}]  # noqa: E731
+    parts = {
+        "blue": {"arn": "tg-blue", "name": "web-dev-blue"},
+        "green": {"arn": "tg-green", "name": "web-dev-green"},
+        "production": {"arn": "l-prod", "loadBalancerArn": "lb", "port": 80},
+        "test": {"arn": "l-test", "loadBalancerArn": "lb", "port": 8080},
+        "production-rule": {"arn": "r-prod", "listenerArn": "l-prod", "actions": forward("tg-blue", "tg-green")},
+        "test-rule": {"arn": "r-test", "listenerArn": "l-test", "actions": forward("tg-blue", "tg-green")},
+        "service": {"loadBalancers": [{"targetGroupArn": "tg-blue", "advancedConfiguration": {
+            "alternateTargetGroupArn": "tg-green", "productionListenerRule": "r-prod", "testListenerRule": "r-test",
+            "roleArn": "role"}}], "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "5"}},
+    }
+    for key, value in changes.items():
+        parts[key] = value(parts[key]) if callable(value) else {**parts[key], **value}
+    types = {"blue": "aws:lb/targetGroup:TargetGroup", "green": "aws:lb/targetGroup:TargetGroup",
+             "production": "aws:lb/listener:Listener", "test": "aws:lb/listener:Listener",
+             "production-rule": "aws:lb/listenerRule:ListenerRule", "test-rule": "aws:lb/listenerRule:ListenerRule",
+             "service": "aws:ecs/service:Service"}
+    return [Resource(types[k], v, name=k) for k, v in parts.items()]
+
+
+def _lb(**advanced):
+    return lambda svc: {**svc, "loadBalancers": [{**svc["loadBalancers"][0], "advancedConfiguration": {
+        **svc["loadBalancers"][0]["advancedConfiguration"], **advanced}}]}
+
+
 # stack policy, compliant resources, violating resources, resources with the companion missing
 STACK_CASES = [
     ("ecr-lifecycle-policy",
@@ -212,6 +242,8 @@ STACK_CASES = [
       Resource("aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation",
                {"repositoryName": "api", "approvalRuleTemplateName": "t"}, name="assoc")],
      [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo")]),
+    ("ecs-blue-green-wiring", _wiring(), _wiring(test={"port": 80}),
+     _wiring(service=lambda s: {**s, "loadBalancers": [{"targetGroupArn": "tg-blue"}]})),
 ]
 
 
@@ -310,3 +342,37 @@ def test_stack_policies_see_missing_companions(policy_server):
     names = {f.policy for f in policy_server.analyze([bucket, repo]) if f.level == "mandatory"}
     assert {"s3-public-access-block", "s3-default-encryption", "s3-versioning", "s3-ssl-only",
             "ecr-lifecycle-policy"} <= names
+
+
+@pytest.mark.parametrize("changes, phrase", [
+    ({"test": {"port": 80}}, "different ports"),
+    ({"test": {"loadBalancerArn": "other-lb"}}, "same load balancer"),
+    ({"service": _lb(alternateTargetGroupArn="tg-blue")}, "must differ"),
+    ({"service": _lb(testListenerRule="r-prod")}, "listener rules must differ"),
+    ({"test-rule": {"actions": [{"type": "forward", "targetGroupArn": "tg-blue"}]}}, "forward to both"),
+    ({"service": lambda s: {**s, "deploymentConfiguration": {"strategy": "CANARY", "bakeTimeInMinutes": "5",
+                                                            "canaryConfiguration": {"canaryPercent": 0}}}},
+     "canaryPercent"),
+    ({"service": lambda s: {**s, "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "2000"}}},
+     "bake time of 0 to 1440"),
+])
+def test_blue_green_wiring_mistakes_are_each_caught(changes, phrase, policy_server):
+    policy_server.configure({})
+    found = [f for f in policy_server.analyze(_wiring(**changes)) if f.policy == "ecs-blue-green-wiring"]
+    assert len(found) == 1 and phrase in found[0].message and found[0].level == "mandatory", found
+
+
+def test_blue_green_wiring_reads_the_program_as_planned(dev, policy_server):
+    """Through the outputs the engine gives stack policies: the program passes, and one wrong port fails."""
+    import copy
+
+    policy_server.configure({})
+    resources = [copy.copy(r) for r in dev.registrations]
+    assert [f for f in policy_server.analyze(resources) if f.policy == "ecs-blue-green-wiring"] == []
+    test_listener = next(r for r in resources if r.name == "service-test")
+    moved = type(test_listener.output_object)()
+    moved.CopyFrom(test_listener.output_object)
+    moved.fields["port"].number_value = 80
+    test_listener.output_object = moved
+    found = [f for f in policy_server.analyze(resources) if f.policy == "ecs-blue-green-wiring"]
+    assert len(found) == 1 and "different ports" in found[0].message

@@ -2,8 +2,8 @@
 
 import re
 
-from ._util import (ADVISORY, as_list, dig, is_set, is_unknown, known, of_type, parse_json, plain, resource_policy,
-                    stack_policy)
+from ._util import (ADVISORY, as_list, contains_unknown, dig, is_set, is_unknown, known, of_type, parse_json, plain,
+                    resource_policy, stack_policy)
 from pulumi_policy import Severity
 
 CLUSTER = "aws:ecs/cluster:Cluster"
@@ -115,6 +115,116 @@ def _service_rollback(props, alarm_names):
                        "the deployment back. Create them or fix alarms.alarmNames.")
 
 
+LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+BLUE_GREEN = ("BLUE_GREEN", "CANARY", "LINEAR")
+
+
+def _by_arn(resources, typ):
+    """The stack's resources of a type by their ARN (known once planned; a first preview has none)."""
+    return {plain(r.props).get("arn"): plain(r.props) for r in of_type(resources, typ) if plain(r.props).get("arn")}
+
+
+def _forwarded(rule):
+    """The target groups a listener rule forwards to."""
+    groups = []
+    for action in as_list(rule.get("actions")):
+        if not isinstance(action, dict):
+            continue
+        groups += [action.get("targetGroupArn")] if action.get("targetGroupArn") else []
+        groups += [g.get("arn") for g in as_list(dig(action, "forward", "targetGroups")) if isinstance(g, dict)]
+    return groups
+
+
+def _blue_green(resources, _args):
+    rules, listeners, groups = (_by_arn(resources, t) for t in (LISTENER_RULE, LISTENER, TARGET_GROUP))
+    for service in of_type(resources, SERVICE):
+        props = plain(service.props)
+        config = props.get("deploymentConfiguration") or {}
+        strategy = config.get("strategy")
+        if strategy not in BLUE_GREEN or not is_set(props.get("loadBalancers")):
+            continue
+        if contains_unknown(props.get("loadBalancers")):
+            # A first preview: the ARNs are not known yet, but the engine says which resources feed them.
+            messages = _blue_green_by_dependencies(service)
+        else:
+            messages = _blue_green_service(props, config, strategy, rules, listeners, groups)
+        for message in [*_blue_green_settings(config, strategy), *messages]:
+            yield message, service.urn
+
+
+def _deps(resource, prop, typ):
+    return {d.urn: d for d in (resource.property_dependencies or {}).get(prop, []) if d.resource_type == typ}
+
+
+def _blue_green_by_dependencies(service):
+    groups = _deps(service, "loadBalancers", TARGET_GROUP)
+    rules = _deps(service, "loadBalancers", LISTENER_RULE)
+    if len(groups) < 2:
+        yield "The primary and alternate target groups must differ: ECS moves traffic between them."
+    if len(rules) < 2:
+        yield "The production and test listener rules must differ. Give the test listener its own rule."
+    owners = []
+    for rule in rules.values():
+        if set(groups) - set(_deps(rule, "actions", TARGET_GROUP)):
+            yield ("Each blue/green listener rule must forward to both the primary and the alternate target "
+                   "group (ECS shifts their weights). Add both to the rule's forward action.")
+        owners += list(_deps(rule, "listenerArn", LISTENER).values())
+    if len(owners) == 2:
+        balancers = [set(_deps(o, "loadBalancerArn", "aws:lb/loadBalancer:LoadBalancer")) for o in owners]
+        if balancers[0] != balancers[1]:
+            yield "The production and test listener rules must be on listeners of the same load balancer."
+        if plain(owners[0].props).get("port") == plain(owners[1].props).get("port"):
+            yield ("The production and test listeners must listen on different ports. Give the test "
+                   "listener its own port.")
+
+
+def _blue_green_settings(config, strategy):
+    bake = known(config.get("bakeTimeInMinutes"), "deploymentConfiguration.bakeTimeInMinutes")
+    if bake is not None and not 0 <= int(bake) <= 1440:
+        yield f"ECS accepts a bake time of 0 to 1440 minutes; got {bake}. Set bakeTimeInMinutes within it."
+    canary = config.get("canaryConfiguration") or {}
+    if strategy == "CANARY" and not 0.1 <= float(known(canary.get("canaryPercent"), "canaryPercent") or 0) <= 100:
+        yield "CANARY needs canaryPercent from 0.1 to 100. Set canaryConfiguration.canaryPercent."
+    linear = config.get("linearConfiguration") or {}
+    if strategy == "LINEAR" and not 3 <= float(known(linear.get("stepPercent"), "stepPercent") or 0) <= 100:
+        yield "LINEAR needs stepPercent from 3 to 100. Set linearConfiguration.stepPercent."
+
+
+def _blue_green_service(props, config, strategy, rules, listeners, groups):
+    for lb in as_list(props.get("loadBalancers")):
+        advanced = lb.get("advancedConfiguration") if isinstance(lb, dict) else None
+        needed = ("alternateTargetGroupArn", "productionListenerRule", "roleArn")
+        if not isinstance(advanced, dict) or not all(is_set(advanced.get(k)) for k in needed):
+            yield (f"{strategy} deployments need advancedConfiguration with alternateTargetGroupArn, "
+                   "productionListenerRule and roleArn on the load balancer. Set them.")
+            continue
+        primary = known(lb.get("targetGroupArn"), "loadBalancers.targetGroupArn")
+        alternate = known(advanced.get("alternateTargetGroupArn"), "alternateTargetGroupArn")
+        production = known(advanced.get("productionListenerRule"), "productionListenerRule")
+        test = known(advanced.get("testListenerRule"), "testListenerRule")
+        if primary == alternate:
+            yield "The primary and alternate target groups must differ: ECS moves traffic between them."
+        if test and test == production:
+            yield "The production and test listener rules must differ. Give the test listener its own rule."
+        wired = [r for r in dict.fromkeys((production, test)) if r]
+        if not all(r in rules for r in wired):
+            continue  # rules managed outside the stack: nothing here to compare with
+        for arn in wired:
+            forwarded = set(_forwarded(rules[arn]))
+            if {primary, alternate} - forwarded:
+                yield ("Each blue/green listener rule must forward to both the primary and the alternate target "
+                       "group (ECS shifts their weights). Add both to the rule's forward action.")
+        owners = [listeners.get(rules[arn].get("listenerArn")) for arn in wired]
+        if all(owners):
+            if len({o.get("loadBalancerArn") for o in owners}) > 1:
+                yield "The production and test listener rules must be on listeners of the same load balancer."
+            if len(owners) == 2 and owners[0].get("port") == owners[1].get("port"):
+                yield ("The production and test listeners must listen on different ports. Give the test "
+                       "listener its own port.")
+
+
 POLICIES = [
     resource_policy("ecs-cluster-container-insights", "Checks that ECS clusters have Container Insights.",
                     CLUSTER, _insights, severity=Severity.MEDIUM),
@@ -139,4 +249,8 @@ POLICIES = [
     stack_policy("ecs-service-rollback",
                  "Checks that load-balanced services roll back bad deployments on a circuit breaker and on alarms "
                  "that exist in the stack.", _rollback),
+    stack_policy("ecs-blue-green-wiring",
+                 "Checks that ECS blue/green services have distinct target groups, listener rules that forward to "
+                 "both on one load balancer with distinct ports, and bake and step settings ECS accepts.",
+                 _blue_green),
 ]
