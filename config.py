@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import pulumi
 
 from components.observability import CHATBOT_REGIONS
+from components.regions import SERVICE_NAMES, SERVICE_REGIONS
 from components.service import DEPLOY_JOB_MAX_MINUTES, PROGRAM_VARIABLES, deploy_job_minutes, deploy_wait_seconds
 
 NAMESPACE = "cicd"
@@ -730,6 +731,7 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
         waf=waf,
         tags=_tags(f"{NAMESPACE}:tags", values["tags"]) if values["tags"] is not None else (("team", "platform"),),
     )
+    _check_region(region, settings.pipeline.source)
     if require_image and not service.image:
         raise ConfigError(
             f"{NAMESPACE}:service.image is empty, and this job must never build the image itself "
@@ -740,6 +742,20 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
             f"{NAMESPACE}:certificateArn must be in the stack's region {region} (an ALB can only use a "
             f"certificate from its own region); got {certificate_arn}")
     return settings
+
+
+def _check_region(region: str, source: str) -> None:
+    """Every service the stack needs must have an endpoint in its region (commercial partition)."""
+    if not region or region.startswith(("cn-", "us-gov-", "us-iso")):
+        return
+    needed = ["codepipeline", "codebuild", "codestar-notifications",
+              "codecommit" if source == "codecommit" else "codestar-connections"]
+    missing = [SERVICE_NAMES[s] for s in needed if region not in SERVICE_REGIONS[s]]
+    if missing:
+        usable = sorted(set.intersection(*(set(SERVICE_REGIONS[s]) for s in needed)))
+        raise ConfigError(
+            f"aws:region {region} has no {', '.join(missing)} endpoint (AWS's published endpoints); the pipeline "
+            f"needs them. Choose a region with all of them: {', '.join(usable)}")
 
 
 def _all_config() -> dict[str, Any]:

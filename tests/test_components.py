@@ -391,14 +391,13 @@ def _access_log_writer(plan):
 
 
 def test_alb_logs_are_delivered_by_what_aws_publishes_for_the_region(dev):
-    from conftest import run_plan
-
     # An older region: the regional ELB account the provider publishes, beside the service principal.
     assert _access_log_writer(dev) == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com",
                                        "AWS": "arn:aws:iam::127311923021:root"}
-    # A region opened after August 2022 has no ELB account: the service principal alone.
-    newer = run_plan("dev", **{"aws:region": "ca-west-1"})
-    assert _access_log_writer(newer) == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    # A region opened after August 2022 has no ELB account: the service principal alone. (No such region
+    # has every pipeline service yet, so the configuration refuses it: asked of the helper directly.)
+    assert service.elb_log_account_arn("ca-west-1") is None
+    assert "ca-west-1" not in service.LEGACY_ELB_LOG_REGIONS
 
 
 def test_arns_and_endpoints_follow_the_partition_the_provider_reports():

@@ -292,3 +292,23 @@ def test_a_secret_the_plan_cannot_decrypt_is_listed_not_rejected(tmp_path, monke
     assert data["mandatoryViolations"] == 0
     rendered = plan_cli.render(data)
     assert "did not check (`pulumi preview` does): cicd:observability.alarmEmail, cicd:certificateArn" in rendered
+
+
+def test_a_region_without_the_pipeline_services_is_refused():
+    raw = {"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket",
+                                   "sonarOrganization": "acme"})}
+    with pytest.raises(config.ConfigError) as err:
+        config.load_settings(raw, project="cicd", stack="t", region="mx-central-1")
+    message = str(err.value)
+    assert message.startswith("aws:region mx-central-1 has no CodePipeline") and "us-east-1" in message
+    assert config.load_settings(raw, project="cicd", stack="t", region="eu-central-1").region == "eu-central-1"
+
+
+@pytest.mark.parametrize("service", ["codepipeline", "codebuild", "codecommit", "codestar-notifications",
+                                     "codestar-connections"])
+def test_the_region_table_is_the_endpoint_data_aws_publishes(service):
+    import botocore.session
+
+    from components.regions import SERVICE_REGIONS
+
+    assert SERVICE_REGIONS[service] == frozenset(botocore.session.get_session().get_available_regions(service))
