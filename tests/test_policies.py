@@ -151,6 +151,10 @@ CASES = [
     ("codebuild-privileged-only-for-images", "aws:codebuild/project:Project",
      {"name": "web-dev-image", "environment": {"privilegedMode": True}},
      {"name": "web-dev-unit-tests", "environment": {"privilegedMode": True}}, {"name": "web-dev-unit-tests"}, False),
+    ("codebuild-image-matches-environment", "aws:codebuild/project:Project",
+     {"environment": {"image": "aws/codebuild/amazonlinux-aarch64-standard:3.0", "type": "ARM_CONTAINER"}},
+     {"environment": {"image": "aws/codebuild/amazonlinux-aarch64-standard:3.0", "type": "LINUX_CONTAINER"}},
+     {"environment": {"type": "ARM_CONTAINER"}}, False),
     ("codepipeline-artifact-store-kms", "aws:codepipeline/pipeline:Pipeline",
      {"artifactStores": [{"type": "S3", "location": "b", "encryptionKey": {"type": "KMS", "id": "arn:k"}}]},
      {"artifactStores": [{"type": "S3", "location": "b"}]}, {}, True),
@@ -376,3 +380,11 @@ def test_blue_green_wiring_reads_the_program_as_planned(dev, policy_server):
     test_listener.output_object = moved
     found = [f for f in policy_server.analyze(resources) if f.policy == "ecs-blue-green-wiring"]
     assert len(found) == 1 and "different ports" in found[0].message
+
+
+def test_an_x86_image_in_an_arm_environment_is_refused(policy_server):
+    policy_server.configure({})
+    project = Resource("aws:codebuild/project:Project",
+                       {"environment": {"image": "aws/codebuild/amazonlinux-x86_64-standard:5.0", "type": "ARM_CONTAINER"}})
+    found = findings(policy_server, project, "codebuild-image-matches-environment")
+    assert len(found) == 1 and "built for x86" in found[0].message

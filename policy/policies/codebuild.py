@@ -78,6 +78,26 @@ def _artifact_store_kms(props, _args):
                    "artifactStores[].encryptionKey to {type: KMS, id: <key ARN>}.")
 
 
+# CodeBuild's curated images are built for one architecture, named in the image: an aarch64 image
+# runs only in an ARM environment, an x86_64 one only in a Linux x86 environment.
+ARM_TYPES = ("ARM_CONTAINER", "ARM_LAMBDA_CONTAINER", "ARM_EC2")
+X86_TYPES = ("LINUX_CONTAINER", "LINUX_LAMBDA_CONTAINER", "LINUX_GPU_CONTAINER", "LINUX_EC2")
+
+
+def _image_matches_environment(props, _args):
+    environment = props.get("environment") or {}
+    image = known(environment.get("image"), "environment.image")
+    kind = known(environment.get("type"), "environment.type")
+    if not isinstance(image, str) or not image.startswith("aws/codebuild/"):
+        return
+    if "aarch64" in image and kind not in ARM_TYPES:
+        yield (f"The image {image} is built for ARM but the environment type is {kind}; the build would not "
+               "start. Set environment.type to ARM_CONTAINER.")
+    elif ("x86_64" in image or image.startswith("aws/codebuild/standard:")) and kind not in X86_TYPES:
+        yield (f"The image {image} is built for x86 but the environment type is {kind}; the build would not "
+               "start. Set environment.type to LINUX_CONTAINER.")
+
+
 def _approval_rules(resources, _args):
     associated = {plain(a.props).get("repositoryName") for a in of_type(resources, ASSOCIATION)}
     for repo in of_type(resources, REPOSITORY):
@@ -102,6 +122,9 @@ POLICIES = [
                     _privileged_only_for_images, enforcement=ADVISORY, severity=Severity.MEDIUM),
     resource_policy("codepipeline-artifact-store-kms", "Checks that pipeline artifact stores use a KMS key.",
                     PIPELINE, _artifact_store_kms),
+    resource_policy("codebuild-image-matches-environment",
+                    "Checks that a CodeBuild project's curated image runs on its environment type's architecture.",
+                    PROJECT, _image_matches_environment),
     stack_policy("codecommit-approval-rule", "Checks that CodeCommit repositories require pull-request approvals.",
                  _approval_rules, enforcement=ADVISORY, severity=Severity.MEDIUM),
 ]
