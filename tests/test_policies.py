@@ -388,3 +388,57 @@ def test_an_x86_image_in_an_arm_environment_is_refused(policy_server):
                        {"environment": {"image": "aws/codebuild/amazonlinux-x86_64-standard:5.0", "type": "ARM_CONTAINER"}})
     found = findings(policy_server, project, "codebuild-image-matches-environment")
     assert len(found) == 1 and "built for x86" in found[0].message
+
+
+# -- edge forms: each policy must see through the forms a document or rule may take -----------------
+
+def _role_policy(*statements):
+    return Resource("aws:iam/rolePolicy:RolePolicy", {"policy": doc(*statements)})
+
+
+@pytest.mark.parametrize("policy, resource, violates", [
+    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "Action": "*", "Resource": "*"}), True),
+    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "Action": ["s3:GetObject", "*"],
+                                              "Resource": ["arn:aws:s3:::b/*", "*"]}), True),
+    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}), True),
+    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:s3:::b"}),
+     True),
+    ("iam-no-admin-statements", _role_policy({"Effect": "Deny", "Action": "*", "Resource": "*"},
+                                             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}), False),
+    ("iam-pass-role-scoped", _role_policy({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}), True),
+    ("iam-pass-role-scoped", _role_policy({"Effect": "Allow", "Action": "iam:PassRole",
+                                           "Resource": "arn:aws:iam::1:role/x"}), False),
+    ("iam-trust-no-wildcard-principal", Resource("aws:iam/role:Role", {"assumeRolePolicy": doc(
+        {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"})}), True),
+    ("iam-trust-no-wildcard-principal", Resource("aws:iam/role:Role", {"assumeRolePolicy": doc(
+        {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::1:root", "*"]}, "Action": "sts:AssumeRole"})}), True),
+    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                                      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "-1"}), True),
+    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                                      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 0,
+                                       "toPort": 65535}), True),
+    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                                      {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22}), True),
+    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                                      {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443}), False),
+    ("sg-no-public-ingress", Resource("aws:ec2/securityGroupRule:SecurityGroupRule", {
+        "type": "ingress", "ipv6CidrBlocks": ["::/0"], "protocol": "tcp", "fromPort": 3389, "toPort": 3389}), True),
+    ("sg-no-public-ingress", Resource("aws:ec2/securityGroup:SecurityGroup", {"ingress": [
+        {"cidrBlocks": ["0.0.0.0/0"], "protocol": "tcp", "fromPort": 443, "toPort": 443},
+        {"cidrBlocks": ["10.0.0.0/8", "0.0.0.0/0"], "protocol": "tcp", "fromPort": 5432, "toPort": 5432}]}), True),
+    ("lb-http-redirects-to-https", Resource("aws:lb/listener:Listener", {"protocol": "HTTP", "defaultActions": [
+        {"type": "redirect", "redirect": {"protocol": "HTTP", "port": "8080"}}]}), True),
+    ("ecs-no-privileged-containers", Resource(TD, {"containerDefinitions": json.dumps(
+        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "privileged": True}])}), True),
+    ("ecs-readonly-root-filesystem", Resource(TD, {"containerDefinitions": json.dumps(
+        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "readonlyRootFilesystem": False}])}), True),
+    ("ecs-container-logging", Resource(TD, {"containerDefinitions": json.dumps(
+        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "logConfiguration": None}])}), True),
+    ("ecs-no-plaintext-secrets", Resource(TD, {"containerDefinitions": json.dumps(
+        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar",
+                          "environment": [{"name": "UPSTREAM", "value": "AKIAIOSFODNN7EXAMPLE"}]}])}), True),
+])
+def test_policies_see_through_edge_forms(policy, resource, violates, policy_server):
+    policy_server.configure({})
+    found = [f for f in findings(policy_server, resource, policy) if not f.could_not_run]
+    assert bool(found) is violates, found

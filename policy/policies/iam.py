@@ -30,15 +30,32 @@ def _allowed(props, args):
                 yield label, statement
 
 
+def _everywhere(statement):
+    """A statement on every resource: Resource "*", or NotResource (everything but a few)."""
+    return "*" in as_list(statement.get("Resource")) or "NotResource" in statement
+
+
+def _not_actions(statement):
+    return [a for a in as_list(statement.get("NotAction")) if isinstance(a, str)]
+
+
 def _no_admin(props, args):
     for label, statement in _allowed(props, args):
-        if "*" in actions(statement) and "*" in as_list(statement.get("Resource")):
+        if not _everywhere(statement):
+            continue
+        if "*" in actions(statement):
             yield f"{label} must not allow * on *. Name the actions and resources the principal needs."
+        elif "NotAction" in statement:
+            # Allow + NotAction grants every action but those listed: all but admin in name.
+            yield (f"{label} allows every action except {', '.join(_not_actions(statement)) or 'none'} on every "
+                   "resource (NotAction). Name the actions the principal needs instead.")
 
 
 def _no_service_wildcards(props, args):
     for label, statement in _allowed(props, args):
         wild = [a for a in actions(statement) if a == "*" or a.endswith(":*")]
+        if "NotAction" in statement:
+            wild.append(f"NotAction {', '.join(_not_actions(statement))}")
         if wild:
             yield f"{label} allows every action of a service ({', '.join(wild)}). List the actions instead."
 
@@ -53,7 +70,10 @@ def _trust(props, _args):
 def _pass_role(props, args):
     for label, statement in _allowed(props, args):
         passes = [a for a in actions(statement) if a.lower() in ("iam:passrole", "iam:*", "*", "iam:pass*")]
-        if passes and "*" in as_list(statement.get("Resource")):
+        excluded = {a.lower() for a in _not_actions(statement)}
+        if "NotAction" in statement and not excluded & {"iam:passrole", "iam:*", "iam:pass*", "*"}:
+            passes.append("NotAction")
+        if passes and _everywhere(statement):
             yield f"{label} allows iam:PassRole on every role. Scope Resource to the roles that are passed."
 
 
