@@ -140,6 +140,10 @@ def test_rollback_alarms_watch_each_target_group(dev):
     assert unhealthy["metricName"] == "UnHealthyHostCount"
     for alarm in alarms.values():
         assert alarm["alarmActions"] == ["arn:aws:sns:us-east-1:123456789012:web-dev-alerts"]
+    # No traffic on the idle group is no evidence of a bad release: a missing datapoint must not roll back.
+    rollback = [a for name, a in alarms.items() if name.split("-")[2] in ("blue", "green")]
+    assert len(rollback) == 4
+    assert all(a["treatMissingData"] == "notBreaching" for a in rollback)
 
 
 def test_container_definitions_are_hardened(dev):

@@ -96,6 +96,9 @@ def test_codecommit_push_to_branch_starts_the_pipeline(dev):
     rules = {r.inputs["name"]: r.inputs for r in dev.all("aws:cloudwatch/eventRule:EventRule")}
     pattern = json.loads(rules["web-dev-on-push"]["eventPattern"])
     assert pattern["detail"]["referenceName"] == ["main"]
+    # A push to an existing branch is referenceUpdated; the first push creates it.
+    assert pattern["detail"]["event"] == ["referenceCreated", "referenceUpdated"]
+    assert pattern["detail"]["referenceType"] == ["branch"]
     assert pattern["resources"] == ["arn:aws:codecommit:us-east-1:123456789012:web"]
     targets = [t.inputs for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")]
     assert any(t["arn"] == "arn:aws:codepipeline:us-east-1:123456789012:web-dev" for t in targets)
@@ -108,6 +111,7 @@ def test_pull_requests_start_the_preview_on_their_source_commit(dev):
     pattern = json.loads(rules["web-dev-on-pull-request"]["eventPattern"])
     assert pattern["detail"]["event"] == ["pullRequestCreated", "pullRequestSourceBranchUpdated"]
     assert pattern["detail"]["destinationReference"] == ["refs/heads/main"]
+    assert pattern["detail"]["pullRequestStatus"] == ["Open"]  # a closed PR's source update previews nothing
     target = [t.inputs for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")
               if t.inputs["arn"].endswith(":project/web-dev-preview")][0]
     transformer = target["inputTransformer"]
@@ -403,3 +407,22 @@ def test_every_project_declares_what_codebuild_adds_so_drift_sees_nothing(dev):
         variables = {v["name"]: v for v in project.inputs["environment"]["environmentVariables"]}
         assert variables["CODEBUILD_CONFIG_AUTO_DISCOVER"] == {
             "name": "CODEBUILD_CONFIG_AUTO_DISCOVER", "value": "true", "type": "PLAINTEXT"}
+
+
+@pytest.mark.parametrize("rule, action, resource", [
+    ("on-pull-request", "codebuild:StartBuild", "arn:aws:codebuild:us-east-1:123456789012:project/web-dev-preview"),
+    ("drift-schedule", "codebuild:StartBuild", "arn:aws:codebuild:us-east-1:123456789012:project/web-dev-drift"),
+    ("on-push", "codepipeline:StartPipelineExecution", "arn:aws:codepipeline:us-east-1:123456789012:web-dev"),
+])
+def test_each_event_role_may_start_exactly_its_target(rule, action, resource, dev):
+    (statement,) = json.loads(dev.one("aws:iam/rolePolicy:RolePolicy", f"pipeline-{rule}-events-policy")
+                              .inputs["policy"])["Statement"]
+    assert (statement["Action"], statement["Resource"]) == (action, resource)
+
+
+def test_the_unit_tests_role_can_publish_its_report(dev):
+    (reports,) = [s for s in _statements(dev, "unit-tests") if s.get("Sid") == "Reports"]
+    assert sorted(reports["Action"]) == ["codebuild:BatchPutCodeCoverages", "codebuild:BatchPutTestCases",
+                                         "codebuild:CreateReport", "codebuild:CreateReportGroup",
+                                         "codebuild:UpdateReport"]
+    assert reports["Resource"] == "arn:aws:codebuild:us-east-1:123456789012:report-group/web-dev-unit-tests-*"
