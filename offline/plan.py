@@ -215,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         except analyzer.PolicyConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+    # A policy config that is not JSON, or names a level the CLI does not know, fails before any program runs.
+    for stack in stacks:
+        try:
+            analyzer.load_policy_config(policy_config_path(stack))
+        except analyzer.PolicyConfigError as err:
+            print(f"error: stack {stack}: {err}", file=sys.stderr)
+            return 1
     summary: list[str] = []
     results = []
     with contextlib.ExitStack() as cleanup:
