@@ -37,4 +37,5 @@ SERVICE_REGIONS: dict[str, frozenset[str]] = {
         "us-east-1", "us-east-2", "us-west-1", "us-west-2",
     }),
 }
-SERVICE_NAMES = {"codepipeline": "CodePipeline", "codebuild": "CodeBuild", "codecommit": "CodeCommit", "codestar-notifications": "CodeStar Notifications", "codestar-connections": "CodeConnections"}
+SERVICE_NAMES = {"codepipeline": "CodePipeline", "codebuild": "CodeBuild", "codecommit": "CodeCommit",
+                 "codestar-notifications": "CodeStar Notifications", "codestar-connections": "CodeConnections"}

@@ -208,6 +208,14 @@ def test_ecs_lb_role_has_only_the_documented_actions(dev):
         "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
         "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets",
         "elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"])
+    # Each resource pattern must match this service's own target groups, listeners and rules.
+    import fnmatch
+
+    by_sid = {s["Sid"]: as_list(s["Resource"]) for s in statements(policy.inputs["policy"])}
+    for typ, sid in (("aws:lb/targetGroup:TargetGroup", "Targets"), ("aws:lb/listener:Listener", "Listeners"),
+                     ("aws:lb/listenerRule:ListenerRule", "Rules")):
+        for resource in dev.all(typ):
+            assert any(fnmatch.fnmatchcase(resource.outputs["arn"], p) for p in by_sid[sid]), (sid, resource.name)
 
 
 def test_autoscaling_tracks_cpu_and_requests_on_both_target_groups(prod):
@@ -239,6 +247,10 @@ def test_prod_protects_and_retains_stateful_resources(prod, dev):
             assert not r.protect and not r.retain_on_delete, r.name
     assert prod.one("aws:ecr/repository:Repository").inputs["forceDelete"] is False
     assert dev.one("aws:ecr/repository:Repository").inputs["forceDelete"] is True
+    # A protected bucket is never emptied by a delete; dev's may be (artifacts are reproducible anywhere).
+    for bucket in prod.all("aws:s3/bucket:Bucket"):
+        assert bucket.inputs["forceDestroy"] is (bucket.name == "pipeline-artifacts"), bucket.name
+    assert all(b.inputs["forceDestroy"] is True for b in dev.all("aws:s3/bucket:Bucket"))
 
 
 def test_ecr_repository_is_scanned_immutable_encrypted_and_trimmed(prod):
@@ -293,6 +305,9 @@ def test_without_nat_the_tasks_reach_aws_through_endpoints(variant):
     svc = plan.one("aws:ecs/service:Service").inputs
     assert len(vpc_outputs["isolatedSubnetIds"]) == 2
     assert svc["networkConfiguration"]["subnets"] == vpc_outputs["isolatedSubnetIds"]
+    endpoints = plan.one("aws:ec2/securityGroup:SecurityGroup", "network-endpoints-sg").inputs
+    assert [r["cidrBlocks"] for r in endpoints["ingress"]] == [[vpc["cidrBlock"]]]  # the VPC only
+    assert [(r["fromPort"], r["toPort"]) for r in endpoints["ingress"]] == [(443, 443)]
 
 
 # -- the cost of a deploy -------------------------------------------------------------------------
@@ -442,6 +457,12 @@ def test_prod_puts_a_web_acl_with_aws_managed_rules_in_front_of_the_load_balance
     logging = prod.one("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration").inputs
     assert logging["logDestinationConfigs"] == [logs.outputs["arn"]]
     assert [f["singleHeader"]["name"] for f in logging["redactedFields"]] == ["authorization", "cookie"]
+    (delivery,) = json.loads(prod.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy", "service-waf-logs-policy")
+                             .inputs["policyDocument"])["Statement"]
+    assert delivery["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+    assert delivery["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:aws-waf-logs-web-prd:*"
+    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"},
+                                     "ArnLike": {"aws:SourceArn": "arn:aws:logs:us-east-1:123456789012:*"}}
 
 
 def test_waf_follows_its_key():

@@ -213,6 +213,19 @@ def test_chatbot_region_defaults_to_a_region_chatbot_serves(region, expected):
     assert expected in config.CHATBOT_REGIONS
 
 
+def test_the_valid_boundaries_are_accepted():
+    assert load(network={"cidr": "10.0.0.0/24"}).network.cidr == "10.0.0.0/24"
+    assert load(network={"cidr": "10.0.0.0/16"}).network.cidr == "10.0.0.0/16"
+    assert load(service={"containerPort": 1024}).service.container_port == 1024
+    assert load(service={"containerPort": 65535}).service.container_port == 65535
+    assert load(deployment={"healthCheckIntervalSeconds": 5}).deployment.health_check_interval_seconds == 5
+    assert load(deployment={"strategy": "CANARY", "canaryPercent": 0.1}).deployment.canary_percent == 0.1
+    assert load(deployment={"strategy": "LINEAR", "linearStepPercent": 3}).deployment.linear_step_percent == 3
+    # Spot is the default everywhere but prod (staging too), and never in prod.
+    assert load(environment="staging").service.spot is True
+    assert load(**PROD).service.spot is False
+
+
 def test_a_self_hosted_sonarqube_needs_no_organization():
     settings = load(pipeline={"sonarHostUrl": "https://sonar.acme.example", "sonarOrganization": ""})
     assert settings.pipeline.sonar_organization == ""

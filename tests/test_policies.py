@@ -420,6 +420,9 @@ def _role_policy(*statements):
     ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
                                       {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22}), True),
     ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                                      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 443,
+                                       "toPort": 65535}), True),  # starts on a web port, opens the rest
+    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
                                       {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443}), False),
     ("sg-no-public-ingress", Resource("aws:ec2/securityGroupRule:SecurityGroupRule", {
         "type": "ingress", "ipv6CidrBlocks": ["::/0"], "protocol": "tcp", "fromPort": 3389, "toPort": 3389}), True),

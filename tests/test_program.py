@@ -69,6 +69,9 @@ def test_plan_cli_writes_json_and_passes(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["mandatoryViolations"] == 0
     assert data["counts"]["aws:ecs/service:Service"] == 1
+    # Counts are of real resources: components are structure, not things AWS creates.
+    assert not [t for t in data["counts"] if t.startswith("cicd:")]
+    assert sum(data["counts"].values()) == sum(r["custom"] for r in data["resources"])
     assert data["outputs"]["url"].startswith("https://")
 
 

@@ -64,6 +64,8 @@ def test_a_new_commit_is_built_scanned_then_pushed(tmp_path):
     assert order == sorted(order)  # nothing is pushed before the scan passes
     assert (tmp_path / "uri").read_text().strip() == f"{REPO}@{DIGEST}"
     assert any(c == f"docker pull --platform linux/arm64 {IMAGE_ENV['XRAY_IMAGE']}" for c in log)
+    # The stub's exit code stands for the scan's verdict only if the script asks trivy to fail on findings.
+    assert f"trivy image --exit-code 1 --severity HIGH --no-progress {REPO}:abc123" in log
 
 
 def test_a_rerun_of_the_same_commit_reuses_the_pushed_image(tmp_path):

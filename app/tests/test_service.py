@@ -107,3 +107,10 @@ def test_sampling_honours_upstream_decisions_and_the_rate():
     assert tracing.should_sample({"Root": "1-x"}, 0.05, draw=lambda: 0.5) is False
     assert tracing.parse_header("garbage") == {}
     assert tracing.segment("web", {"Root": "1-x"}, 1.0, 2.0, "GET", "/", 503)["fault"] is True
+    # The boundaries: 500 is a fault (server), 499 an error (client), 399 neither.
+    fault = tracing.segment("web", {"Root": "1-x"}, 1.0, 2.0, "GET", "/", 500)
+    assert fault["fault"] is True and not fault.get("error")
+    client = tracing.segment("web", {"Root": "1-x"}, 1.0, 2.0, "GET", "/", 499)
+    assert client.get("error") is True and not client.get("fault")
+    ok = tracing.segment("web", {"Root": "1-x"}, 1.0, 2.0, "GET", "/", 399)
+    assert not ok.get("error") and not ok.get("fault")

@@ -41,7 +41,8 @@ NAME_RULES: dict[str, tuple[tuple[str, int, int, str, str], ...]] = {
     ),
     "aws:wafv2/webAcl:WebAcl": (
         ("name", 1, 128, r"^[\w\-]+$", "wafv2 CreateWebACL Name"),
-        ("description", 1, 256, r"^[\w+=:#@/\-,\.][\w+=:#@/\-,\.\s]+[\w+=:#@/\-,\.]$", "wafv2 CreateWebACL Description"),
+        ("description", 1, 256, r"^[\w+=:#@/\-,\.][\w+=:#@/\-,\.\s]+[\w+=:#@/\-,\.]$",
+         "wafv2 CreateWebACL Description"),
     ),
     "aws:cloudwatch/eventRule:EventRule": (
         ("name", 1, 64, r"[\.\-_A-Za-z0-9]+", "events PutRule Name"),
@@ -89,9 +90,11 @@ NAME_RULES: dict[str, tuple[tuple[str, int, int, str, str], ...]] = {
     "aws:cloudwatch/dashboard:Dashboard": (
         ("dashboardName", 1, 255, r"[A-Za-z0-9_-]+", "CloudWatch documentation: PutDashboard DashboardName"),),
     "aws:cloudwatch/logMetricFilter:LogMetricFilter": (("name", 1, 512, r"[^:*]*", "logs PutMetricFilter filterName"),),
-    "aws:appautoscaling/policy:Policy": (("name", 1, 256, PRINTABLE, "application-autoscaling PutScalingPolicy PolicyName"),),
+    "aws:appautoscaling/policy:Policy": (
+        ("name", 1, 256, PRINTABLE, "application-autoscaling PutScalingPolicy PolicyName"),),
     "aws:lb/loadBalancer:LoadBalancer": (("name", 1, 32, ELB_NAME, "ELB documentation: load balancer name"),),
-    "aws:lb/targetGroup:TargetGroup": (("name", 1, 32, r"(?!-)[A-Za-z0-9-]*(?<!-)", "ELB documentation: target group name"),),
+    "aws:lb/targetGroup:TargetGroup": (
+        ("name", 1, 32, r"(?!-)[A-Za-z0-9-]*(?<!-)", "ELB documentation: target group name"),),
 }
 # WAF delivers logs to CloudWatch Logs only in log groups named so.
 WAF_LOG_GROUP = re.compile(r":log-group:aws-waf-logs-[^:]+$")
