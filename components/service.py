@@ -40,8 +40,8 @@ REQUESTS_PER_TARGET = 500
 RELEASE_OVERHEAD_MINUTES = 15
 # Installing the Pulumi CLI and the virtualenvs, then the preview with the policy pack.
 DEPLOY_JOB_OVERHEAD_MINUTES = 20
-# The longest deploy job we allow: CodeBuild accepts up to 2160 minutes, but a CodePipeline build
-# action is given 8 hours.
+# The longest deploy job we allow: CodeBuild accepts up to 2160 minutes; we hold a pipeline's build
+# action to 8 hours, the limit we understand CodePipeline to set (not confirmed against its quota page).
 DEPLOY_JOB_MAX_MINUTES = 480
 LAMBDA_DIR = os.path.join(os.path.dirname(__file__), "lambdas")
 ACCESS_LOG_PREFIX = "alb"
