@@ -148,3 +148,13 @@ def test_subnets_fit_the_vpc_and_alb_subnets_stay_at_least_slash_27(cidr, azs, m
     prefix = int(cidr.split("/")[1])
     assert azs * (2 ** (32 - public) + 2 ** (32 - private)) <= 2 ** (32 - prefix)
     assert public <= 27
+
+
+def test_the_approval_rule_asks_for_the_configured_number_of_approvals(record):
+    from components.source import SourceRepository, SourceRepositoryArgs
+
+    plan = record(lambda: SourceRepository("source", SourceRepositoryArgs(
+        context=CTX, prefix="web-dev", source="codecommit", repository_name="web", branch="main",
+        kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k", approvals=2)))
+    content = json.loads(plan.one("aws:codecommit/approvalRuleTemplate:ApprovalRuleTemplate").inputs["content"])
+    assert content["Statements"] == [{"Type": "Approvers", "NumberOfApprovalsNeeded": 2}]

@@ -163,6 +163,8 @@ def test_container_definitions_are_hardened(dev):
     task_resource = dev.one("aws:ecs/taskDefinition:TaskDefinition")
     assert dev.one("docker:index/image:Image").urn in task_resource.dependencies
     assert app["readonlyRootFilesystem"] is True
+    assert app["healthCheck"] == {"command": ["CMD", "python", "-m", "service.healthcheck"], "interval": 10,
+                                  "timeout": 5, "retries": 3, "startPeriod": 15}
     assert app["user"] == "10001:10001"
     assert app["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
     assert app["secrets"] == [{"name": "API_KEY", "valueFrom": "web-dev/API_KEY"}]
@@ -260,6 +262,9 @@ def test_ecr_repository_is_scanned_immutable_encrypted_and_trimmed(prod):
     assert repo["encryptionConfigurations"][0]["encryptionType"] == "KMS"
     rules = json.loads(prod.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
     assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "any"]
+    # ECR evaluates an "any" rule last only when it has the highest priority number.
+    assert [r["rulePriority"] for r in rules] == [1, 2]
+    assert rules[1]["selection"]["countNumber"] == 30 and rules[0]["selection"]["countNumber"] == 1
 
 
 def test_every_log_group_has_retention_and_kms(dev, prod):
@@ -291,6 +296,11 @@ def test_network_sizes_subnets_and_logs_flows(prod):
     assert [(s["type"], s["cidrMask"]) for s in vpc["subnetSpecs"]] == [("Public", 19), ("Private", 19)]
     flow = prod.one("aws:ec2/flowLog:FlowLog").inputs
     assert flow["trafficType"] == "ALL"
+    (statement,) = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "network-flow-logs-policy")
+                              .inputs["policy"])["Statement"]
+    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vpc/web-prd/flow-logs"
+    assert statement["Resource"] == [group, f"{group}:log-stream:*"]
 
 
 def test_without_nat_the_tasks_reach_aws_through_endpoints(variant):
@@ -480,3 +490,13 @@ def test_first_tasks_wait_for_their_images_and_secrets(dev):
     service_resource = dev.one("aws:ecs/service:Service")
     for version in dev.all("aws:secretsmanager/secretVersion:SecretVersion"):
         assert version.urn in service_resource.dependencies
+
+
+def test_the_smoke_test_calls_the_test_listener(dev, prod):
+    for plan, scheme in ((dev, "http"), (prod, "https")):
+        function = plan.one("aws:lambda/function:Function").inputs
+        variables = function["environment"]["variables"]
+        test_listener = plan.one("aws:lb/listener:Listener", "service-test").inputs
+        assert variables["TEST_PORT"] == str(int(test_listener["port"])) and variables["SCHEME"] == scheme
+        assert variables["HEALTH_PATH"] == "/health" and variables["LB_NAME"] == plan.one(
+            "aws:lb/loadBalancer:LoadBalancer").inputs["name"]

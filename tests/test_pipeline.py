@@ -35,7 +35,7 @@ def test_codecommit_repository_is_encrypted_and_needs_an_approval(dev):
     template = dev.one("aws:codecommit/approvalRuleTemplate:ApprovalRuleTemplate").inputs
     content = json.loads(template["content"])
     assert content["DestinationReferences"] == ["refs/heads/main"]
-    assert content["Statements"][0]["NumberOfApprovalsNeeded"] >= 1
+    assert content["Statements"][0]["NumberOfApprovalsNeeded"] == 1
     association = dev.one("aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation")
     assert association.inputs["repositoryName"] == "web"
     assert association.inputs["approvalRuleTemplateName"] == template["name"]
@@ -43,7 +43,10 @@ def test_codecommit_repository_is_encrypted_and_needs_an_approval(dev):
 
 def test_pull_request_events_reach_the_topic(dev):
     rule = dev.one("aws:codestarnotifications/notificationRule:NotificationRule", "source-pr-notifications").inputs
-    assert "codecommit-repository-pull-request-created" in rule["eventTypeIds"]
+    assert sorted(rule["eventTypeIds"]) == ["codecommit-repository-pull-request-created",
+                                            "codecommit-repository-pull-request-merged",
+                                            "codecommit-repository-pull-request-source-updated",
+                                            "codecommit-repository-pull-request-status-changed"]
     assert rule["targets"][0]["address"].endswith(":web-dev-alerts")
 
 
@@ -154,6 +157,9 @@ def test_every_project_logs_encrypts_and_caches(prod):
         assert project["logsConfig"]["cloudwatchLogs"]["groupName"] == f"/aws/codebuild/{name}"
         assert project["encryptionKey"].startswith("arn:aws:kms:")
         assert project["cache"]["type"] == "LOCAL"
+        assert {"LOCAL_SOURCE_CACHE", "LOCAL_CUSTOM_CACHE"} <= set(project["cache"]["modes"])
+        # Docker layers are cached where Docker runs: the image project only.
+        assert ("LOCAL_DOCKER_LAYER_CACHE" in project["cache"]["modes"]) is (name == "web-prd-image")
         assert project["environment"]["privilegedMode"] is (name == "web-prd-image")
         assert os.path.exists(os.path.join(ROOT, project["source"]["buildspec"]))
         for variable in project["environment"].get("environmentVariables", []):

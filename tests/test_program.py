@@ -231,3 +231,11 @@ def test_the_plan_says_what_awsx_creates_out_of_its_sight(dev, prod, variant):
     assert "4 subnets" in plan_cli.awsx_children(vpc(dev)) and "1 NAT gateway(s)" in plan_cli.awsx_children(vpc(dev))
     assert "6 subnets" in plan_cli.awsx_children(vpc(prod)) and "3 NAT gateway(s)" in plan_cli.awsx_children(vpc(prod))
     assert "0 NAT gateway(s)" in plan_cli.awsx_children(vpc(variant))
+
+
+def test_a_single_failing_stack_still_gets_its_summary_line(monkeypatch, capsys):
+    monkeypatch.setattr(plan_cli.program, "load_stack_config",
+                        lambda stack, root=None: ({"aws:region": "us-east-1", "cicd:service": '{"cpu": 300}'}, []))
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    out = capsys.readouterr().out
+    assert "Summary:" in out and "  dev: FAILED: cicd:service.cpu must be one of 256" in out
