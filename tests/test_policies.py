@@ -382,6 +382,18 @@ def test_blue_green_wiring_reads_the_program_as_planned(dev, policy_server):
     assert len(found) == 1 and "different ports" in found[0].message
 
 
+@pytest.mark.parametrize("kind, compute, allowed", [
+    ("ARM_CONTAINER", "BUILD_GENERAL1_SMALL", True), ("ARM_CONTAINER", "BUILD_GENERAL1_2XLARGE", True),
+    ("LINUX_GPU_CONTAINER", "BUILD_GENERAL1_MEDIUM", False), ("ARM_CONTAINER", "BUILD_LAMBDA_1GB", False),
+    ("LINUX_LAMBDA_CONTAINER", "BUILD_LAMBDA_4GB", True),
+])
+def test_compute_types_fit_the_environment_type(kind, compute, allowed, policy_server):
+    policy_server.configure({})
+    project = Resource("aws:codebuild/project:Project", {"environment": {"type": kind, "computeType": compute}})
+    found = findings(policy_server, project, "codebuild-image-matches-environment")
+    assert (found == []) is allowed, found
+
+
 def test_an_x86_image_in_an_arm_environment_is_refused(policy_server):
     policy_server.configure({})
     project = Resource("aws:codebuild/project:Project",

@@ -84,8 +84,21 @@ ARM_TYPES = ("ARM_CONTAINER", "ARM_LAMBDA_CONTAINER", "ARM_EC2")
 X86_TYPES = ("LINUX_CONTAINER", "LINUX_LAMBDA_CONTAINER", "LINUX_GPU_CONTAINER", "LINUX_EC2")
 
 
+# On-demand compute types per environment type, as CodeBuild's "About environment types" table lists them.
+GENERAL = {f"BUILD_GENERAL1_{size}" for size in ("SMALL", "MEDIUM", "LARGE", "XLARGE", "2XLARGE")}
+LAMBDA = {f"BUILD_LAMBDA_{size}" for size in ("1GB", "2GB", "4GB", "8GB", "10GB")}
+COMPUTE_TYPES = {"ARM_CONTAINER": GENERAL, "LINUX_CONTAINER": GENERAL,
+                 "LINUX_GPU_CONTAINER": {"BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_LARGE"},
+                 "ARM_LAMBDA_CONTAINER": LAMBDA, "LINUX_LAMBDA_CONTAINER": LAMBDA}
+
+
 def _image_matches_environment(props, _args):
     environment = props.get("environment") or {}
+    compute = known(environment.get("computeType"), "environment.computeType")
+    allowed = COMPUTE_TYPES.get(known(environment.get("type"), "environment.type"))
+    if compute and allowed is not None and compute not in allowed:
+        yield (f"{environment.get('type')} has no compute type {compute}; it offers {', '.join(sorted(allowed))}. "
+               "Set environment.computeType to one of them.")
     image = known(environment.get("image"), "environment.image")
     kind = known(environment.get("type"), "environment.type")
     if not isinstance(image, str) or not image.startswith("aws/codebuild/"):
@@ -123,7 +136,7 @@ POLICIES = [
     resource_policy("codepipeline-artifact-store-kms", "Checks that pipeline artifact stores use a KMS key.",
                     PIPELINE, _artifact_store_kms),
     resource_policy("codebuild-image-matches-environment",
-                    "Checks that a CodeBuild project's curated image runs on its environment type's architecture.",
+                    "Checks that a CodeBuild project's curated image and compute type fit its environment type.",
                     PROJECT, _image_matches_environment),
     stack_policy("codecommit-approval-rule", "Checks that CodeCommit repositories require pull-request approvals.",
                  _approval_rules, enforcement=ADVISORY, severity=Severity.MEDIUM),
