@@ -146,7 +146,6 @@ class ContainerImage(pulumi.ComponentResource):
         self.public_cache_repositories_arn = ctx.arn("ecr", f"repository/{prefix}/*")
         self.registry = pulumi.Output.concat(ctx.account_id, ".dkr.ecr.", ctx.region, ".", ctx.dns_suffix)
         self.xray_image = pulumi.Output.concat(self.registry, "/", prefix, "/", XRAY_DAEMON)
-        self.xray_repository = f"{prefix}/{XRAY_DAEMON.split(':')[0]}"
         # ECR Public needs no credentials. The first pull of an image creates its repository here.
         self.public_cache = aws.ecr.PullThroughCacheRule(
             f"{name}-public-cache",

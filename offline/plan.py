@@ -230,9 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         for stack, (result, error) in zip(stacks, runs):
             if error:
                 kind, message, trace = error
-                if args.verbose or kind not in USER_ERRORS:
-                    if args.verbose:
-                        print(trace, file=sys.stderr)
+                if args.verbose:
+                    print(trace, file=sys.stderr)
                 print(f"error: stack {stack}: {message}" if kind in USER_ERRORS else
                       f"error: stack {stack}: the program failed: {kind}: {message}"
                       + ("" if args.verbose else " (--verbose shows the traceback)"), file=sys.stderr)

@@ -325,3 +325,9 @@ def test_the_region_table_is_the_endpoint_data_aws_publishes(service):
     from components.regions import SERVICE_REGIONS
 
     assert SERVICE_REGIONS[service] == frozenset(botocore.session.get_session().get_available_regions(service))
+
+
+def test_the_offline_plan_stands_in_for_secrets_with_what_config_accepts_unchecked():
+    from offline import program
+
+    assert program.SECRET_PLACEHOLDER == config.OFFLINE_SECRET
