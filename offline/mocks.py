@@ -291,6 +291,7 @@ class PlatformMocks(pulumi_mocks.Mocks):
 
 
 def _with_outputs(inputs: struct_pb2.Struct, state: dict[str, Any]) -> struct_pb2.Struct:
+    """The inputs, plus each output the program did not set (an unknown stays the engine's sentinel)."""
     merged = struct_pb2.Struct()
     merged.CopyFrom(inputs)
     for key, value in state.items():
@@ -355,7 +356,17 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                                                ("update", request.customTimeouts.update),
                                                ("delete", request.customTimeouts.delete)) if v},
             outputs=dict(registered.state),
-            output_object=_with_outputs(request.object, registered.state),
+            output_object=_with_outputs(request.object, self._planned_state(request, registered.state)),
             resource_id=registered.id,
         )
         return response
+
+    def _planned_state(self, request, state: dict[str, Any]) -> dict[str, Any]:
+        """The state the engine plans for a resource: at a first preview, what the provider computes
+        (ARNs, IDs, URLs) is unknown, so a stack policy that reads it cannot run rather than see None."""
+        mocks = self.mocks
+        if not (isinstance(mocks, PlatformMocks) and mocks.first_preview) or request.type.startswith("awsx:"):
+            return state
+        inputs = rpc.deserialize_properties(request.object)
+        _, computed = mocks._computed(request.type, request.name, inputs, f"{request.type}::{request.name}")
+        return {**state, **{key: rpc.UNKNOWN for key in computed if key not in state}}

@@ -97,6 +97,18 @@ def test_first_preview_leaves_computed_outputs_unknown_and_reports_unrun_checks(
     assert data["notRun"] == []
 
 
+def test_first_preview_hands_stack_policies_computed_outputs_as_unknown():
+    """What the provider computes is unknown at a first preview (as the engine sends it), not missing,
+    so a stack policy reading an ARN cannot run instead of silently seeing None."""
+    from pulumi.runtime import rpc
+
+    preview = _first_preview("dev", "")
+    group = next(r for r in preview.registrations.values() if r.type == "aws:lb/targetGroup:TargetGroup")
+    assert group.output_object.fields["arn"].string_value == rpc.UNKNOWN
+    assert group.output_object.fields["name"].string_value == group.inputs["name"]  # set by the program
+    assert "arn" not in group.object.fields  # resource policies get the inputs only
+
+
 def test_first_preview_with_a_pipeline_digest_runs_every_check(policy_server):
     digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "a" * 64
     preview = _first_preview("dev", digest)
