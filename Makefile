@@ -11,13 +11,15 @@ $(VENV)/.installed: requirements.txt
 	@echo "First use: installing the pinned SDKs from requirements.txt into ./$(VENV) (about a minute)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements.txt | grep -E '^(Collecting|Successfully)' || true
-	$(PY) -m pip check --disable-pip-version-check > /dev/null && $(PY) -c "import pulumi, pulumi_aws, pulumi_awsx, pulumi_docker, pulumi_policy, pytest, yaml"
+	$(PY) -m pip check --disable-pip-version-check > /dev/null && $(PY) -c "import pulumi, pulumi_aws, pulumi_awsx, pulumi_docker, pulumi_policy, pydantic, pytest, yaml"
 	touch $@
 
 plan: $(VENV)/.installed
 	$(PY) -m offline.plan --stack $(STACK) $(ARGS)
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed

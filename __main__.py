@@ -1,14 +1,13 @@
 """cicd: a GitOps delivery platform for one container service. Composition only."""
 
 import pulumi
-import pulumi_aws as aws
 
 import config
 from components.common import AwsContext
 from components.encryption import KmsKey, KmsKeyArgs
 from components.image import ContainerImage, ContainerImageArgs
-from components.network import Network, NetworkArgs
 from components.monitoring import Monitoring, MonitoringArgs
+from components.network import Network, NetworkArgs
 from components.observability import Observability, ObservabilityArgs
 from components.pipeline import BuildPipeline, BuildPipelineArgs
 from components.service import FargateService, FargateServiceArgs
@@ -24,162 +23,188 @@ pipe = settings.pipeline
 
 context = AwsContext.of_provider(settings.region)
 
-observability = Observability("observability", ObservabilityArgs(
-    context=context,
-    prefix=prefix,
-    alarm_email=obs.alarm_email,
-    slack_workspace_id=obs.slack_workspace_id,
-    slack_channel_id=obs.slack_channel_id,
-    chatbot_region=obs.chatbot_region,
-    protect=settings.protect,
-    tags=tags,
-))
+observability = Observability(
+    "observability",
+    ObservabilityArgs(
+        context=context,
+        prefix=prefix,
+        alarm_email=obs.alarm_email,
+        slack_workspace_id=obs.slack_workspace_id,
+        slack_channel_id=obs.slack_channel_id,
+        chatbot_region=obs.chatbot_region,
+        protect=settings.protect,
+        tags=tags,
+    ),
+)
 
 data_key_alias = f"alias/{prefix}-data"
-data_key = KmsKey("data-key", KmsKeyArgs(
-    context=context,
-    alias=data_key_alias,
-    description=f"Images, secrets and build artifacts of {prefix}",
-    protect=settings.protect,
-    tags=tags,
-))
+data_key = KmsKey(
+    "data-key",
+    KmsKeyArgs(
+        context=context,
+        alias=data_key_alias,
+        description=f"Images, secrets and build artifacts of {prefix}",
+        protect=settings.protect,
+        tags=tags,
+    ),
+)
 
-network = Network("network", NetworkArgs(
-    context=context,
-    prefix=prefix,
-    cidr=settings.network.cidr,
-    availability_zones=settings.network.availability_zones,
-    nat_gateways=settings.network.nat_gateways,
-    log_retention_days=obs.log_retention_days,
-    logs_key_arn=observability.key_arn,
-    protect=settings.protect,
-    tags=tags,
-))
+network = Network(
+    "network",
+    NetworkArgs(
+        context=context,
+        prefix=prefix,
+        cidr=settings.network.cidr,
+        availability_zones=settings.network.availability_zones,
+        nat_gateways=settings.network.nat_gateways,
+        log_retention_days=obs.log_retention_days,
+        logs_key_arn=observability.key_arn,
+        protect=settings.protect,
+        tags=tags,
+    ),
+)
 
-image = ContainerImage("image", ContainerImageArgs(
-    repository_name=prefix,
-    kms_key_arn=data_key.arn,
-    architecture=svc.architecture,
-    context=context,
-    kms_key_alias=data_key_alias,
-    image=svc.image,
-    protect=settings.protect,
-    tags=tags,
-))
+image = ContainerImage(
+    "image",
+    ContainerImageArgs(
+        repository_name=prefix,
+        kms_key_arn=data_key.arn,
+        architecture=svc.architecture,
+        context=context,
+        kms_key_alias=data_key_alias,
+        image=svc.image,
+        protect=settings.protect,
+        tags=tags,
+    ),
+)
 
-service = FargateService("service", FargateServiceArgs(
-    context=context,
-    prefix=prefix,
-    vpc_id=network.vpc_id,
-    vpc_cidr=settings.network.cidr,
-    public_subnet_ids=network.public_subnet_ids,
-    private_subnet_ids=network.private_subnet_ids,
-    image_ref=image.task_image_ref,
-    repository_name=prefix,
-    xray_image=image.xray_image,
-    image_cache_prefix=image.public_cache_prefix,
-    images_ready=[*image.xray_image_ready, *image.image_ready],
-    data_key_arn=data_key.arn,
-    data_key_alias=data_key_alias,
-    logs_key_arn=observability.key_arn,
-    log_retention_days=obs.log_retention_days,
-    container_port=svc.container_port,
-    health_check_path=svc.health_check_path,
-    cpu=svc.cpu,
-    memory=svc.memory,
-    architecture=svc.architecture,
-    desired_count=svc.desired_count,
-    min_count=svc.min_count,
-    max_count=svc.max_count,
-    spot=svc.spot,
-    environment=svc.environment_map,
-    secrets=svc.secrets,
-    strategy=dep.strategy,
-    bake_time_minutes=dep.bake_time_minutes,
-    canary_percent=dep.canary_percent,
-    canary_bake_minutes=dep.canary_bake_minutes,
-    linear_step_percent=dep.linear_step_percent,
-    linear_step_bake_minutes=dep.linear_step_bake_minutes,
-    deregistration_delay_seconds=dep.deregistration_delay_seconds,
-    health_check_interval_seconds=dep.health_check_interval_seconds,
-    healthy_threshold=dep.healthy_threshold,
-    certificate_arn=settings.certificate_arn,
-    protect=settings.protect,
-    waf=settings.waf,
-    alarm_topic_arn=observability.topic_arn,
-    error_rate_percent=obs.error_rate_percent,
-    xray_sampling_rate=obs.xray_sampling_rate,
-    tags=tags,
-), opts=pulumi.ResourceOptions(depends_on=[network]))
+service = FargateService(
+    "service",
+    FargateServiceArgs(
+        context=context,
+        prefix=prefix,
+        vpc_id=network.vpc_id,
+        vpc_cidr=settings.network.cidr,
+        public_subnet_ids=network.public_subnet_ids,
+        private_subnet_ids=network.private_subnet_ids,
+        image_ref=image.task_image_ref,
+        repository_name=prefix,
+        xray_image=image.xray_image,
+        image_cache_prefix=image.public_cache_prefix,
+        images_ready=[*image.xray_image_ready, *image.image_ready],
+        data_key_arn=data_key.arn,
+        data_key_alias=data_key_alias,
+        logs_key_arn=observability.key_arn,
+        log_retention_days=obs.log_retention_days,
+        container_port=svc.container_port,
+        health_check_path=svc.health_check_path,
+        cpu=svc.cpu,
+        memory=svc.memory,
+        architecture=svc.architecture,
+        desired_count=svc.desired_count,
+        min_count=svc.min_count,
+        max_count=svc.max_count,
+        spot=svc.spot,
+        environment=svc.environment_map,
+        secrets=svc.secrets,
+        strategy=dep.strategy,
+        bake_time_minutes=dep.bake_time_minutes,
+        canary_percent=dep.canary_percent,
+        canary_bake_minutes=dep.canary_bake_minutes,
+        linear_step_percent=dep.linear_step_percent,
+        linear_step_bake_minutes=dep.linear_step_bake_minutes,
+        deregistration_delay_seconds=dep.deregistration_delay_seconds,
+        health_check_interval_seconds=dep.health_check_interval_seconds,
+        healthy_threshold=dep.healthy_threshold,
+        certificate_arn=settings.certificate_arn,
+        protect=settings.protect,
+        waf=settings.waf,
+        alarm_topic_arn=observability.topic_arn,
+        error_rate_percent=obs.error_rate_percent,
+        xray_sampling_rate=obs.xray_sampling_rate,
+        tags=tags,
+    ),
+    opts=pulumi.ResourceOptions(depends_on=[network]),
+)
 
-source = SourceRepository("source", SourceRepositoryArgs(
-    context=context,
-    prefix=prefix,
-    source=pipe.source,
-    repository_name=pipe.repository_name,
-    branch=pipe.branch,
-    kms_key_arn=data_key.arn,
-    github_repository=pipe.github_repository,
-    connection_arn=pipe.connection_arn,
-    notification_topic_arn=observability.topic_arn,
-    protect=settings.protect,
-    tags=tags,
-))
+source = SourceRepository(
+    "source",
+    SourceRepositoryArgs(
+        context=context,
+        prefix=prefix,
+        source=pipe.source,
+        repository_name=pipe.repository_name,
+        branch=pipe.branch,
+        kms_key_arn=data_key.arn,
+        github_repository=pipe.github_repository,
+        connection_arn=pipe.connection_arn,
+        notification_topic_arn=observability.topic_arn,
+        protect=settings.protect,
+        tags=tags,
+    ),
+)
 
-pipeline = BuildPipeline("pipeline", BuildPipelineArgs(
-    context=context,
-    prefix=prefix,
-    stack=settings.stack,
-    source=pipe.source,
-    branch=pipe.branch,
-    repository_name=pipe.repository_name,
-    github_repository=pipe.github_repository,
-    connection_arn=pipe.connection_arn,
-    clone_url=source.clone_url,
-    ecr_repository_name=prefix,
-    architecture=svc.architecture,
-    data_key_arn=data_key.arn,
-    data_key_alias=data_key_alias,
-    logs_key_arn=observability.key_arn,
-    log_retention_days=obs.log_retention_days,
-    backend_url=pipe.backend_url,
-    deploy_role_arn=pipe.deploy_role_arn,
-    preview_role_arn=pipe.preview_role_arn,
-    notification_topic_arn=observability.topic_arn,
-    notification_topic_policy_arn=observability.topic_arn_for_policies,
-    notification_key_alias=observability.key_alias,
-    xray_image=image.xray_image,
-    image_cache_prefix=image.public_cache_prefix,
-    access_log_bucket=service.access_log_bucket,
-    deploy_timeout_minutes=service.deploy_job_minutes,
-    sonar_host_url=pipe.sonar_host_url,
-    sonar_project_key=pipe.sonar_project_key,
-    sonar_organization=pipe.sonar_organization,
-    trivy_severity=pipe.trivy_severity,
-    require_approval=pipe.require_approval,
-    protect=settings.protect,
-    tags=tags,
-), opts=pulumi.ResourceOptions(depends_on=[source, image]))
+pipeline = BuildPipeline(
+    "pipeline",
+    BuildPipelineArgs(
+        context=context,
+        prefix=prefix,
+        stack=settings.stack,
+        source=pipe.source,
+        branch=pipe.branch,
+        repository_name=pipe.repository_name,
+        github_repository=pipe.github_repository,
+        connection_arn=pipe.connection_arn,
+        clone_url=source.clone_url,
+        ecr_repository_name=prefix,
+        architecture=svc.architecture,
+        data_key_arn=data_key.arn,
+        data_key_alias=data_key_alias,
+        logs_key_arn=observability.key_arn,
+        log_retention_days=obs.log_retention_days,
+        backend_url=pipe.backend_url,
+        deploy_role_arn=pipe.deploy_role_arn,
+        preview_role_arn=pipe.preview_role_arn,
+        notification_topic_arn=observability.topic_arn,
+        notification_topic_policy_arn=observability.topic_arn_for_policies,
+        notification_key_alias=observability.key_alias,
+        xray_image=image.xray_image,
+        image_cache_prefix=image.public_cache_prefix,
+        access_log_bucket=service.access_log_bucket,
+        deploy_timeout_minutes=service.deploy_job_minutes,
+        sonar_host_url=pipe.sonar_host_url,
+        sonar_project_key=pipe.sonar_project_key,
+        sonar_organization=pipe.sonar_organization,
+        trivy_severity=pipe.trivy_severity,
+        require_approval=pipe.require_approval,
+        protect=settings.protect,
+        tags=tags,
+    ),
+    opts=pulumi.ResourceOptions(depends_on=[source, image]),
+)
 
-monitoring = Monitoring("monitoring", MonitoringArgs(
-    context=context,
-    prefix=prefix,
-    topic_arn=observability.topic_arn,
-    logs_key_arn=observability.key_arn,
-    log_retention_days=obs.log_retention_days,
-    load_balancer_arn_suffix=service.load_balancer.arn_suffix,
-    target_group_arn_suffixes={role: tg.arn_suffix for role, tg in service.target_groups.items()},
-    cluster_name=service.cluster_name,
-    service_name=service.service_name,
-    pipeline_name=pipeline.pipeline_name,
-    pipeline_arn=pipeline.pipeline.arn,
-    rollback_alarm_names=service.deployment_alarm_names,
-    error_rate_percent=obs.error_rate_percent,
-    p99_latency_ms=obs.p99_latency_ms,
-    xray_sampling_rate=obs.xray_sampling_rate,
-    protect=settings.protect,
-    tags=tags,
-))
+monitoring = Monitoring(
+    "monitoring",
+    MonitoringArgs(
+        context=context,
+        prefix=prefix,
+        topic_arn=observability.topic_arn,
+        logs_key_arn=observability.key_arn,
+        log_retention_days=obs.log_retention_days,
+        load_balancer_arn_suffix=service.load_balancer.arn_suffix,
+        target_group_arn_suffixes={role: tg.arn_suffix for role, tg in service.target_groups.items()},
+        cluster_name=service.cluster_name,
+        service_name=service.service_name,
+        pipeline_name=pipeline.pipeline_name,
+        pipeline_arn=pipeline.pipeline.arn,
+        rollback_alarm_names=service.deployment_alarm_names,
+        error_rate_percent=obs.error_rate_percent,
+        p99_latency_ms=obs.p99_latency_ms,
+        xray_sampling_rate=obs.xray_sampling_rate,
+        protect=settings.protect,
+        tags=tags,
+    ),
+)
 
 pulumi.export("url", service.url)
 pulumi.export("repositoryUrl", image.repository_url)

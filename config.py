@@ -12,8 +12,9 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pulumi
 
@@ -42,8 +43,30 @@ FARGATE_MEMORY = {
 }
 
 # The values CloudWatch Logs accepts for retentionInDays (0, "never expire", is deliberately absent).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                      2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 STRATEGIES = ("BLUE_GREEN", "CANARY", "LINEAR")
 NAT_STRATEGIES = ("none", "single", "perAz")
@@ -51,19 +74,29 @@ SOURCES = ("codecommit", "github")
 ARCHITECTURES = ("ARM64", "X86_64")
 TRIVY_SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 # The default Chatbot region for a stack elsewhere: the supported region on the same continent.
-CHATBOT_REGION_BY_AREA = {"us": "us-east-2", "ca": "us-east-2", "sa": "us-east-2", "mx": "us-east-2",
-                          "eu": "eu-west-1", "me": "eu-west-1", "af": "eu-west-1", "il": "eu-west-1",
-                          "ap": "ap-southeast-1"}
+CHATBOT_REGION_BY_AREA = {
+    "us": "us-east-2",
+    "ca": "us-east-2",
+    "sa": "us-east-2",
+    "mx": "us-east-2",
+    "eu": "eu-west-1",
+    "me": "eu-west-1",
+    "af": "eu-west-1",
+    "il": "eu-west-1",
+    "ap": "ap-southeast-1",
+}
 SECRET_NAME_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE")
 
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,19}$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 ECR_DIGEST_RE = re.compile(
     r"^\d{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com(\.cn)?/"
-    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*@sha256:[a-f0-9]{64}$")
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*@sha256:[a-f0-9]{64}$"
+)
 CERTIFICATE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:[a-z]{2}(-[a-z]+)+-\d:\d{12}:certificate/[0-9a-f-]{36}$")
 CONNECTION_ARN_RE = re.compile(
-    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z]{2}(-[a-z]+)+-\d:\d{12}:connection/[0-9a-f-]{36}$")
+    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z]{2}(-[a-z]+)+-\d:\d{12}:connection/[0-9a-f-]{36}$"
+)
 GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 CODECOMMIT_NAME_RE = re.compile(r"^[\w.-]{1,100}$")
 BRANCH_RE = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)[A-Za-z0-9._/-]{1,255}(?<!/)$")
@@ -287,8 +320,7 @@ def _object(key: str, value: Any, allowed: Mapping[str, Any]) -> dict:
         raise ConfigError(f"{key} must be an object; got {value!r} ({_type_name(value)})")
     unknown = sorted(set(value) - set(allowed))
     if unknown:
-        raise ConfigError(
-            f"{key}.{unknown[0]} is not a known key; allowed keys of {key}: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"{key}.{unknown[0]} is not a known key; allowed keys of {key}: {', '.join(sorted(allowed))}")
     return value
 
 
@@ -299,11 +331,13 @@ def _object(key: str, value: Any, allowed: Mapping[str, Any]) -> dict:
 def _load_service(raw: Any, environment: str) -> ServiceSettings:
     key = f"{NAMESPACE}:service"
     fields = {
-        "name": lambda k, v: _match(k, v, SERVICE_NAME_RE,
-                                    "2 to 20 characters of a-z, 0-9 and '-', starting with a letter"),
+        "name": lambda k, v: _match(
+            k, v, SERVICE_NAME_RE, "2 to 20 characters of a-z, 0-9 and '-', starting with a letter"
+        ),
         "containerPort": lambda k, v: _int(k, v, 1, 65535),
-        "healthCheckPath": lambda k, v: _match(k, v, re.compile(r"^/[\x21-\x7e]{0,1023}$"),
-                                               "a path that starts with / (at most 1024 characters)"),
+        "healthCheckPath": lambda k, v: _match(
+            k, v, re.compile(r"^/[\x21-\x7e]{0,1023}$"), "a path that starts with / (at most 1024 characters)"
+        ),
         "cpu": lambda k, v: _one_of(k, v, tuple(FARGATE_MEMORY)),
         "memory": lambda k, v: _int(k, v, 512, 122880),
         "desiredCount": lambda k, v: _int(k, v, 1, 1000),
@@ -312,8 +346,11 @@ def _load_service(raw: Any, environment: str) -> ServiceSettings:
         "architecture": lambda k, v: _one_of(k, v, ARCHITECTURES),
         "spot": _bool,
         "image": lambda k, v: _optional_match(
-            k, v, ECR_DIGEST_RE,
-            "an ECR image pinned by digest (<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<64 hex>) or empty"),
+            k,
+            v,
+            ECR_DIGEST_RE,
+            "an ECR image pinned by digest (<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<64 hex>) or empty",
+        ),
         "environment": _environment_variables,
         "secrets": _secret_names,
     }
@@ -337,31 +374,35 @@ def _load_service(raw: Any, environment: str) -> ServiceSettings:
     )
     for reserved, what in (("sg-", "security group names"), ("internal-", "load balancer names")):
         if service.name.startswith(reserved):
-            raise ConfigError(f"{key}.name must not start with '{reserved}', which AWS reserves for {what}; "
-                              f"got {service.name!r}")
+            raise ConfigError(
+                f"{key}.name must not start with '{reserved}', which AWS reserves for {what}; got {service.name!r}"
+            )
     allowed = FARGATE_MEMORY[service.cpu]
     if service.memory not in allowed:
         raise ConfigError(
             f"{key}.memory must be a Fargate size for cpu {service.cpu}: one of "
-            f"{', '.join(str(m) for m in allowed)}; got {service.memory}")
+            f"{', '.join(str(m) for m in allowed)}; got {service.memory}"
+        )
     if service.container_port == 80 or service.container_port < 1024:
         # The container runs as a non-root user, which cannot bind ports below 1024.
         raise ConfigError(
             f"{key}.containerPort must be 1024 or above (the container runs as a non-root user); "
-            f"got {service.container_port}")
+            f"got {service.container_port}"
+        )
     if not service.min_count <= service.desired_count <= service.max_count:
         raise ConfigError(
             f"{key}.minCount, {key}.desiredCount and {key}.maxCount must satisfy "
             f"1 <= minCount <= desiredCount <= maxCount; got {service.min_count}, "
-            f"{service.desired_count}, {service.max_count}")
+            f"{service.desired_count}, {service.max_count}"
+        )
     if environment == "prod" and service.spot:
         raise ConfigError(
             f"{key}.spot must be false when {NAMESPACE}:environment is prod "
-            "(Fargate Spot tasks can be stopped with two minutes' notice)")
+            "(Fargate Spot tasks can be stopped with two minutes' notice)"
+        )
     clash = sorted(set(service.secrets) & set(service.environment_map))
     if clash:
-        raise ConfigError(
-            f"{key}.secrets.{clash[0]} is also set in {key}.environment; a name may be one or the other")
+        raise ConfigError(f"{key}.secrets.{clash[0]} is also set in {key}.environment; a name may be one or the other")
     return service
 
 
@@ -373,17 +414,19 @@ def _environment_variables(key: str, value: Any) -> tuple[tuple[str, str], ...]:
         _match(f"{key}.{name}", name, ENV_VAR_RE, "a variable name of letters, digits and _")
         upper = name.upper()
         if upper in PROGRAM_VARIABLES:
-            raise ConfigError(f"{key}.{name} is set by the program itself; choose another name (the program sets "
-                              f"{', '.join(PROGRAM_VARIABLES)})")
+            raise ConfigError(
+                f"{key}.{name} is set by the program itself; choose another name (the program sets "
+                f"{', '.join(PROGRAM_VARIABLES)})"
+            )
         word = next((w for w in SECRET_NAME_WORDS if w in upper), None)
         if word or upper.startswith("AWS_"):
             raise ConfigError(
                 f"{key}.{name} looks like a secret ({word or 'AWS_'} in the name); plain environment "
                 f"variables are visible in the task definition. Put the name in {NAMESPACE}:service.secrets "
-                "to inject it from Secrets Manager instead")
+                "to inject it from Secrets Manager instead"
+            )
         if not isinstance(val, str):
-            raise ConfigError(
-                f"{key}.{name} must be a string (quote it in YAML); got {val!r} ({_type_name(val)})")
+            raise ConfigError(f"{key}.{name} must be a string (quote it in YAML); got {val!r} ({_type_name(val)})")
         result.append((name, val))
     return tuple(result)
 
@@ -393,13 +436,16 @@ def _secret_names(key: str, value: Any) -> tuple[str, ...]:
         raise ConfigError(f"{key} must be a list of variable names; got {value!r} ({_type_name(value)})")
     names = []
     for i, name in enumerate(value):
-        _match(f"{key}[{i}]", name, re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"),
-               "a variable name of letters, digits and _")
+        _match(
+            f"{key}[{i}]",
+            name,
+            re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"),
+            "a variable name of letters, digits and _",
+        )
         clash = next((n for n in names if n.upper() == name.upper()), None)
         if clash is not None:
             # Each secret is a resource named after it in lower case: API_KEY and api_key would be one.
-            raise ConfigError(f"{key}[{i}] repeats {clash!r} ({name!r}); each secret is listed once, whatever "
-                              "its case")
+            raise ConfigError(f"{key}[{i}] repeats {clash!r} ({name!r}); each secret is listed once, whatever its case")
         if name.upper() in PROGRAM_VARIABLES:
             raise ConfigError(f"{key}[{i}] {name!r} is set by the program itself; choose another name")
         names.append(name)
@@ -421,15 +467,15 @@ def _load_deployment(raw: Any) -> DeploymentSettings:
     }
     values = _read_fields(key, raw, fields)
     strategy = values.get("strategy", "BLUE_GREEN")
-    owned = {"CANARY": ("canaryPercent", "canaryBakeMinutes"),
-             "LINEAR": ("linearStepPercent", "linearStepBakeMinutes")}
+    owned = {"CANARY": ("canaryPercent", "canaryBakeMinutes"), "LINEAR": ("linearStepPercent", "linearStepBakeMinutes")}
     for other, names in owned.items():
         if other == strategy:
             continue
         for name in names:
             if name in values:
                 raise ConfigError(
-                    f"{key}.{name} only applies when {key}.strategy is {other}; the strategy is {strategy}")
+                    f"{key}.{name} only applies when {key}.strategy is {other}; the strategy is {strategy}"
+                )
     defaults = DeploymentSettings()
     deployment = DeploymentSettings(
         strategy=strategy,
@@ -438,21 +484,21 @@ def _load_deployment(raw: Any) -> DeploymentSettings:
         canary_bake_minutes=values.get("canaryBakeMinutes", 5) if strategy == "CANARY" else None,
         linear_step_percent=values.get("linearStepPercent", 25.0) if strategy == "LINEAR" else None,
         linear_step_bake_minutes=values.get("linearStepBakeMinutes", 2) if strategy == "LINEAR" else None,
-        deregistration_delay_seconds=values.get("deregistrationDelaySeconds",
-                                                defaults.deregistration_delay_seconds),
-        health_check_interval_seconds=values.get("healthCheckIntervalSeconds",
-                                                 defaults.health_check_interval_seconds),
+        deregistration_delay_seconds=values.get("deregistrationDelaySeconds", defaults.deregistration_delay_seconds),
+        health_check_interval_seconds=values.get("healthCheckIntervalSeconds", defaults.health_check_interval_seconds),
     )
     waits = deploy_wait_seconds(deployment)
     job = deploy_job_minutes(waits)
     if job > DEPLOY_JOB_MAX_MINUTES:
         # The pipeline's deploy job runs `pulumi up`, which waits for the whole release.
-        parts = ", ".join(f"{name} {seconds // 60} min" for name, seconds in waits.items()
-                          if name != "total" and seconds >= 60)
+        parts = ", ".join(
+            f"{name} {seconds // 60} min" for name, seconds in waits.items() if name != "total" and seconds >= 60
+        )
         raise ConfigError(
             f"{key}: a release would wait {waits['total'] // 60} minutes ({parts}), so the deploy job would "
             f"need {job} minutes; it may run at most {DEPLOY_JOB_MAX_MINUTES} minutes (a CodePipeline build "
-            f"action). Lower {key}.bakeTimeMinutes or the canary or linear bake times")
+            f"action). Lower {key}.bakeTimeMinutes or the canary or linear bake times"
+        )
     return deployment
 
 
@@ -467,7 +513,8 @@ def _cidr(key: str, value: Any) -> str:
         raise ConfigError(f"{key} must be an IPv4 network such as 10.0.0.0/16; got {value!r} ({err})") from None
     if network.version != 4 or not any(network.subnet_of(r) for r in _PRIVATE_RANGES):
         raise ConfigError(
-            f"{key} must be inside a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16); got {value}")
+            f"{key} must be inside a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16); got {value}"
+        )
     if not 16 <= network.prefixlen <= 24:
         raise ConfigError(f"{key} must have a prefix from /16 to /24; got /{network.prefixlen}")
     return value
@@ -495,8 +542,8 @@ def _trivy_severity(key: str, value: Any) -> str:
     for level in levels:
         if level not in TRIVY_SEVERITIES:
             raise ConfigError(
-                f"{key} must be a comma-separated list of {', '.join(TRIVY_SEVERITIES)} (no spaces); "
-                f"got {value!r}")
+                f"{key} must be a comma-separated list of {', '.join(TRIVY_SEVERITIES)} (no spaces); got {value!r}"
+            )
     if len(set(levels)) != len(levels):
         raise ConfigError(f"{key} lists a severity twice; got {value!r}")
     return value
@@ -506,20 +553,24 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
     key = f"{NAMESPACE}:pipeline"
     fields = {
         "source": lambda k, v: _one_of(k, v, SOURCES),
-        "repositoryName": lambda k, v: _match(k, v, CODECOMMIT_NAME_RE,
-                                              "1 to 100 characters of letters, digits, '.', '_' and '-'"),
+        "repositoryName": lambda k, v: _match(
+            k, v, CODECOMMIT_NAME_RE, "1 to 100 characters of letters, digits, '.', '_' and '-'"
+        ),
         "branch": lambda k, v: _match(k, v, BRANCH_RE, "a git branch name"),
         "githubRepository": lambda k, v: _optional_match(k, v, GITHUB_REPO_RE, "owner/name"),
         "connectionArn": lambda k, v: _optional_match(
-            k, v, CONNECTION_ARN_RE, "a CodeConnections connection ARN (arn:aws:codeconnections:…:connection/<id>)"),
+            k, v, CONNECTION_ARN_RE, "a CodeConnections connection ARN (arn:aws:codeconnections:…:connection/<id>)"
+        ),
         "requireApproval": _bool,
         "sonarHostUrl": lambda k, v: _match(k, v, HTTPS_URL_RE, "an https:// URL"),
         "sonarProjectKey": lambda k, v: _match(k, v, SONAR_KEY_RE, "a SonarQube project key"),
-        "sonarOrganization": lambda k, v: _optional_match(k, v, SONAR_ORG_RE,
-                                                          "a SonarQube Cloud organization key (a-z, 0-9, -, _) or empty"),
+        "sonarOrganization": lambda k, v: _optional_match(
+            k, v, SONAR_ORG_RE, "a SonarQube Cloud organization key (a-z, 0-9, -, _) or empty"
+        ),
         "trivySeverity": _trivy_severity,
-        "backendUrl": lambda k, v: _optional_match(k, v, BACKEND_RE,
-                                                   "an s3://bucket state backend, an https:// Pulumi Cloud URL, or empty"),
+        "backendUrl": lambda k, v: _optional_match(
+            k, v, BACKEND_RE, "an s3://bucket state backend, an https:// Pulumi Cloud URL, or empty"
+        ),
         "deployRoleArn": lambda k, v: _match(k, v, ROLE_ARN_RE, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
         "previewRoleArn": lambda k, v: _optional_match(k, v, ROLE_ARN_RE, "an IAM role ARN or empty"),
     }
@@ -543,28 +594,36 @@ def _load_pipeline(raw: Any, environment: str) -> PipelineSettings:
     if not pipeline.backend_url:
         raise ConfigError(
             f"{key}.backendUrl is required: the Pulumi state backend (s3://… or https://api.pulumi.com) the "
-            "pipeline's deploy, preview and drift jobs log in to")
+            "pipeline's deploy, preview and drift jobs log in to"
+        )
     if not pipeline.deploy_role_arn:
         raise ConfigError(
             f"{key}.deployRoleArn is required: the IAM role the pipeline's Pulumi jobs assume to preview and "
-            "deploy the stack (see the README's bootstrap section)")
+            "deploy the stack (see the README's bootstrap section)"
+        )
     cloud_host = next((h for h in SONAR_CLOUD_HOSTS if pipeline.sonar_host_url.rstrip("/") == h), None)
     if cloud_host and not pipeline.sonar_organization:
         raise ConfigError(
             f"{key}.sonarOrganization is required when {key}.sonarHostUrl is SonarQube Cloud ({cloud_host}): "
-            "the key of the organization that owns the project")
+            "the key of the organization that owns the project"
+        )
     if pipeline.preview_role_arn and pipeline.preview_role_arn == pipeline.deploy_role_arn:
         raise ConfigError(
             f"{key}.previewRoleArn must not be the deploy role: pull-request code runs in the preview, so its "
-            "role must be read-only")
+            "role must be read-only"
+        )
     if pipeline.source == "github":
-        for name, value in (("githubRepository", pipeline.github_repository),
-                            ("connectionArn", pipeline.connection_arn)):
+        for name, value in (
+            ("githubRepository", pipeline.github_repository),
+            ("connectionArn", pipeline.connection_arn),
+        ):
             if not value:
                 raise ConfigError(f"{key}.{name} is required when {key}.source is github")
     else:
-        for name, value in (("githubRepository", pipeline.github_repository),
-                            ("connectionArn", pipeline.connection_arn)):
+        for name, value in (
+            ("githubRepository", pipeline.github_repository),
+            ("connectionArn", pipeline.connection_arn),
+        ):
             if value:
                 raise ConfigError(f"{key}.{name} only applies when {key}.source is github; the source is codecommit")
     return pipeline
@@ -598,10 +657,12 @@ def _load_observability(raw: Any, region: str = "us-east-1") -> ObservabilitySet
     fields = {
         "logRetentionDays": lambda k, v: _one_of(k, v, LOG_RETENTION_DAYS),
         "alarmEmail": lambda k, v: _optional_match(k, v, EMAIL_RE, "an e-mail address or empty"),
-        "slackWorkspaceId": lambda k, v: _optional_match(k, v, SLACK_WORKSPACE_RE,
-                                                         "a Slack workspace ID such as T0123ABCD, or empty"),
-        "slackChannelId": lambda k, v: _optional_match(k, v, SLACK_CHANNEL_RE,
-                                                       "a Slack channel ID such as C0123ABCD, or empty"),
+        "slackWorkspaceId": lambda k, v: _optional_match(
+            k, v, SLACK_WORKSPACE_RE, "a Slack workspace ID such as T0123ABCD, or empty"
+        ),
+        "slackChannelId": lambda k, v: _optional_match(
+            k, v, SLACK_CHANNEL_RE, "a Slack channel ID such as C0123ABCD, or empty"
+        ),
         "chatbotRegion": lambda k, v: _one_of(k, v, CHATBOT_REGIONS),
         "xraySamplingRate": sampling,
         "p99LatencyMs": lambda k, v: _int(k, v, 1, 600000),
@@ -620,8 +681,7 @@ def _load_observability(raw: Any, region: str = "us-east-1") -> ObservabilitySet
         error_rate_percent=values.get("errorRatePercent", d.error_rate_percent),
     )
     if bool(obs.slack_workspace_id) != bool(obs.slack_channel_id):
-        raise ConfigError(
-            f"{key}.slackWorkspaceId and {key}.slackChannelId must be set together (both or neither)")
+        raise ConfigError(f"{key}.slackWorkspaceId and {key}.slackChannelId must be set together (both or neither)")
     return obs
 
 
@@ -629,8 +689,9 @@ def _tags(key: str, value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
         raise ConfigError(f"{key} must be an object of tag: value; got {value!r} ({_type_name(value)})")
     if len(value) > 40:
-        raise ConfigError(f"{key} may hold at most 40 tags (AWS allows 50 and the program adds its own); "
-                          f"got {len(value)}")
+        raise ConfigError(
+            f"{key} may hold at most 40 tags (AWS allows 50 and the program adds its own); got {len(value)}"
+        )
     result = []
     for name, val in sorted(value.items()):
         _match(f"{key}.{name}", name, TAG_KEY_RE, "a tag key of at most 128 letters, digits and _ .:/=+-@")
@@ -646,15 +707,26 @@ def _tags(key: str, value: Any) -> tuple[tuple[str, str], ...]:
 def _read_fields(key: str, raw: Any, fields: Mapping[str, Callable[[str, Any], Any]]) -> dict:
     obj = _object(key, raw, fields)
     # A secret the offline plan could not decrypt stays unchecked (the plan lists it); `pulumi up` checks it.
-    return {name: value if value == OFFLINE_SECRET else fields[name](f"{key}.{name}", value)
-            for name, value in obj.items()}
+    return {
+        name: value if value == OFFLINE_SECRET else fields[name](f"{key}.{name}", value) for name, value in obj.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Top level
 
-TOP_LEVEL_KEYS = ("environment", "service", "deployment", "network", "pipeline", "observability",
-                  "protect", "certificateArn", "waf", "tags")
+TOP_LEVEL_KEYS = (
+    "environment",
+    "service",
+    "deployment",
+    "network",
+    "pipeline",
+    "observability",
+    "protect",
+    "certificateArn",
+    "waf",
+    "tags",
+)
 OBJECT_KEYS = ("service", "deployment", "network", "pipeline", "observability", "tags")
 
 
@@ -683,8 +755,9 @@ def _parse_raw(key: str, text: Any, is_object: bool) -> Any:
         raise ConfigError(f"{key} must be an object; got {text!r}") from None
 
 
-def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: str,
-                  require_image: bool = False) -> Settings:
+def load_settings(
+    raw: Mapping[str, Any], *, project: str, stack: str, region: str, require_image: bool = False
+) -> Settings:
     """Validate raw values keyed by their name inside the namespace (`service`, `protect`, ...).
 
     Objects may be given parsed or as JSON text; scalars as the CLI gives them (strings).
@@ -694,7 +767,8 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
     if unknown:
         raise ConfigError(
             f"{NAMESPACE}:{unknown[0]} is not a known key; allowed keys: "
-            + ", ".join(f"{NAMESPACE}:{k}" for k in TOP_LEVEL_KEYS))
+            + ", ".join(f"{NAMESPACE}:{k}" for k in TOP_LEVEL_KEYS)
+        )
     values = {k: _parse_raw(f"{NAMESPACE}:{k}", raw.get(k), k in OBJECT_KEYS) for k in TOP_LEVEL_KEYS}
 
     environment = _one_of(f"{NAMESPACE}:environment", values["environment"] or "dev", ENVIRONMENTS)
@@ -704,16 +778,18 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
     if environment == "prod" and not protect:
         raise ConfigError(
             f"{NAMESPACE}:protect must be true when {NAMESPACE}:environment is prod "
-            "(stateful resources are protected and retained so prod loses no data)")
+            "(stateful resources are protected and retained so prod loses no data)"
+        )
 
     certificate_arn = values["certificateArn"] or ""
     if certificate_arn != OFFLINE_SECRET:
-        certificate_arn = _optional_match(f"{NAMESPACE}:certificateArn", certificate_arn, CERTIFICATE_ARN_RE,
-                                          "an ACM certificate ARN or empty")
+        certificate_arn = _optional_match(
+            f"{NAMESPACE}:certificateArn", certificate_arn, CERTIFICATE_ARN_RE, "an ACM certificate ARN or empty"
+        )
     if environment == "prod" and not certificate_arn:
         raise ConfigError(
-            f"{NAMESPACE}:certificateArn is required when {NAMESPACE}:environment is prod "
-            "(prod serves HTTPS only)")
+            f"{NAMESPACE}:certificateArn is required when {NAMESPACE}:environment is prod (prod serves HTTPS only)"
+        )
 
     service = _load_service(values["service"], environment)
     settings = Settings(
@@ -736,11 +812,13 @@ def load_settings(raw: Mapping[str, Any], *, project: str, stack: str, region: s
         raise ConfigError(
             f"{NAMESPACE}:service.image is empty, and this job must never build the image itself "
             f"({REQUIRE_IMAGE_VARIABLE} is set): deploy a digest (<repo>@sha256:…), as the pipeline's jobs do "
-            "with the digest the stack runs now (buildspecs/scripts/pin-running-image.sh)")
+            "with the digest the stack runs now (buildspecs/scripts/pin-running-image.sh)"
+        )
     if certificate_arn not in ("", OFFLINE_SECRET) and region and f":acm:{region}:" not in certificate_arn:
         raise ConfigError(
             f"{NAMESPACE}:certificateArn must be in the stack's region {region} (an ALB can only use a "
-            f"certificate from its own region); got {certificate_arn}")
+            f"certificate from its own region); got {certificate_arn}"
+        )
     return settings
 
 
@@ -748,14 +826,19 @@ def _check_region(region: str, source: str) -> None:
     """Every service the stack needs must have an endpoint in its region (commercial partition)."""
     if not region or region.startswith(("cn-", "us-gov-", "us-iso")):
         return
-    needed = ["codepipeline", "codebuild", "codestar-notifications",
-              "codecommit" if source == "codecommit" else "codestar-connections"]
+    needed = [
+        "codepipeline",
+        "codebuild",
+        "codestar-notifications",
+        "codecommit" if source == "codecommit" else "codestar-connections",
+    ]
     missing = [SERVICE_NAMES[s] for s in needed if region not in SERVICE_REGIONS[s]]
     if missing:
         usable = sorted(set.intersection(*(set(SERVICE_REGIONS[s]) for s in needed)))
         raise ConfigError(
             f"aws:region {region} has no {', '.join(missing)} endpoint (AWS's published endpoints); the pipeline "
-            f"needs them. Choose a region with all of them: {', '.join(usable)}")
+            f"needs them. Choose a region with all of them: {', '.join(usable)}"
+        )
 
 
 def _all_config() -> dict[str, Any]:
@@ -777,5 +860,10 @@ def load() -> Settings:
     region = pulumi.Config("aws").get("region") or ""
     if not region:
         raise ConfigError("aws:region is required (for example `pulumi config set aws:region us-east-1`)")
-    return load_settings(raw, project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
-                         require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"))
+    return load_settings(
+        raw,
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        region=region,
+        require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"),
+    )

@@ -72,9 +72,15 @@ def measure(port: int, clients: int, requests_per_client: int, path: str = "/hea
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
-    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "p50": pct(50), "p99": pct(99),
-            "max": ordered[-1] if ordered else float("nan"),
-            "mean": statistics.fmean(ordered) if ordered else float("nan")}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "p50": pct(50),
+        "p99": pct(99),
+        "max": ordered[-1] if ordered else float("nan"),
+        "mean": statistics.fmean(ordered) if ordered else float("nan"),
+    }
 
 
 def run_server(backlog: int | None = None) -> server.Server:
@@ -99,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for clients in (int(c) for c in args.clients.split(",")):
             r = measure(port, clients, args.requests)
-            print(f"{r['clients']:4d} clients x {args.requests} requests: p50 {r['p50'] * 1000:7.1f} ms  "
-                  f"p99 {r['p99'] * 1000:7.1f} ms  max {r['max'] * 1000:7.1f} ms  errors {r['errors']}")
+            print(
+                f"{r['clients']:4d} clients x {args.requests} requests: p50 {r['p50'] * 1000:7.1f} ms  "
+                f"p99 {r['p99'] * 1000:7.1f} ms  max {r['max'] * 1000:7.1f} ms  errors {r['errors']}"
+            )
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -19,11 +20,18 @@ class PrivateBucket:
     policy: aws.s3.BucketPolicy
 
 
-def private_bucket(parent: pulumi.Resource, name: str, *, bucket_name: pulumi.Input[str], partition: str,
-                   expiration_days: int, protect: bool, tags: Mapping[str, str],
-                   kms_key_arn: pulumi.Input[str] | None = None,
-                   statements: Callable[[pulumi.Output[str]], Sequence[Mapping[str, Any]]] = lambda arn: ()
-                   ) -> PrivateBucket:
+def private_bucket(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    bucket_name: pulumi.Input[str],
+    partition: str,
+    expiration_days: int,
+    protect: bool,
+    tags: Mapping[str, str],
+    kms_key_arn: pulumi.Input[str] | None = None,
+    statements: Callable[[pulumi.Output[str]], Sequence[Mapping[str, Any]]] = lambda arn: (),
+) -> PrivateBucket:
     """All public access blocked, ACLs disabled, default encryption (KMS when a key is given, else
     SSE-S3), versioning, TLS-only access, and objects that expire after `expiration_days`.
 
@@ -39,48 +47,79 @@ def private_bucket(parent: pulumi.Resource, name: str, *, bucket_name: pulumi.In
     bucket_id = bucket.bucket
     bucket_arn = pulumi.Output.concat("arn:", partition, ":s3:::", bucket_name)
     block = aws.s3.BucketPublicAccessBlock(
-        f"{name}-block", bucket=bucket_id, block_public_acls=True, block_public_policy=True,
-        ignore_public_acls=True, restrict_public_buckets=True, opts=child_opts(parent))
+        f"{name}-block",
+        bucket=bucket_id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=child_opts(parent),
+    )
     aws.s3.BucketOwnershipControls(
-        f"{name}-ownership", bucket=bucket_id,
+        f"{name}-ownership",
+        bucket=bucket_id,
         rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-        opts=child_opts(parent))
+        opts=child_opts(parent),
+    )
     if kms_key_arn is not None:
         default = aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-            sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn)
+            sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
+        )
     else:
         default = aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-            sse_algorithm="AES256")
+            sse_algorithm="AES256"
+        )
     aws.s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-encryption", bucket=bucket_id,
-        rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-            apply_server_side_encryption_by_default=default, bucket_key_enabled=kms_key_arn is not None)],
-        opts=child_opts(parent))
+        f"{name}-encryption",
+        bucket=bucket_id,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=default, bucket_key_enabled=kms_key_arn is not None
+            )
+        ],
+        opts=child_opts(parent),
+    )
     aws.s3.BucketVersioning(
-        f"{name}-versioning", bucket=bucket_id,
+        f"{name}-versioning",
+        bucket=bucket_id,
         versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-        opts=child_opts(parent))
+        opts=child_opts(parent),
+    )
     aws.s3.BucketLifecycleConfiguration(
-        f"{name}-lifecycle", bucket=bucket_id,
-        rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="expire", status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expiration_days),
-            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                noncurrent_days=7),
-            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                days_after_initiation=1),
-        )],
-        opts=child_opts(parent))
+        f"{name}-lifecycle",
+        bucket=bucket_id,
+        rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expiration_days),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=7
+                ),
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=1
+                ),
+            )
+        ],
+        opts=child_opts(parent),
+    )
     policy = aws.s3.BucketPolicy(
         f"{name}-policy",
         bucket=bucket_id,
-        policy=policy_document([
-            *statements(bucket_arn),
-            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
-             "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
-             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
-        ]),
+        policy=policy_document(
+            [
+                *statements(bucket_arn),
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": "*"},
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                },
+            ]
+        ),
         # A bucket policy is refused while the public access block is being applied.
         opts=child_opts(parent, depends_on=[block]),
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -23,16 +24,29 @@ class AwsContext:
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> pulumi.Output[str]:
         """An ARN built from known parts, e.g. arn(\"logs\", \"log-group:/ecs/web\")."""
         return pulumi.Output.concat(
-            "arn:", self.partition, ":", service, ":", self.region if region else "", ":",
-            self.account_id if account else "", ":", resource)
+            "arn:",
+            self.partition,
+            ":",
+            service,
+            ":",
+            self.region if region else "",
+            ":",
+            self.account_id if account else "",
+            ":",
+            resource,
+        )
 
     @classmethod
     def of_provider(cls, region: str) -> AwsContext:
         """The account, partition and DNS suffix as the provider's credentials and region report them."""
         partition = aws.get_partition()
-        return cls(account_id=aws.get_caller_identity_output().account_id, region=region,
-                   partition=partition.partition, dns_suffix=partition.dns_suffix,
-                   reverse_dns_prefix=partition.reverse_dns_prefix)
+        return cls(
+            account_id=aws.get_caller_identity_output().account_id,
+            region=region,
+            partition=partition.partition,
+            dns_suffix=partition.dns_suffix,
+            reverse_dns_prefix=partition.reverse_dns_prefix,
+        )
 
 
 def policy_document(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:
@@ -64,12 +78,25 @@ def stateful_opts(parent: pulumi.Resource, protect: bool, **kwargs: Any) -> pulu
 def key_by_alias(context: AwsContext, alias: str, actions: Sequence[str], sid: str = "DataKey") -> dict[str, Any]:
     """A statement on a KMS key named by its alias, which is known before the key exists, so the
     document (and the policies that read it) are complete at the first preview."""
-    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": context.arn("kms", "key/*"),
-            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}}}
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": list(actions),
+        "Resource": context.arn("kms", "key/*"),
+        "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}},
+    }
 
 
-def log_group(parent: pulumi.Resource, name: str, *, log_group_name: str, retention_days: int,
-              kms_key_arn: pulumi.Input[str], protect: bool, tags: Mapping[str, str]) -> aws.cloudwatch.LogGroup:
+def log_group(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    log_group_name: str,
+    retention_days: int,
+    kms_key_arn: pulumi.Input[str],
+    protect: bool,
+    tags: Mapping[str, str],
+) -> aws.cloudwatch.LogGroup:
     """A log group with an explicit retention and a KMS key; protected and retained with the stack."""
     return aws.cloudwatch.LogGroup(
         name,
@@ -92,9 +119,16 @@ class PolicyRole:
     arn: pulumi.Output[str]
 
 
-def role_with_policy(parent: pulumi.Resource, name: str, *, role_name: str, description: str,
-                     trust: pulumi.Input[str], statements: Sequence[Mapping[str, Any]],
-                     tags: Mapping[str, str]) -> PolicyRole:
+def role_with_policy(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    role_name: str,
+    description: str,
+    trust: pulumi.Input[str],
+    statements: Sequence[Mapping[str, Any]],
+    tags: Mapping[str, str],
+) -> PolicyRole:
     """A role with one inline policy: `<name>-role` and `<name>-policy`, children of `parent`."""
     role = aws.iam.Role(
         f"{name}-role",
@@ -104,6 +138,7 @@ def role_with_policy(parent: pulumi.Resource, name: str, *, role_name: str, desc
         tags=dict(tags),
         opts=child_opts(parent),
     )
-    policy = aws.iam.RolePolicy(f"{name}-policy", role=role.name, policy=policy_document(statements),
-                                opts=child_opts(parent))
+    policy = aws.iam.RolePolicy(
+        f"{name}-policy", role=role.name, policy=policy_document(statements), opts=child_opts(parent)
+    )
     return PolicyRole(role=role, policy=policy, arn=pulumi.Output.all(role.arn, policy.id).apply(lambda v: v[0]))

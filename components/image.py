@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -69,8 +69,10 @@ class ContainerImageArgs:
         if not 1 <= self.untagged_expiry_days <= 365:
             raise ValueError("ContainerImageArgs.untagged_expiry_days must be 1..365")
         if len(self.public_cache_prefix) > 30:
-            raise ValueError("ContainerImageArgs.repository_name must be at most 26 characters (the cache prefix "
-                             f"<name>-pub is limited to 30); got {self.repository_name!r}")
+            raise ValueError(
+                "ContainerImageArgs.repository_name must be at most 26 characters (the cache prefix "
+                f"<name>-pub is limited to 30); got {self.repository_name!r}"
+            )
 
     @property
     def public_cache_prefix(self) -> str:
@@ -89,8 +91,9 @@ class ContainerImage(pulumi.ComponentResource):
             name=args.repository_name,
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-            encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(
-                encryption_type="KMS", kms_key=args.kms_key_arn)],
+            encryption_configurations=[
+                aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=args.kms_key_arn)
+            ],
             # Outside prod a stack can be torn down with its images; prod keeps them.
             force_delete=not args.protect,
             tags=dict(args.tags),
@@ -99,23 +102,35 @@ class ContainerImage(pulumi.ComponentResource):
         self.lifecycle_policy = aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=self.repository.name,
-            policy=json.dumps({"rules": [
+            policy=json.dumps(
                 {
-                    "rulePriority": 1,
-                    "description": f"Expire untagged images after {args.untagged_expiry_days} day(s)",
-                    "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                                  "countUnit": "days", "countNumber": args.untagged_expiry_days},
-                    "action": {"type": "expire"},
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": f"Expire untagged images after {args.untagged_expiry_days} day(s)",
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": args.untagged_expiry_days,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                        {
+                            # An "any" rule must have the highest priority number (AWS evaluates it last).
+                            "rulePriority": 2,
+                            "description": f"Keep the last {args.keep_tagged_images} images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": args.keep_tagged_images,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                    ]
                 },
-                {
-                    # An "any" rule must have the highest priority number (AWS evaluates it last).
-                    "rulePriority": 2,
-                    "description": f"Keep the last {args.keep_tagged_images} images",
-                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                                  "countNumber": args.keep_tagged_images},
-                    "action": {"type": "expire"},
-                },
-            ]}, separators=(",", ":")),
+                separators=(",", ":"),
+            ),
             opts=child_opts(self),
         )
         self.repository_url = self.repository.repository_url
@@ -132,11 +147,13 @@ class ContainerImage(pulumi.ComponentResource):
             # The task definition names the same bytes by their content-addressed tag, known before the
             # build (the repository is IMMUTABLE, so the tag can never point at other bytes): the policy
             # pack can check the container definitions at a first preview. It waits for the push.
-            self.task_image_ref = pulumi.Output.concat(self.registry, "/", args.repository_name, ":",
-                                                       context_hash(args.build_context))
+            self.task_image_ref = pulumi.Output.concat(
+                self.registry, "/", args.repository_name, ":", context_hash(args.build_context)
+            )
             self.image_ready = [self.image]
-        self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref,
-                               "xray_image": self.xray_image})
+        self.register_outputs(
+            {"repository_url": self.repository_url, "image_ref": self.image_ref, "xray_image": self.xray_image}
+        )
 
     def _create_public_cache(self, name: str, args: ContainerImageArgs) -> None:
         """The ECR Public pull-through cache, and the template its repositories are created from."""
@@ -155,34 +172,52 @@ class ContainerImage(pulumi.ComponentResource):
         )
         # Encrypting the repositories the cache creates with our key needs a role ECR assumes.
         role = role_with_policy(
-            self, f"{name}-public-cache",
+            self,
+            f"{name}-public-cache",
             role_name=f"{prefix}-cache",
             description=f"Lets ECR create the repositories of the {prefix} pull-through cache, encrypted",
             trust=assume_role_policy("ecr.amazonaws.com", {"StringEquals": {"aws:SourceAccount": ctx.account_id}}),
             statements=[
-                {"Sid": "CreateCachedRepositories", "Effect": "Allow",
-                 "Action": ["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
-                 "Resource": self.public_cache_repositories_arn},
+                {
+                    "Sid": "CreateCachedRepositories",
+                    "Effect": "Allow",
+                    "Action": ["ecr:CreateRepository", "ecr:ReplicateImage", "ecr:TagResource"],
+                    "Resource": self.public_cache_repositories_arn,
+                },
                 key_by_alias(ctx, args.kms_key_alias, ["kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"]),
             ],
-            tags=args.tags)
+            tags=args.tags,
+        )
         self.public_cache_template = aws.ecr.RepositoryCreationTemplate(
             f"{name}-public-cache-template",
             prefix=prefix,
             description="Repositories of the ECR Public pull-through cache",
             applied_fors=["PULL_THROUGH_CACHE"],
-            encryption_configurations=[aws.ecr.RepositoryCreationTemplateEncryptionConfigurationArgs(
-                encryption_type="KMS", kms_key=args.kms_key_arn)],
+            encryption_configurations=[
+                aws.ecr.RepositoryCreationTemplateEncryptionConfigurationArgs(
+                    encryption_type="KMS", kms_key=args.kms_key_arn
+                )
+            ],
             # A cached tag follows its upstream tag (3.x moves with each daemon release), so the cache
             # repositories are MUTABLE; the stack's own repository stays IMMUTABLE (README, Security decisions).
             image_tag_mutability="MUTABLE",
-            lifecycle_policy=json.dumps({"rules": [{
-                "rulePriority": 1,
-                "description": f"Keep the last {CACHED_IMAGES_KEPT} cached images",
-                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                              "countNumber": CACHED_IMAGES_KEPT},
-                "action": {"type": "expire"},
-            }]}, separators=(",", ":")),
+            lifecycle_policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": f"Keep the last {CACHED_IMAGES_KEPT} cached images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": CACHED_IMAGES_KEPT,
+                            },
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                },
+                separators=(",", ":"),
+            ),
             custom_role_arn=role.arn,
             opts=child_opts(self),
         )

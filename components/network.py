@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -89,8 +89,9 @@ class Network(pulumi.ComponentResource):
         )
         self.vpc_id = self.vpc.vpc_id
         self.public_subnet_ids = self.vpc.public_subnet_ids
-        self.private_subnet_ids = (self.vpc.isolated_subnet_ids if args.nat_gateways == "none"
-                                   else self.vpc.private_subnet_ids)
+        self.private_subnet_ids = (
+            self.vpc.isolated_subnet_ids if args.nat_gateways == "none" else self.vpc.private_subnet_ids
+        )
         # Every VPC comes with a default security group that admits its own members and lets all out.
         # Nothing here uses it: adopting it with no rules strips AWS's defaults, so nothing can.
         self.default_security_group = aws.ec2.DefaultSecurityGroup(
@@ -103,36 +104,56 @@ class Network(pulumi.ComponentResource):
         self.endpoints: list[aws.ec2.VpcEndpoint] = []
         if args.nat_gateways == "none":
             self._create_endpoints(name)
-        self.register_outputs({
-            "vpc_id": self.vpc_id,
-            "public_subnet_ids": self.public_subnet_ids,
-            "private_subnet_ids": self.private_subnet_ids,
-        })
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "public_subnet_ids": self.public_subnet_ids,
+                "private_subnet_ids": self.private_subnet_ids,
+            }
+        )
 
     def _create_flow_logs(self, name: str) -> None:
         args = self._args
         log_group_name = f"/aws/vpc/{args.prefix}/flow-logs"
-        self.flow_log_group = log_group(self, f"{name}-flow-logs", log_group_name=log_group_name,
-                                        retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn,
-                                        protect=args.protect, tags=args.tags)
+        self.flow_log_group = log_group(
+            self,
+            f"{name}-flow-logs",
+            log_group_name=log_group_name,
+            retention_days=args.log_retention_days,
+            kms_key_arn=args.logs_key_arn,
+            protect=args.protect,
+            tags=args.tags,
+        )
         log_group_arn = args.context.arn("logs", f"log-group:{log_group_name}")
         source_arn = pulumi.Output.concat(
-            "arn:", args.context.partition, ":ec2:", args.context.region, ":", args.context.account_id,
-            ":vpc-flow-log/*")
+            "arn:",
+            args.context.partition,
+            ":ec2:",
+            args.context.region,
+            ":",
+            args.context.account_id,
+            ":vpc-flow-log/*",
+        )
         role = role_with_policy(
-            self, f"{name}-flow-logs",
+            self,
+            f"{name}-flow-logs",
             role_name=f"{args.prefix}-flow-logs",
             description="Lets VPC Flow Logs write to this VPC's log group",
             # The confused-deputy guard AWS documents for vpc-flow-logs.amazonaws.com.
-            trust=assume_role_policy("vpc-flow-logs.amazonaws.com", {
-                "StringEquals": {"aws:SourceAccount": args.context.account_id},
-                "ArnLike": {"aws:SourceArn": source_arn},
-            }),
-            statements=[{
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":log-stream:*")],
-            }],
+            trust=assume_role_policy(
+                "vpc-flow-logs.amazonaws.com",
+                {
+                    "StringEquals": {"aws:SourceAccount": args.context.account_id},
+                    "ArnLike": {"aws:SourceArn": source_arn},
+                },
+            ),
+            statements=[
+                {
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":log-stream:*")],
+                }
+            ],
             tags=args.tags,
         )
         self.flow_log = aws.ec2.FlowLog(
@@ -154,36 +175,46 @@ class Network(pulumi.ComponentResource):
             name=f"{args.prefix}-endpoints",
             description="HTTPS from inside the VPC to the AWS service endpoints",
             vpc_id=self.vpc_id,
-            ingress=[aws.ec2.SecurityGroupIngressArgs(
-                description="HTTPS from the VPC", protocol="tcp", from_port=443, to_port=443,
-                cidr_blocks=[args.cidr])],
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    description="HTTPS from the VPC",
+                    protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_blocks=[args.cidr],
+                )
+            ],
             egress=[],
             tags=args.tags,
             opts=child_opts(self),
         )
         for service in INTERFACE_ENDPOINTS:
-            self.endpoints.append(aws.ec2.VpcEndpoint(
-                f"{name}-{service.replace('.', '-')}-endpoint",
-                vpc_id=self.vpc_id,
-                service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.{service}",
-                vpc_endpoint_type="Interface",
-                private_dns_enabled=True,
-                subnet_ids=self.private_subnet_ids,
-                security_group_ids=[self.endpoint_security_group.id],
-                tags={**args.tags, "Name": f"{args.prefix}-{service}"},
-                opts=child_opts(self),
-            ))
+            self.endpoints.append(
+                aws.ec2.VpcEndpoint(
+                    f"{name}-{service.replace('.', '-')}-endpoint",
+                    vpc_id=self.vpc_id,
+                    service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.{service}",
+                    vpc_endpoint_type="Interface",
+                    private_dns_enabled=True,
+                    subnet_ids=self.private_subnet_ids,
+                    security_group_ids=[self.endpoint_security_group.id],
+                    tags={**args.tags, "Name": f"{args.prefix}-{service}"},
+                    opts=child_opts(self),
+                )
+            )
         # ECR keeps image layers in S3, which a gateway endpoint reaches through the route tables.
         route_tables = aws.ec2.get_route_tables_output(
             vpc_id=self.vpc_id,
-            filters=[aws.ec2.GetRouteTablesFilterArgs(name="association.subnet-id",
-                                                      values=self.private_subnet_ids)])
-        self.endpoints.append(aws.ec2.VpcEndpoint(
-            f"{name}-s3-endpoint",
-            vpc_id=self.vpc_id,
-            service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.s3",
-            vpc_endpoint_type="Gateway",
-            route_table_ids=route_tables.ids,
-            tags={**args.tags, "Name": f"{args.prefix}-s3"},
-            opts=child_opts(self),
-        ))
+            filters=[aws.ec2.GetRouteTablesFilterArgs(name="association.subnet-id", values=self.private_subnet_ids)],
+        )
+        self.endpoints.append(
+            aws.ec2.VpcEndpoint(
+                f"{name}-s3-endpoint",
+                vpc_id=self.vpc_id,
+                service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.s3",
+                vpc_endpoint_type="Gateway",
+                route_table_ids=route_tables.ids,
+                tags={**args.tags, "Name": f"{args.prefix}-s3"},
+                opts=child_opts(self),
+            )
+        )

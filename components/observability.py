@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -11,8 +11,15 @@ import pulumi_aws as aws
 from .common import AwsContext, assume_role_policy, child_opts, policy_document, role_with_policy
 from .encryption import KmsKey, KmsKeyArgs, ServiceGrant
 
-ENCRYPT_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
-                   "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo")
+ENCRYPT_ACTIONS = (
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+)
 # AWS Chatbot (Amazon Q Developer in chat applications) serves its API only in these regions; a
 # configuration there can still subscribe to topics in any region.
 CHATBOT_REGIONS = ("us-east-2", "us-west-2", "eu-west-1", "ap-southeast-1")
@@ -43,8 +50,10 @@ class ObservabilityArgs:
         if bool(self.slack_workspace_id) != bool(self.slack_channel_id):
             raise ValueError("ObservabilityArgs.slack_workspace_id and slack_channel_id go together")
         if self.chatbot_region not in CHATBOT_REGIONS:
-            raise ValueError(f"ObservabilityArgs.chatbot_region must be one of {', '.join(CHATBOT_REGIONS)}; "
-                             f"got {self.chatbot_region!r}")
+            raise ValueError(
+                f"ObservabilityArgs.chatbot_region must be one of {', '.join(CHATBOT_REGIONS)}; "
+                f"got {self.chatbot_region!r}"
+            )
 
 
 class Observability(pulumi.ComponentResource):
@@ -55,22 +64,34 @@ class Observability(pulumi.ComponentResource):
         ctx = args.context
         region = ctx.region
         self.key_alias = f"alias/{args.prefix}-telemetry"
-        self.key = KmsKey(f"{name}-key", KmsKeyArgs(
-            context=ctx,
-            alias=self.key_alias,
-            description=f"Logs and alerts of {args.prefix}",
-            protect=args.protect,
-            tags=dict(args.tags),
-            service_grants=[
-                ServiceGrant(f"logs.{region}.{ctx.dns_suffix}", ENCRYPT_ACTIONS, {
-                    "ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn("logs", "log-group:*")}}),
-                # Alarms, EventBridge and CodeStar Notifications publish to the encrypted topic, and may
-                # use the key only through SNS in this region.
-                *[ServiceGrant(p, ("kms:Decrypt", "kms:GenerateDataKey"),
-                               {"StringEquals": {"kms:ViaService": f"sns.{region}.{ctx.dns_suffix}"}})
-                  for p in PUBLISHERS],
-            ],
-        ), opts=child_opts(self))
+        self.key = KmsKey(
+            f"{name}-key",
+            KmsKeyArgs(
+                context=ctx,
+                alias=self.key_alias,
+                description=f"Logs and alerts of {args.prefix}",
+                protect=args.protect,
+                tags=dict(args.tags),
+                service_grants=[
+                    ServiceGrant(
+                        f"logs.{region}.{ctx.dns_suffix}",
+                        ENCRYPT_ACTIONS,
+                        {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn("logs", "log-group:*")}},
+                    ),
+                    # Alarms, EventBridge and CodeStar Notifications publish to the encrypted topic, and may
+                    # use the key only through SNS in this region.
+                    *[
+                        ServiceGrant(
+                            p,
+                            ("kms:Decrypt", "kms:GenerateDataKey"),
+                            {"StringEquals": {"kms:ViaService": f"sns.{region}.{ctx.dns_suffix}"}},
+                        )
+                        for p in PUBLISHERS
+                    ],
+                ],
+            ),
+            opts=child_opts(self),
+        )
         self.key_arn = self.key.arn
         self.topic = aws.sns.Topic(
             f"{name}-alerts",
@@ -83,27 +104,36 @@ class Observability(pulumi.ComponentResource):
         aws.sns.TopicPolicy(
             f"{name}-alerts-policy",
             arn=self.topic.arn,
-            policy=policy_document([{
-                "Sid": "ServicesPublish",
-                "Effect": "Allow",
-                "Principal": {"Service": list(PUBLISHERS)},
-                "Action": "sns:Publish",
-                "Resource": topic_arn,
-                "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}},
-            }, {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": {"AWS": "*"},
-                "Action": "sns:Publish",
-                "Resource": topic_arn,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }]),
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "ServicesPublish",
+                        "Effect": "Allow",
+                        "Principal": {"Service": list(PUBLISHERS)},
+                        "Action": "sns:Publish",
+                        "Resource": topic_arn,
+                        "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}},
+                    },
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": {"AWS": "*"},
+                        "Action": "sns:Publish",
+                        "Resource": topic_arn,
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    },
+                ]
+            ),
             opts=child_opts(self),
         )
         if args.alarm_email:
             aws.sns.TopicSubscription(
-                f"{name}-alerts-email", topic=self.topic.arn, protocol="email", endpoint=args.alarm_email,
-                opts=child_opts(self))
+                f"{name}-alerts-email",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=args.alarm_email,
+                opts=child_opts(self),
+            )
         if args.slack_workspace_id:
             self._create_slack(name, args)
         self.topic_arn = self.topic.arn
@@ -113,18 +143,26 @@ class Observability(pulumi.ComponentResource):
 
     def _create_slack(self, name: str, args: ObservabilityArgs) -> None:
         role = role_with_policy(
-            self, f"{name}-chatbot",
+            self,
+            f"{name}-chatbot",
             role_name=f"{args.prefix}-chatbot",
             description="AWS Chatbot posts alerts to Slack; read-only",
             trust=assume_role_policy("chatbot.amazonaws.com"),
-            statements=[{
-                "Sid": "ReadAlarms", "Effect": "Allow", "Action": "cloudwatch:DescribeAlarms",
-                "Resource": args.context.arn("cloudwatch", f"alarm:{args.prefix}-*"),
-            }, {
-                "Sid": "ReadMetrics", "Effect": "Allow", "Action": "cloudwatch:GetMetricData",
-                # GetMetricData has no resource-level permissions: AWS requires "*".
-                "Resource": "*",
-            }],
+            statements=[
+                {
+                    "Sid": "ReadAlarms",
+                    "Effect": "Allow",
+                    "Action": "cloudwatch:DescribeAlarms",
+                    "Resource": args.context.arn("cloudwatch", f"alarm:{args.prefix}-*"),
+                },
+                {
+                    "Sid": "ReadMetrics",
+                    "Effect": "Allow",
+                    "Action": "cloudwatch:GetMetricData",
+                    # GetMetricData has no resource-level permissions: AWS requires "*".
+                    "Resource": "*",
+                },
+            ],
             tags=args.tags,
         )
         aws.chatbot.SlackChannelConfiguration(

@@ -10,23 +10,37 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 from .bucket import private_bucket
-from .common import (AwsContext, PolicyRole, assume_role_policy, child_opts, key_by_alias, log_group,
-                     role_with_policy, stateful_opts)
+from .common import (
+    AwsContext,
+    PolicyRole,
+    assume_role_policy,
+    child_opts,
+    key_by_alias,
+    log_group,
+    role_with_policy,
+    stateful_opts,
+)
 from .waf import WebFirewall, WebFirewallArgs
 
 APP_CONTAINER = "app"
 # The app's listen backlog; the kernel caps it at net.core.somaxconn (4096 on Fargate's kernels).
 LISTEN_BACKLOG = 1024
 # Variables the program sets in the app container itself; the configuration may not set them.
-PROGRAM_VARIABLES = ("AWS_XRAY_DAEMON_ADDRESS", "LISTEN_BACKLOG", "PORT", "SERVICE_NAME", "WORKER_THREADS",
-                     "XRAY_SAMPLING_RATE")
+PROGRAM_VARIABLES = (
+    "AWS_XRAY_DAEMON_ADDRESS",
+    "LISTEN_BACKLOG",
+    "PORT",
+    "SERVICE_NAME",
+    "WORKER_THREADS",
+    "XRAY_SAMPLING_RATE",
+)
 XRAY_CONTAINER = "xray-daemon"
 APP_USER = "10001:10001"
 XRAY_USER = "1337"
@@ -51,12 +65,36 @@ S3_ACCESS_LOG_PREFIX = "s3"
 ELB_LOG_DELIVERY = "logdelivery.elasticloadbalancing.amazonaws.com"
 # The regions opened before August 2022, where a regional ELB account writes the logs. No region is
 # ever added to this set: every newer one uses the service principal.
-LEGACY_ELB_LOG_REGIONS = frozenset({
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-south-1",
-    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
-    "ca-central-1", "eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-north-1",
-    "me-south-1", "sa-east-1", "us-gov-west-1", "us-gov-east-1", "cn-north-1", "cn-northwest-1",
-})
+LEGACY_ELB_LOG_REGIONS = frozenset(
+    {
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "af-south-1",
+        "ap-east-1",
+        "ap-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ca-central-1",
+        "eu-central-1",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-south-1",
+        "eu-north-1",
+        "me-south-1",
+        "sa-east-1",
+        "us-gov-west-1",
+        "us-gov-east-1",
+        "cn-north-1",
+        "cn-northwest-1",
+    }
+)
 # The first version of every service secret: not a secret, just something for ECS to inject until the
 # team puts the real value (README, bootstrap).
 SECRET_PLACEHOLDER = "placeholder: put the real value with aws secretsmanager put-secret-value"
@@ -126,11 +164,14 @@ class FargateServiceArgs:
         if self.strategy == "CANARY" and (self.canary_percent is None or self.canary_bake_minutes is None):
             raise ValueError("FargateServiceArgs.canary_percent and canary_bake_minutes are required with CANARY")
         if self.strategy == "LINEAR" and (self.linear_step_percent is None or self.linear_step_bake_minutes is None):
-            raise ValueError("FargateServiceArgs.linear_step_percent and linear_step_bake_minutes are required "
-                             "with LINEAR")
+            raise ValueError(
+                "FargateServiceArgs.linear_step_percent and linear_step_bake_minutes are required with LINEAR"
+            )
         if not 5 <= self.health_check_interval_seconds <= 300:
-            raise ValueError("FargateServiceArgs.health_check_interval_seconds must be 5..300; "
-                             f"got {self.health_check_interval_seconds}")
+            raise ValueError(
+                "FargateServiceArgs.health_check_interval_seconds must be 5..300; "
+                f"got {self.health_check_interval_seconds}"
+            )
         if not 2 <= self.healthy_threshold <= 10:
             raise ValueError("FargateServiceArgs.healthy_threshold must be 2..10")
         if len(self.prefix) > 24:
@@ -139,8 +180,10 @@ class FargateServiceArgs:
             raise ValueError("FargateServiceArgs needs min_count <= desired_count <= max_count")
         job = deploy_job_minutes(deploy_wait_seconds(self))
         if job > DEPLOY_JOB_MAX_MINUTES:
-            raise ValueError(f"FargateServiceArgs: a release needs a {job}-minute deploy job; at most "
-                             f"{DEPLOY_JOB_MAX_MINUTES} minutes are allowed (shorten the bake times)")
+            raise ValueError(
+                f"FargateServiceArgs: a release needs a {job}-minute deploy job; at most "
+                f"{DEPLOY_JOB_MAX_MINUTES} minutes are allowed (shorten the bake times)"
+            )
 
     @property
     def https(self) -> bool:
@@ -230,13 +273,15 @@ class FargateService(pulumi.ComponentResource):
         self.deploy_wait = deploy_wait_seconds(args)
         self.deploy_job_minutes = deploy_job_minutes(self.deploy_wait)
         self.url = pulumi.Output.concat("https://" if args.https else "http://", self.load_balancer.dns_name)
-        self.register_outputs({
-            "url": self.url,
-            "cluster_name": self.cluster_name,
-            "service_name": self.service_name,
-            "load_balancer_arn": self.load_balancer.arn,
-            "alarm_names": self.deployment_alarm_names,
-        })
+        self.register_outputs(
+            {
+                "url": self.url,
+                "cluster_name": self.cluster_name,
+                "service_name": self.service_name,
+                "load_balancer_arn": self.load_balancer.arn,
+                "alarm_names": self.deployment_alarm_names,
+            }
+        )
 
     # -- cluster -----------------------------------------------------------------------------------
 
@@ -253,13 +298,18 @@ class FargateService(pulumi.ComponentResource):
             # One task always on demand; the rest mostly on Spot, which costs about 70% less.
             strategy = [
                 aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
-                    capacity_provider="FARGATE", base=1, weight=1),
+                    capacity_provider="FARGATE", base=1, weight=1
+                ),
                 aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
-                    capacity_provider="FARGATE_SPOT", weight=3),
+                    capacity_provider="FARGATE_SPOT", weight=3
+                ),
             ]
         else:
-            strategy = [aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
-                capacity_provider="FARGATE", base=1, weight=1)]
+            strategy = [
+                aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
+                    capacity_provider="FARGATE", base=1, weight=1
+                )
+            ]
         self.capacity_providers = aws.ecs.ClusterCapacityProviders(
             f"{self._name}-capacity-providers",
             cluster_name=self.cluster.name,
@@ -269,7 +319,10 @@ class FargateService(pulumi.ComponentResource):
         )
         self.capacity_provider_strategy = [
             aws.ecs.ServiceCapacityProviderStrategyArgs(
-                capacity_provider=s.capacity_provider, base=s.base, weight=s.weight) for s in strategy]
+                capacity_provider=s.capacity_provider, base=s.base, weight=s.weight
+            )
+            for s in strategy
+        ]
 
     # -- network access ----------------------------------------------------------------------------
 
@@ -295,42 +348,60 @@ class FargateService(pulumi.ComponentResource):
         self.ingress_rules = []
         for port in public_ports:
             for family, cidr in (("ipv4", "0.0.0.0/0"), ("ipv6", "::/0")):
-                self.ingress_rules.append(aws.vpc.SecurityGroupIngressRule(
-                    f"{self._name}-alb-{port}-{family}",
-                    security_group_id=self.alb_security_group.id,
-                    description=f"{'HTTPS' if port == 443 else 'HTTP'} from the internet to the public listener",
-                    ip_protocol="tcp", from_port=port, to_port=port,
-                    **({"cidr_ipv4": cidr} if family == "ipv4" else {"cidr_ipv6": cidr}),
-                    opts=child_opts(self),
-                ))
-        self.ingress_rules.append(aws.vpc.SecurityGroupIngressRule(
-            f"{self._name}-alb-test",
-            security_group_id=self.alb_security_group.id,
-            description="The test listener, from inside the VPC only (smoke tests of the green tasks)",
-            ip_protocol="tcp", from_port=args.test_port, to_port=args.test_port, cidr_ipv4=args.vpc_cidr,
-            opts=child_opts(self),
-        ))
+                self.ingress_rules.append(
+                    aws.vpc.SecurityGroupIngressRule(
+                        f"{self._name}-alb-{port}-{family}",
+                        security_group_id=self.alb_security_group.id,
+                        description=f"{'HTTPS' if port == 443 else 'HTTP'} from the internet to the public listener",
+                        ip_protocol="tcp",
+                        from_port=port,
+                        to_port=port,
+                        **({"cidr_ipv4": cidr} if family == "ipv4" else {"cidr_ipv6": cidr}),
+                        opts=child_opts(self),
+                    )
+                )
+        self.ingress_rules.append(
+            aws.vpc.SecurityGroupIngressRule(
+                f"{self._name}-alb-test",
+                security_group_id=self.alb_security_group.id,
+                description="The test listener, from inside the VPC only (smoke tests of the green tasks)",
+                ip_protocol="tcp",
+                from_port=args.test_port,
+                to_port=args.test_port,
+                cidr_ipv4=args.vpc_cidr,
+                opts=child_opts(self),
+            )
+        )
         aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-alb-to-tasks",
             security_group_id=self.alb_security_group.id,
             description="To the container port of the tasks",
-            ip_protocol="tcp", from_port=args.container_port, to_port=args.container_port,
+            ip_protocol="tcp",
+            from_port=args.container_port,
+            to_port=args.container_port,
             referenced_security_group_id=self.task_security_group.id,
             opts=child_opts(self),
         )
-        self.ingress_rules.append(aws.vpc.SecurityGroupIngressRule(
-            f"{self._name}-tasks-from-alb",
-            security_group_id=self.task_security_group.id,
-            description="The container port from the load balancer",
-            ip_protocol="tcp", from_port=args.container_port, to_port=args.container_port,
-            referenced_security_group_id=self.alb_security_group.id,
-            opts=child_opts(self),
-        ))
+        self.ingress_rules.append(
+            aws.vpc.SecurityGroupIngressRule(
+                f"{self._name}-tasks-from-alb",
+                security_group_id=self.task_security_group.id,
+                description="The container port from the load balancer",
+                ip_protocol="tcp",
+                from_port=args.container_port,
+                to_port=args.container_port,
+                referenced_security_group_id=self.alb_security_group.id,
+                opts=child_opts(self),
+            )
+        )
         aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-tasks-https",
             security_group_id=self.task_security_group.id,
             description="HTTPS to AWS APIs (ECR, CloudWatch Logs, Secrets Manager, X-Ray)",
-            ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
             opts=child_opts(self),
         )
 
@@ -345,7 +416,8 @@ class FargateService(pulumi.ComponentResource):
         if legacy:
             writer["AWS"] = legacy
         self.access_logs = private_bucket(
-            self, f"{self._name}-access-logs",
+            self,
+            f"{self._name}-access-logs",
             bucket_name=pulumi.Output.concat(args.prefix, "-alb-logs-", ctx.account_id),
             partition=ctx.partition,
             expiration_days=args.log_retention_days,
@@ -353,17 +425,27 @@ class FargateService(pulumi.ComponentResource):
             tags=args.tags,
             # ALB access logs can only be delivered to SSE-S3 buckets, not SSE-KMS: no key here.
             kms_key_arn=None,
-            statements=lambda arn: [{
-                "Sid": "AlbDeliversLogs", "Effect": "Allow", "Principal": writer, "Action": "s3:PutObject",
-                "Resource": pulumi.Output.concat(arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", ctx.account_id, "/*"),
-            }, {
-                # S3 server access logs of the stack's other buckets (the pipeline's artifacts).
-                "Sid": "S3DeliversAccessLogs", "Effect": "Allow",
-                "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
-                "Resource": pulumi.Output.concat(arn, f"/{S3_ACCESS_LOG_PREFIX}/*"),
-                "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id},
-                              "ArnLike": {"aws:SourceArn": f"arn:{ctx.partition}:s3:::{args.prefix}-*"}},
-            }],
+            statements=lambda arn: [
+                {
+                    "Sid": "AlbDeliversLogs",
+                    "Effect": "Allow",
+                    "Principal": writer,
+                    "Action": "s3:PutObject",
+                    "Resource": pulumi.Output.concat(arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", ctx.account_id, "/*"),
+                },
+                {
+                    # S3 server access logs of the stack's other buckets (the pipeline's artifacts).
+                    "Sid": "S3DeliversAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "logging.s3.amazonaws.com"},
+                    "Action": "s3:PutObject",
+                    "Resource": pulumi.Output.concat(arn, f"/{S3_ACCESS_LOG_PREFIX}/*"),
+                    "Condition": {
+                        "StringEquals": {"aws:SourceAccount": ctx.account_id},
+                        "ArnLike": {"aws:SourceArn": f"arn:{ctx.partition}:s3:::{args.prefix}-*"},
+                    },
+                },
+            ],
         )
         self.access_log_bucket = self.access_logs.name
 
@@ -383,7 +465,8 @@ class FargateService(pulumi.ComponentResource):
             enable_http2=True,
             idle_timeout=60,
             access_logs=aws.lb.LoadBalancerAccessLogsArgs(
-                bucket=self.access_logs.name, prefix=ACCESS_LOG_PREFIX, enabled=True),
+                bucket=self.access_logs.name, prefix=ACCESS_LOG_PREFIX, enabled=True
+            ),
             tags=dict(args.tags),
             # AWS checks that it may write to the bucket when access logs are switched on.
             opts=child_opts(self, depends_on=[self.access_logs.policy]),
@@ -416,7 +499,9 @@ class FargateService(pulumi.ComponentResource):
         not_found = aws.lb.ListenerDefaultActionArgs(
             type="fixed-response",
             fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
-                content_type="text/plain", message_body="Not found", status_code="404"))
+                content_type="text/plain", message_body="Not found", status_code="404"
+            ),
+        )
         tls = {"ssl_policy": TLS_POLICY, "certificate_arn": args.certificate_arn} if args.https else {}
         self.production_listener = aws.lb.Listener(
             f"{self._name}-production",
@@ -434,10 +519,14 @@ class FargateService(pulumi.ComponentResource):
                 load_balancer_arn=self.load_balancer.arn,
                 port=80,
                 protocol="HTTP",
-                default_actions=[aws.lb.ListenerDefaultActionArgs(
-                    type="redirect",
-                    redirect=aws.lb.ListenerDefaultActionRedirectArgs(
-                        protocol="HTTPS", port="443", status_code="HTTP_301"))],
+                default_actions=[
+                    aws.lb.ListenerDefaultActionArgs(
+                        type="redirect",
+                        redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                            protocol="HTTPS", port="443", status_code="HTTP_301"
+                        ),
+                    )
+                ],
                 tags=dict(args.tags),
                 opts=child_opts(self),
             )
@@ -453,10 +542,19 @@ class FargateService(pulumi.ComponentResource):
         )
         self.firewall = None
         if args.waf:
-            self.firewall = WebFirewall(f"{self._name}-waf", WebFirewallArgs(
-                context=args.context, prefix=args.prefix, load_balancer_arn=self.load_balancer.arn,
-                logs_key_arn=args.logs_key_arn, log_retention_days=args.log_retention_days, protect=args.protect,
-                tags=args.tags), opts=child_opts(self))
+            self.firewall = WebFirewall(
+                f"{self._name}-waf",
+                WebFirewallArgs(
+                    context=args.context,
+                    prefix=args.prefix,
+                    load_balancer_arn=self.load_balancer.arn,
+                    logs_key_arn=args.logs_key_arn,
+                    log_retention_days=args.log_retention_days,
+                    protect=args.protect,
+                    tags=args.tags,
+                ),
+                opts=child_opts(self),
+            )
         # ECS rewrites the weights of these rules while it shifts traffic, so Pulumi sets them once
         # and then ignores `actions`; otherwise the next `pulumi up` would undo a deployment.
         self.production_rule = self._forward_rule("production-rule", self.production_listener)
@@ -467,14 +565,26 @@ class FargateService(pulumi.ComponentResource):
             f"{self._name}-{role}",
             listener_arn=listener.arn,
             priority=LISTENER_RULE_PRIORITY,
-            conditions=[aws.lb.ListenerRuleConditionArgs(
-                path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=["/*"]))],
-            actions=[aws.lb.ListenerRuleActionArgs(
-                type="forward",
-                forward=aws.lb.ListenerRuleActionForwardArgs(target_groups=[
-                    aws.lb.ListenerRuleActionForwardTargetGroupArgs(arn=self.target_groups["blue"].arn, weight=100),
-                    aws.lb.ListenerRuleActionForwardTargetGroupArgs(arn=self.target_groups["green"].arn, weight=0),
-                ]))],
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=["/*"])
+                )
+            ],
+            actions=[
+                aws.lb.ListenerRuleActionArgs(
+                    type="forward",
+                    forward=aws.lb.ListenerRuleActionForwardArgs(
+                        target_groups=[
+                            aws.lb.ListenerRuleActionForwardTargetGroupArgs(
+                                arn=self.target_groups["blue"].arn, weight=100
+                            ),
+                            aws.lb.ListenerRuleActionForwardTargetGroupArgs(
+                                arn=self.target_groups["green"].arn, weight=0
+                            ),
+                        ]
+                    ),
+                )
+            ],
             tags=dict(self._args.tags),
             opts=child_opts(self, ignore_changes=["actions"]),
         )
@@ -483,9 +593,15 @@ class FargateService(pulumi.ComponentResource):
 
     def _create_logs_and_secrets(self) -> None:
         args = self._args
-        self.log_group = log_group(self, f"{self._name}-logs", log_group_name=self.log_group_name,
-                                   retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn,
-                                   protect=args.protect, tags=args.tags)
+        self.log_group = log_group(
+            self,
+            f"{self._name}-logs",
+            log_group_name=self.log_group_name,
+            retention_days=args.log_retention_days,
+            kms_key_arn=args.logs_key_arn,
+            protect=args.protect,
+            tags=args.tags,
+        )
         self.secrets = {}
         self.secret_placeholders: list[aws.secretsmanager.SecretVersion] = []
         for secret_name in args.secrets:
@@ -502,14 +618,16 @@ class FargateService(pulumi.ComponentResource):
                 tags=dict(args.tags),
                 opts=stateful_opts(self, args.protect),
             )
-            self.secret_placeholders.append(aws.secretsmanager.SecretVersion(
-                f"{self._name}-secret-{secret_name.lower().replace('_', '-')}-placeholder",
-                secret_id=self.secrets[secret_name].id,
-                secret_string=SECRET_PLACEHOLDER,
-                # A put-secret-value moves AWSCURRENT to the real version: neither the string nor the
-                # labels are Pulumi's after creation, and removing this resource never touches a label.
-                opts=child_opts(self, ignore_changes=["secretString", "versionStages"], retain_on_delete=True),
-            ))
+            self.secret_placeholders.append(
+                aws.secretsmanager.SecretVersion(
+                    f"{self._name}-secret-{secret_name.lower().replace('_', '-')}-placeholder",
+                    secret_id=self.secrets[secret_name].id,
+                    secret_string=SECRET_PLACEHOLDER,
+                    # A put-secret-value moves AWSCURRENT to the real version: neither the string nor the
+                    # labels are Pulumi's after creation, and removing this resource never touches a label.
+                    opts=child_opts(self, ignore_changes=["secretString", "versionStages"], retain_on_delete=True),
+                )
+            )
 
     # -- task definition ---------------------------------------------------------------------------
 
@@ -517,47 +635,79 @@ class FargateService(pulumi.ComponentResource):
         args = self._args
         ctx = args.context
         cached = ctx.arn("ecr", f"repository/{args.image_cache_prefix}/*")
-        trust = assume_role_policy("ecs-tasks.amazonaws.com", {
-            "StringEquals": {"aws:SourceAccount": ctx.account_id},
-            "ArnLike": {"aws:SourceArn": ctx.arn("ecs", "*")},
-        })
+        trust = assume_role_policy(
+            "ecs-tasks.amazonaws.com",
+            {
+                "StringEquals": {"aws:SourceAccount": ctx.account_id},
+                "ArnLike": {"aws:SourceArn": ctx.arn("ecs", "*")},
+            },
+        )
         statements = [
             # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-            {"Sid": "EcrPull", "Effect": "Allow",
-             "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-             "Resource": [ctx.arn("ecr", f"repository/{args.repository_name}"), cached]},
+            {
+                "Sid": "EcrPull",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": [ctx.arn("ecr", f"repository/{args.repository_name}"), cached],
+            },
             # The first pull of a public image through the cache imports it and creates its repository.
-            {"Sid": "EcrPullThroughCache", "Effect": "Allow",
-             "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"], "Resource": cached},
-            {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-             "Resource": pulumi.Output.concat(self.log_group_arn, ":log-stream:*")},
+            {
+                "Sid": "EcrPullThroughCache",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
+                "Resource": cached,
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": pulumi.Output.concat(self.log_group_arn, ":log-stream:*"),
+            },
             key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt"], sid="DecryptImageLayersAndSecrets"),
         ]
         if args.secrets:
-            statements.append({
-                "Sid": "Secrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                # Secrets Manager appends six random characters to a secret's ARN.
-                "Resource": [ctx.arn("secretsmanager", f"secret:{args.prefix}/{s}-??????") for s in args.secrets],
-            })
+            statements.append(
+                {
+                    "Sid": "Secrets",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    # Secrets Manager appends six random characters to a secret's ARN.
+                    "Resource": [ctx.arn("secretsmanager", f"secret:{args.prefix}/{s}-??????") for s in args.secrets],
+                }
+            )
         self.execution_role = role_with_policy(
-            self, f"{self._name}-execution",
+            self,
+            f"{self._name}-execution",
             role_name=f"{args.prefix}-execution",
             description="Lets ECS pull the image, write logs and read the service's secrets",
-            trust=trust, statements=statements, tags=args.tags)
+            trust=trust,
+            statements=statements,
+            tags=args.tags,
+        )
         self.task_role = role_with_policy(
-            self, f"{self._name}-task",
+            self,
+            f"{self._name}-task",
             role_name=f"{args.prefix}-task",
             description="The application's own permissions: sending traces to X-Ray",
             trust=trust,
-            statements=[{
-                "Sid": "XRay", "Effect": "Allow",
-                "Action": ["xray:GetSamplingRules", "xray:GetSamplingStatisticSummaries", "xray:GetSamplingTargets",
-                           "xray:PutTelemetryRecords", "xray:PutTraceSegments"],
-                # X-Ray's write and sampling APIs have no resource-level permissions: AWS requires "*".
-                "Resource": "*",
-            }],
-            tags=args.tags)
+            statements=[
+                {
+                    "Sid": "XRay",
+                    "Effect": "Allow",
+                    "Action": [
+                        "xray:GetSamplingRules",
+                        "xray:GetSamplingStatisticSummaries",
+                        "xray:GetSamplingTargets",
+                        "xray:PutTelemetryRecords",
+                        "xray:PutTraceSegments",
+                    ],
+                    # X-Ray's write and sampling APIs have no resource-level permissions: AWS requires "*".
+                    "Resource": "*",
+                }
+            ],
+            tags=args.tags,
+        )
 
     def container_definitions(self) -> pulumi.Output[str]:
         args = self._args
@@ -590,10 +740,15 @@ class FargateService(pulumi.ComponentResource):
             "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
             "healthCheck": {
                 "command": ["CMD", "python", "-m", "service.healthcheck"],
-                "interval": 10, "timeout": 5, "retries": 3, "startPeriod": 15,
+                "interval": 10,
+                "timeout": 5,
+                "retries": 3,
+                "startPeriod": 15,
             },
-            "logConfiguration": {"logDriver": "awslogs",
-                                 "options": {**log_options, "awslogs-stream-prefix": APP_CONTAINER}},
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {**log_options, "awslogs-stream-prefix": APP_CONTAINER},
+            },
             "dependsOn": [{"containerName": XRAY_CONTAINER, "condition": "START"}],
         }
         xray = {
@@ -608,8 +763,10 @@ class FargateService(pulumi.ComponentResource):
             "memoryReservation": 64,
             "portMappings": [{"containerPort": 2000, "protocol": "udp"}],
             "command": ["--region", args.context.region, "--local-mode"],
-            "logConfiguration": {"logDriver": "awslogs",
-                                 "options": {**log_options, "awslogs-stream-prefix": XRAY_CONTAINER}},
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {**log_options, "awslogs-stream-prefix": XRAY_CONTAINER},
+            },
         }
         return pulumi.Output.json_dumps([app, xray])
 
@@ -624,7 +781,8 @@ class FargateService(pulumi.ComponentResource):
             network_mode="awsvpc",
             requires_compatibilities=["FARGATE"],
             runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-                operating_system_family="LINUX", cpu_architecture=args.architecture),
+                operating_system_family="LINUX", cpu_architecture=args.architecture
+            ),
             execution_role_arn=self.execution_role.arn,
             task_role_arn=self.task_role.arn,
             container_definitions=self.container_definitions(),
@@ -648,58 +806,77 @@ class FargateService(pulumi.ComponentResource):
         for role, tg in self.target_groups.items():
             dims = {"LoadBalancer": self.load_balancer.arn_suffix, "TargetGroup": tg.arn_suffix}
             name_5xx = f"{args.prefix}-{role}-5xx-rate"
-            self.deployment_alarms.append(aws.cloudwatch.MetricAlarm(
-                f"{self._name}-{role}-5xx-rate",
-                name=name_5xx,
-                alarm_description=f"Target 5xx above {args.error_rate_percent}% of requests on the {role} "
-                                  "target group; rolls back a deployment",
-                comparison_operator="GreaterThanThreshold",
-                threshold=args.error_rate_percent,
-                evaluation_periods=2,
-                datapoints_to_alarm=2,
-                treat_missing_data="notBreaching",
-                metric_queries=[
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id="errors", return_data=False,
-                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                            namespace="AWS/ApplicationELB", metric_name="HTTPCode_Target_5XX_Count",
-                            dimensions=dims, period=60, stat="Sum")),
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id="requests", return_data=False,
-                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                            namespace="AWS/ApplicationELB", metric_name="RequestCount",
-                            dimensions=dims, period=60, stat="Sum")),
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id="rate", label="5xx %", return_data=True,
-                        expression="IF(requests > 0, 100 * errors / requests, 0)"),
-                ],
-                alarm_actions=actions,
-                ok_actions=actions,
-                actions_enabled=True,
-                tags=dict(args.tags),
-                opts=child_opts(self),
-            ))
+            self.deployment_alarms.append(
+                aws.cloudwatch.MetricAlarm(
+                    f"{self._name}-{role}-5xx-rate",
+                    name=name_5xx,
+                    alarm_description=f"Target 5xx above {args.error_rate_percent}% of requests on the {role} "
+                    "target group; rolls back a deployment",
+                    comparison_operator="GreaterThanThreshold",
+                    threshold=args.error_rate_percent,
+                    evaluation_periods=2,
+                    datapoints_to_alarm=2,
+                    treat_missing_data="notBreaching",
+                    metric_queries=[
+                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                            id="errors",
+                            return_data=False,
+                            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                                namespace="AWS/ApplicationELB",
+                                metric_name="HTTPCode_Target_5XX_Count",
+                                dimensions=dims,
+                                period=60,
+                                stat="Sum",
+                            ),
+                        ),
+                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                            id="requests",
+                            return_data=False,
+                            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                                namespace="AWS/ApplicationELB",
+                                metric_name="RequestCount",
+                                dimensions=dims,
+                                period=60,
+                                stat="Sum",
+                            ),
+                        ),
+                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                            id="rate",
+                            label="5xx %",
+                            return_data=True,
+                            expression="IF(requests > 0, 100 * errors / requests, 0)",
+                        ),
+                    ],
+                    alarm_actions=actions,
+                    ok_actions=actions,
+                    actions_enabled=True,
+                    tags=dict(args.tags),
+                    opts=child_opts(self),
+                )
+            )
             name_unhealthy = f"{args.prefix}-{role}-unhealthy-hosts"
-            self.deployment_alarms.append(aws.cloudwatch.MetricAlarm(
-                f"{self._name}-{role}-unhealthy-hosts",
-                name=name_unhealthy,
-                alarm_description=f"Unhealthy targets in the {role} target group; rolls back a deployment",
-                namespace="AWS/ApplicationELB",
-                metric_name="UnHealthyHostCount",
-                dimensions=dims,
-                statistic="Maximum",
-                period=60,
-                evaluation_periods=2,
-                datapoints_to_alarm=2,
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                threshold=1,
-                treat_missing_data="notBreaching",
-                alarm_actions=actions,
-                ok_actions=actions,
-                actions_enabled=True,
-                tags=dict(args.tags),
-                opts=child_opts(self),
-            ))
+            self.deployment_alarms.append(
+                aws.cloudwatch.MetricAlarm(
+                    f"{self._name}-{role}-unhealthy-hosts",
+                    name=name_unhealthy,
+                    alarm_description=f"Unhealthy targets in the {role} target group; rolls back a deployment",
+                    namespace="AWS/ApplicationELB",
+                    metric_name="UnHealthyHostCount",
+                    dimensions=dims,
+                    statistic="Maximum",
+                    period=60,
+                    evaluation_periods=2,
+                    datapoints_to_alarm=2,
+                    comparison_operator="GreaterThanOrEqualToThreshold",
+                    threshold=1,
+                    treat_missing_data="notBreaching",
+                    alarm_actions=actions,
+                    ok_actions=actions,
+                    actions_enabled=True,
+                    tags=dict(args.tags),
+                    opts=child_opts(self),
+                )
+            )
             self.deployment_alarm_names += [name_5xx, name_unhealthy]
 
     # -- smoke test --------------------------------------------------------------------------------
@@ -719,41 +896,70 @@ class FargateService(pulumi.ComponentResource):
             f"{self._name}-smoke-test-to-alb",
             security_group_id=self.smoke_test_security_group.id,
             description="To the test listener on the private addresses of the load balancer",
-            ip_protocol="tcp", from_port=args.test_port, to_port=args.test_port, cidr_ipv4=args.vpc_cidr,
+            ip_protocol="tcp",
+            from_port=args.test_port,
+            to_port=args.test_port,
+            cidr_ipv4=args.vpc_cidr,
             opts=child_opts(self),
         )
         aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-smoke-test-https",
             security_group_id=self.smoke_test_security_group.id,
             description="HTTPS to the EC2 API to find the nodes of the load balancer",
-            ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
             opts=child_opts(self),
         )
         function_log_group_name = f"/aws/lambda/{self.function_name}"
         function_log_group_arn = ctx.arn("logs", f"log-group:{function_log_group_name}")
         self.smoke_test_log_group = log_group(
-            self, f"{self._name}-smoke-test-logs", log_group_name=function_log_group_name,
-            retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn, protect=args.protect,
-            tags=args.tags)
+            self,
+            f"{self._name}-smoke-test-logs",
+            log_group_name=function_log_group_name,
+            retention_days=args.log_retention_days,
+            kms_key_arn=args.logs_key_arn,
+            protect=args.protect,
+            tags=args.tags,
+        )
         role = role_with_policy(
-            self, f"{self._name}-smoke-test",
+            self,
+            f"{self._name}-smoke-test",
             role_name=f"{args.prefix}-smoke-test",
             description="The smoke-test function: VPC networking, its own logs",
             trust=assume_role_policy("lambda.amazonaws.com"),
             statements=[
-                {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                 "Resource": pulumi.Output.concat(function_log_group_arn, ":log-stream:*")},
+                {
+                    "Sid": "Logs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": pulumi.Output.concat(function_log_group_arn, ":log-stream:*"),
+                },
                 # The VPC-networking and describe actions have no resource-level permissions: "*" is required.
-                {"Sid": "VpcNetworking", "Effect": "Allow",
-                 "Action": ["ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
-                            "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                            "ec2:UnassignPrivateIpAddresses"],
-                 "Resource": "*"},
+                {
+                    "Sid": "VpcNetworking",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    # AWS requires "*" here: these actions have no resource-level permissions.
+                    "Resource": "*",
+                },
                 # X-Ray's write APIs have no resource-level permissions: AWS requires "*".
-                {"Sid": "Tracing", "Effect": "Allow", "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
-                 "Resource": "*"},
+                {
+                    "Sid": "Tracing",
+                    "Effect": "Allow",
+                    "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+                    "Resource": "*",
+                },
             ],
-            tags=args.tags)
+            tags=args.tags,
+        )
         self.smoke_test_function = aws.lambda_.Function(
             f"{self._name}-smoke-test",
             name=self.function_name,
@@ -765,30 +971,39 @@ class FargateService(pulumi.ComponentResource):
             role=role.arn,
             timeout=60,
             memory_size=128,
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables={
-                "LB_NAME": self.lb_name,
-                "TEST_PORT": str(args.test_port),
-                "HEALTH_PATH": args.health_check_path,
-                "SCHEME": "https" if args.https else "http",
-            }),
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "LB_NAME": self.lb_name,
+                    "TEST_PORT": str(args.test_port),
+                    "HEALTH_PATH": args.health_check_path,
+                    "SCHEME": "https" if args.https else "http",
+                }
+            ),
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=args.private_subnet_ids,
-                security_group_ids=[self.smoke_test_security_group.id]),
+                subnet_ids=args.private_subnet_ids, security_group_ids=[self.smoke_test_security_group.id]
+            ),
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=function_log_group_name),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=function_log_group_name),
             tags=dict(args.tags),
             opts=child_opts(self, depends_on=[self.smoke_test_log_group]),
         )
         function_arn = ctx.arn("lambda", f"function:{self.function_name}")
         self.hook_role = role_with_policy(
-            self, f"{self._name}-hook",
+            self,
+            f"{self._name}-hook",
             role_name=f"{args.prefix}-deploy-hooks",
             description="Lets ECS invoke the deployment lifecycle hooks",
             trust=assume_role_policy("ecs.amazonaws.com"),
-            statements=[{"Sid": "InvokeSmokeTest", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-                         "Resource": function_arn}],
-            tags=args.tags)
+            statements=[
+                {
+                    "Sid": "InvokeSmokeTest",
+                    "Effect": "Allow",
+                    "Action": "lambda:InvokeFunction",
+                    "Resource": function_arn,
+                }
+            ],
+            tags=args.tags,
+        )
 
     # -- service -----------------------------------------------------------------------------------
 
@@ -799,26 +1014,46 @@ class FargateService(pulumi.ComponentResource):
         elb = lambda resource: ctx.arn("elasticloadbalancing", resource)  # noqa: E731
         # The actions of AWS's AmazonECSInfrastructureRolePolicyForLoadBalancers, scoped to this service.
         role = role_with_policy(
-            self, f"{self._name}-ecs-lb",
+            self,
+            f"{self._name}-ecs-lb",
             role_name=f"{args.prefix}-ecs-lb",
             description="Lets ECS shift traffic between the blue and green target groups",
             # The trust policy AWS documents for the ECS infrastructure role, without conditions.
             trust=assume_role_policy("ecs.amazonaws.com"),
             statements=[
                 # The ELB describe APIs have no resource-level permissions: AWS requires "*".
-                {"Sid": "Describe", "Effect": "Allow",
-                 "Action": ["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
-                            "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"],
-                 "Resource": "*"},
-                {"Sid": "Targets", "Effect": "Allow",
-                 "Action": ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"],
-                 "Resource": [elb(f"targetgroup/{args.prefix}-{r}/*") for r in ("blue", "green")]},
-                {"Sid": "Listeners", "Effect": "Allow", "Action": "elasticloadbalancing:ModifyListener",
-                 "Resource": elb(f"listener/app/{self.lb_name}/*")},
-                {"Sid": "Rules", "Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule",
-                 "Resource": elb(f"listener-rule/app/{self.lb_name}/*")},
+                {
+                    "Sid": "Describe",
+                    "Effect": "Allow",
+                    "Action": [
+                        "elasticloadbalancing:DescribeListeners",
+                        "elasticloadbalancing:DescribeRules",
+                        "elasticloadbalancing:DescribeTargetGroups",
+                        "elasticloadbalancing:DescribeTargetHealth",
+                    ],
+                    "Resource": "*",  # the ELB describe APIs have no resource-level permissions: AWS requires "*"
+                },
+                {
+                    "Sid": "Targets",
+                    "Effect": "Allow",
+                    "Action": ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"],
+                    "Resource": [elb(f"targetgroup/{args.prefix}-{r}/*") for r in ("blue", "green")],
+                },
+                {
+                    "Sid": "Listeners",
+                    "Effect": "Allow",
+                    "Action": "elasticloadbalancing:ModifyListener",
+                    "Resource": elb(f"listener/app/{self.lb_name}/*"),
+                },
+                {
+                    "Sid": "Rules",
+                    "Effect": "Allow",
+                    "Action": "elasticloadbalancing:ModifyRule",
+                    "Resource": elb(f"listener-rule/app/{self.lb_name}/*"),
+                },
             ],
-            tags=args.tags)
+            tags=args.tags,
+        )
         return role
 
     def _deployment_configuration(self) -> aws.ecs.ServiceDeploymentConfigurationArgs:
@@ -826,20 +1061,23 @@ class FargateService(pulumi.ComponentResource):
         extra = {}
         if args.strategy == "CANARY":
             extra["canary_configuration"] = aws.ecs.ServiceDeploymentConfigurationCanaryConfigurationArgs(
-                canary_percent=args.canary_percent, canary_bake_time_in_minutes=str(args.canary_bake_minutes))
+                canary_percent=args.canary_percent, canary_bake_time_in_minutes=str(args.canary_bake_minutes)
+            )
         if args.strategy == "LINEAR":
             extra["linear_configuration"] = aws.ecs.ServiceDeploymentConfigurationLinearConfigurationArgs(
-                step_percent=args.linear_step_percent,
-                step_bake_time_in_minutes=str(args.linear_step_bake_minutes))
+                step_percent=args.linear_step_percent, step_bake_time_in_minutes=str(args.linear_step_bake_minutes)
+            )
         return aws.ecs.ServiceDeploymentConfigurationArgs(
             strategy=args.strategy,
             bake_time_in_minutes=str(args.bake_time_minutes),
-            lifecycle_hooks=[aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs(
-                lifecycle_stages=["POST_TEST_TRAFFIC_SHIFT"],
-                hook_target_arn=self.smoke_test_function.arn,
-                role_arn=self.hook_role.arn,
-                target_type="AWS_LAMBDA",
-            )],
+            lifecycle_hooks=[
+                aws.ecs.ServiceDeploymentConfigurationLifecycleHookArgs(
+                    lifecycle_stages=["POST_TEST_TRAFFIC_SHIFT"],
+                    hook_target_arn=self.smoke_test_function.arn,
+                    role_arn=self.hook_role.arn,
+                    target_type="AWS_LAMBDA",
+                )
+            ],
             **extra,
         )
 
@@ -871,17 +1109,19 @@ class FargateService(pulumi.ComponentResource):
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
             health_check_grace_period_seconds=30,
-            load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
-                target_group_arn=self.target_groups["blue"].arn,
-                container_name=APP_CONTAINER,
-                container_port=args.container_port,
-                advanced_configuration=aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs(
-                    alternate_target_group_arn=self.target_groups["green"].arn,
-                    production_listener_rule=self.production_rule.arn,
-                    test_listener_rule=self.test_rule.arn,
-                    role_arn=self.infrastructure_role.arn,
-                ),
-            )],
+            load_balancers=[
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=self.target_groups["blue"].arn,
+                    container_name=APP_CONTAINER,
+                    container_port=args.container_port,
+                    advanced_configuration=aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs(
+                        alternate_target_group_arn=self.target_groups["green"].arn,
+                        production_listener_rule=self.production_rule.arn,
+                        test_listener_rule=self.test_rule.arn,
+                        role_arn=self.infrastructure_role.arn,
+                    ),
+                )
+            ],
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.private_subnet_ids,
                 security_groups=[self.task_security_group.id],
@@ -893,11 +1133,19 @@ class FargateService(pulumi.ComponentResource):
             # than the provider's 20-minute default: the timeouts below follow the configured waits.
             wait_for_steady_state=True,
             tags=dict(args.tags),
-            opts=child_opts(self, ignore_changes=self.ECS_OWNED,
-                            custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}m", update=f"{timeout}m"),
-                            # Tasks start only once every secret has a version to inject.
-                            depends_on=[self.production_rule, self.test_rule, *self.deployment_alarms,
-                                        self.capacity_providers, *self.secret_placeholders]),
+            opts=child_opts(
+                self,
+                ignore_changes=self.ECS_OWNED,
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}m", update=f"{timeout}m"),
+                # Tasks start only once every secret has a version to inject.
+                depends_on=[
+                    self.production_rule,
+                    self.test_rule,
+                    *self.deployment_alarms,
+                    self.capacity_providers,
+                    *self.secret_placeholders,
+                ],
+            ),
         )
 
     def _create_autoscaling(self) -> None:
@@ -912,39 +1160,45 @@ class FargateService(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=child_opts(self, depends_on=[self.service]),
         )
-        self.scaling_policies = [aws.appautoscaling.Policy(
-            f"{self._name}-scale-cpu",
-            name=f"{args.prefix}-cpu",
-            policy_type="TargetTrackingScaling",
-            service_namespace="ecs",
-            scalable_dimension="ecs:service:DesiredCount",
-            resource_id=self.scaling_target.resource_id,
-            target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                target_value=CPU_TARGET_PERCENT,
-                predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                    predefined_metric_type="ECSServiceAverageCPUUtilization"),
-                scale_in_cooldown=300,
-                scale_out_cooldown=60,
-            ),
-            opts=child_opts(self),
-        )]
-        # One request-count policy per target group: whichever serves production traffic decides to
-        # scale out, and the idle one never blocks it (target tracking scales in only when all agree).
-        for role, tg in self.target_groups.items():
-            self.scaling_policies.append(aws.appautoscaling.Policy(
-                f"{self._name}-scale-requests-{role}",
-                name=f"{args.prefix}-requests-{role}",
+        self.scaling_policies = [
+            aws.appautoscaling.Policy(
+                f"{self._name}-scale-cpu",
+                name=f"{args.prefix}-cpu",
                 policy_type="TargetTrackingScaling",
                 service_namespace="ecs",
                 scalable_dimension="ecs:service:DesiredCount",
                 resource_id=self.scaling_target.resource_id,
                 target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
-                    target_value=REQUESTS_PER_TARGET,
+                    target_value=CPU_TARGET_PERCENT,
                     predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
-                        predefined_metric_type="ALBRequestCountPerTarget",
-                        resource_label=pulumi.Output.concat(self.load_balancer.arn_suffix, "/", tg.arn_suffix)),
+                        predefined_metric_type="ECSServiceAverageCPUUtilization"
+                    ),
                     scale_in_cooldown=300,
                     scale_out_cooldown=60,
                 ),
                 opts=child_opts(self),
-            ))
+            )
+        ]
+        # One request-count policy per target group: whichever serves production traffic decides to
+        # scale out, and the idle one never blocks it (target tracking scales in only when all agree).
+        for role, tg in self.target_groups.items():
+            self.scaling_policies.append(
+                aws.appautoscaling.Policy(
+                    f"{self._name}-scale-requests-{role}",
+                    name=f"{args.prefix}-requests-{role}",
+                    policy_type="TargetTrackingScaling",
+                    service_namespace="ecs",
+                    scalable_dimension="ecs:service:DesiredCount",
+                    resource_id=self.scaling_target.resource_id,
+                    target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                        target_value=REQUESTS_PER_TARGET,
+                        predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                            predefined_metric_type="ALBRequestCountPerTarget",
+                            resource_label=pulumi.Output.concat(self.load_balancer.arn_suffix, "/", tg.arn_suffix),
+                        ),
+                        scale_in_cooldown=300,
+                        scale_out_cooldown=60,
+                    ),
+                    opts=child_opts(self),
+                )
+            )

@@ -7,8 +7,8 @@ use `source: github`, where pull requests and their approvals live in GitHub.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -90,11 +90,13 @@ class SourceRepository(pulumi.ComponentResource):
             f"{name}-approval-rule",
             name=f"{args.prefix}-require-approval",
             description=f"Pull requests into {args.branch} need {args.approvals} approval(s)",
-            content=json.dumps({
-                "Version": "2018-11-08",
-                "DestinationReferences": [f"refs/heads/{args.branch}"],
-                "Statements": [{"Type": "Approvers", "NumberOfApprovalsNeeded": args.approvals}],
-            }),
+            content=json.dumps(
+                {
+                    "Version": "2018-11-08",
+                    "DestinationReferences": [f"refs/heads/{args.branch}"],
+                    "Statements": [{"Type": "Approvers", "NumberOfApprovalsNeeded": args.approvals}],
+                }
+            ),
             opts=child_opts(self),
         )
         aws.codecommit.ApprovalRuleTemplateAssociation(
@@ -110,8 +112,11 @@ class SourceRepository(pulumi.ComponentResource):
                 resource=self.repository.arn,
                 detail_type="BASIC",
                 event_type_ids=list(PR_EVENTS),
-                targets=[aws.codestarnotifications.NotificationRuleTargetArgs(
-                    address=args.notification_topic_arn, type="SNS")],
+                targets=[
+                    aws.codestarnotifications.NotificationRuleTargetArgs(
+                        address=args.notification_topic_arn, type="SNS"
+                    )
+                ],
                 tags=dict(args.tags),
                 opts=child_opts(self),
             )

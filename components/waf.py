@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -57,13 +57,18 @@ class WebFirewall(pulumi.ComponentResource):
                 name=group,
                 priority=(i + 1) * 10,
                 override_action=aws.wafv2.WebAclRuleOverrideActionArgs(
-                    none=aws.wafv2.WebAclRuleOverrideActionNoneArgs()),
+                    none=aws.wafv2.WebAclRuleOverrideActionNoneArgs()
+                ),
                 statement=aws.wafv2.WebAclRuleStatementArgs(
                     managed_rule_group_statement=aws.wafv2.WebAclRuleStatementManagedRuleGroupStatementArgs(
-                        name=group, vendor_name="AWS")),
+                        name=group, vendor_name="AWS"
+                    )
+                ),
                 visibility_config=aws.wafv2.WebAclRuleVisibilityConfigArgs(
-                    cloudwatch_metrics_enabled=True, metric_name=_metric(f"{args.prefix}-{group}"),
-                    sampled_requests_enabled=True),
+                    cloudwatch_metrics_enabled=True,
+                    metric_name=_metric(f"{args.prefix}-{group}"),
+                    sampled_requests_enabled=True,
+                ),
             )
             for i, (group, _) in enumerate(MANAGED_RULE_GROUPS)
         ]
@@ -75,32 +80,48 @@ class WebFirewall(pulumi.ComponentResource):
             default_action=aws.wafv2.WebAclDefaultActionArgs(allow=aws.wafv2.WebAclDefaultActionAllowArgs()),
             rules=rules,
             visibility_config=aws.wafv2.WebAclVisibilityConfigArgs(
-                cloudwatch_metrics_enabled=True, metric_name=_metric(args.prefix), sampled_requests_enabled=True),
+                cloudwatch_metrics_enabled=True, metric_name=_metric(args.prefix), sampled_requests_enabled=True
+            ),
             tags=dict(args.tags),
             opts=child_opts(self),
         )
         aws.wafv2.WebAclAssociation(
-            f"{name}-association", resource_arn=args.load_balancer_arn, web_acl_arn=self.web_acl.arn,
-            opts=child_opts(self))
+            f"{name}-association",
+            resource_arn=args.load_balancer_arn,
+            web_acl_arn=self.web_acl.arn,
+            opts=child_opts(self),
+        )
         log_group_name = f"{LOG_GROUP_PREFIX}{args.prefix}"
-        self.log_group = log_group(self, f"{name}-logs", log_group_name=log_group_name,
-                                   retention_days=args.log_retention_days, kms_key_arn=args.logs_key_arn,
-                                   protect=args.protect, tags=args.tags)
+        self.log_group = log_group(
+            self,
+            f"{name}-logs",
+            log_group_name=log_group_name,
+            retention_days=args.log_retention_days,
+            kms_key_arn=args.logs_key_arn,
+            protect=args.protect,
+            tags=args.tags,
+        )
         log_group_arn = ctx.arn("logs", f"log-group:{log_group_name}")
         # WAF delivers through CloudWatch Logs' log delivery, which needs this grant on the group. Left to
         # itself WAF edits a shared account-wide policy (AWSWAF-LOGS), which can outgrow its size limit.
         delivery = aws.cloudwatch.LogResourcePolicy(
             f"{name}-logs-policy",
             policy_name=f"{args.prefix}-waf-logs",
-            policy_document=policy_document([{
-                "Sid": "WafDeliversLogs",
-                "Effect": "Allow",
-                "Principal": {"Service": "delivery.logs.amazonaws.com"},
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": pulumi.Output.concat(log_group_arn, ":*"),
-                "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id},
-                              "ArnLike": {"aws:SourceArn": ctx.arn("logs", "*")}},
-            }]),
+            policy_document=policy_document(
+                [
+                    {
+                        "Sid": "WafDeliversLogs",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        "Resource": pulumi.Output.concat(log_group_arn, ":*"),
+                        "Condition": {
+                            "StringEquals": {"aws:SourceAccount": ctx.account_id},
+                            "ArnLike": {"aws:SourceArn": ctx.arn("logs", "*")},
+                        },
+                    }
+                ]
+            ),
             opts=child_opts(self),
         )
         aws.wafv2.WebAclLoggingConfiguration(
@@ -109,9 +130,12 @@ class WebFirewall(pulumi.ComponentResource):
             # The log group's ARN without the ":*" that CloudWatch Logs appends elsewhere, from known
             # parts so the policy pack can check its prefix at a first preview (depends_on orders it).
             log_destination_configs=[log_group_arn],
-            redacted_fields=[aws.wafv2.WebAclLoggingConfigurationRedactedFieldArgs(
-                single_header=aws.wafv2.WebAclLoggingConfigurationRedactedFieldSingleHeaderArgs(name=h))
-                for h in REDACTED_HEADERS],
+            redacted_fields=[
+                aws.wafv2.WebAclLoggingConfigurationRedactedFieldArgs(
+                    single_header=aws.wafv2.WebAclLoggingConfigurationRedactedFieldSingleHeaderArgs(name=h)
+                )
+                for h in REDACTED_HEADERS
+            ],
             opts=child_opts(self, depends_on=[delivery, self.log_group]),
         )
         self.web_acl_arn = self.web_acl.arn

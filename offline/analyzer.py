@@ -10,20 +10,29 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, engine_pb2_grpc
 
-LEVELS = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory",
-          analyzer_pb2.REMEDIATE: "remediate", analyzer_pb2.DISABLED: "disabled"}
+LEVELS = {
+    analyzer_pb2.ADVISORY: "advisory",
+    analyzer_pb2.MANDATORY: "mandatory",
+    analyzer_pb2.REMEDIATE: "remediate",
+    analyzer_pb2.DISABLED: "disabled",
+}
 LEVEL_VALUES = {name: value for value, name in LEVELS.items()}
-SEVERITIES = {analyzer_pb2.POLICY_SEVERITY_LOW: "low", analyzer_pb2.POLICY_SEVERITY_MEDIUM: "medium",
-              analyzer_pb2.POLICY_SEVERITY_HIGH: "high", analyzer_pb2.POLICY_SEVERITY_CRITICAL: "critical",
-              analyzer_pb2.POLICY_SEVERITY_UNSPECIFIED: ""}
+SEVERITIES = {
+    analyzer_pb2.POLICY_SEVERITY_LOW: "low",
+    analyzer_pb2.POLICY_SEVERITY_MEDIUM: "medium",
+    analyzer_pb2.POLICY_SEVERITY_HIGH: "high",
+    analyzer_pb2.POLICY_SEVERITY_CRITICAL: "critical",
+    analyzer_pb2.POLICY_SEVERITY_UNSPECIFIED: "",
+}
 PREVIEW_PREFIX = "can't run policy"
 
 
@@ -116,28 +125,44 @@ def load_policy_config(path: str | None, policies: Iterable[str] | None = None) 
 class PolicyServer:
     """The policy pack as a running analyzer plugin; use as a context manager."""
 
-    def __init__(self, pack_dir: str, *, project: str = "cicd", stack: str = "dev", dry_run: bool = True,
-                 config: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        pack_dir: str,
+        *,
+        project: str = "cicd",
+        stack: str = "dev",
+        dry_run: bool = True,
+        config: dict[str, str] | None = None,
+    ) -> None:
         self.pack_dir = pack_dir
-        self.env = {**os.environ, "PULUMI_PROJECT": project, "PULUMI_STACK": stack,
-                    "PULUMI_DRY_RUN": "true" if dry_run else "false", "PULUMI_CONFIG": json.dumps(config or {})}
+        self.env = {
+            **os.environ,
+            "PULUMI_PROJECT": project,
+            "PULUMI_STACK": stack,
+            "PULUMI_DRY_RUN": "true" if dry_run else "false",
+            "PULUMI_CONFIG": json.dumps(config or {}),
+        }
         self.engine = _Engine()
 
-    def __enter__(self) -> "PolicyServer":
+    def __enter__(self) -> PolicyServer:
         self._engine_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         engine_pb2_grpc.add_EngineServicer_to_server(self.engine, self._engine_server)
         engine_port = self._engine_server.add_insecure_port("127.0.0.1:0")
         self._engine_server.start()
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "pulumi.policy", f"127.0.0.1:{engine_port}", self.pack_dir],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+        )
         line = self.process.stdout.readline().decode().strip()
         if not line.isdigit():
             stderr = self.process.stderr.read().decode() if self.process.poll() is not None else ""
             self.__exit__(None, None, None)
             raise RuntimeError(f"the policy pack in {self.pack_dir} did not start: {line} {stderr}".strip())
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{line}", options=[
-            ("grpc.max_receive_message_length", 400 * 1024 * 1024)])
+        self.channel = grpc.insecure_channel(
+            f"127.0.0.1:{line}", options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)]
+        )
         self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
         return self
 
@@ -181,18 +206,30 @@ class PolicyServer:
         findings = []
         resources = list(resources)
         for r in resources:
-            response = self.stub.Analyze(analyzer_pb2.AnalyzeRequest(
-                type=r.type, properties=r.object, urn=r.urn, name=r.name, options=_options(r)))
+            response = self.stub.Analyze(
+                analyzer_pb2.AnalyzeRequest(
+                    type=r.type, properties=r.object, urn=r.urn, name=r.name, options=_options(r)
+                )
+            )
             findings += _findings(response, r.urn)
         # Stack policies see each resource with its outputs, as the engine sends them after the plan.
-        stack = analyzer_pb2.AnalyzeStackRequest(resources=[
-            analyzer_pb2.AnalyzerResource(
-                type=r.type, properties=getattr(r, "output_object", None) or r.object, urn=r.urn, name=r.name,
-                options=_options(r),
-                parent=r.parent, dependencies=r.dependencies,
-                propertyDependencies={k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v)
-                                      for k, v in r.property_dependencies.items()})
-            for r in resources])
+        stack = analyzer_pb2.AnalyzeStackRequest(
+            resources=[
+                analyzer_pb2.AnalyzerResource(
+                    type=r.type,
+                    properties=getattr(r, "output_object", None) or r.object,
+                    urn=r.urn,
+                    name=r.name,
+                    options=_options(r),
+                    parent=r.parent,
+                    dependencies=r.dependencies,
+                    propertyDependencies={
+                        k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v) for k, v in r.property_dependencies.items()
+                    },
+                )
+                for r in resources
+            ]
+        )
         findings += _findings(self.stub.AnalyzeStack(stack), "")
         return findings
 
@@ -202,9 +239,16 @@ def _options(r: Any) -> analyzer_pb2.AnalyzerResourceOptions:
 
 
 def _findings(response: analyzer_pb2.AnalyzeResponse, default_urn: str) -> list[Finding]:
-    return [Finding(policy=d.policyName, level=LEVELS.get(d.enforcementLevel, "advisory"),
-                    severity=SEVERITIES.get(d.severity, ""), message=d.message, urn=d.urn or default_urn)
-            for d in response.diagnostics]
+    return [
+        Finding(
+            policy=d.policyName,
+            level=LEVELS.get(d.enforcementLevel, "advisory"),
+            severity=SEVERITIES.get(d.severity, ""),
+            message=d.message,
+            urn=d.urn or default_urn,
+        )
+        for d in response.diagnostics
+    ]
 
 
 def struct(properties: dict[str, Any]) -> struct_pb2.Struct:
@@ -214,9 +258,15 @@ def struct(properties: dict[str, Any]) -> struct_pb2.Struct:
     return result
 
 
-def run_pack(pack_dir: str, resources: Iterable[Any], *, policy_config: dict[str, Any] | None = None,
-             stack: str = "dev", config: dict[str, str] | None = None,
-             server: "PolicyServer | None" = None) -> AnalyzerResult:
+def run_pack(
+    pack_dir: str,
+    resources: Iterable[Any],
+    *,
+    policy_config: dict[str, Any] | None = None,
+    stack: str = "dev",
+    config: dict[str, str] | None = None,
+    server: PolicyServer | None = None,
+) -> AnalyzerResult:
     """Configure the pack, analyze `resources`; serve the pack for this call unless `server` runs it."""
     if server is None:
         with PolicyServer(pack_dir, stack=stack, config=config) as own:
@@ -227,12 +277,17 @@ def run_pack(pack_dir: str, resources: Iterable[Any], *, policy_config: dict[str
         findings = server.analyze(resources)
     finally:
         server.configure({})
-    policies = [{"name": p.name, "description": p.description, "level": LEVELS.get(p.enforcementLevel, ""),
-                 "severity": SEVERITIES.get(p.severity, ""),
-                 "type": "stack" if p.policy_type == analyzer_pb2.POLICY_TYPE_STACK else "resource"}
-                for p in info.policies]
+    policies = [
+        {
+            "name": p.name,
+            "description": p.description,
+            "level": LEVELS.get(p.enforcementLevel, ""),
+            "severity": SEVERITIES.get(p.severity, ""),
+            "type": "stack" if p.policy_type == analyzer_pb2.POLICY_TYPE_STACK else "resource",
+        }
+        for p in info.policies
+    ]
     return AnalyzerResult(pack=info.name, version=info.version, policies=policies, findings=findings)
 
 
-__all__ = ["AnalyzerResult", "Finding", "PolicyConfigError", "PolicyServer", "load_policy_config", "run_pack",
-           "struct"]
+__all__ = ["AnalyzerResult", "Finding", "PolicyConfigError", "PolicyServer", "load_policy_config", "run_pack", "struct"]

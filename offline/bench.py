@@ -28,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     serving = []
     parallel = []
-    print(f"timing the offline plan of {' and '.join(STACKS)}: {args.runs} warm runs in this process, each "
-          f"stack alone and both in parallel, then {args.runs} cold runs of `python -m offline.plan` ...",
-          flush=True)
+    print(
+        f"timing the offline plan of {' and '.join(STACKS)}: {args.runs} warm runs in this process, each "
+        f"stack alone and both in parallel, then {args.runs} cold runs of `python -m offline.plan` ...",
+        flush=True,
+    )
     program.preload()
     plan.plan("dev")  # first-use costs (type hints, caches) are paid once per process, not measured
     for _ in range(args.runs):
@@ -45,28 +47,37 @@ def main(argv: list[str] | None = None) -> int:
                 assert data["mandatoryViolations"] == 0, f"{stack} has mandatory violations"
         began = time.perf_counter()
         with contextlib.ExitStack() as cleanup:
-            runs, server = plan.run_programs(list(STACKS), False,
-                                             lambda: cleanup.enter_context(analyzer.PolicyServer(plan.POLICY_DIR)))
-            for stack, (result, error) in zip(STACKS, runs):
+            runs, server = plan.run_programs(
+                list(STACKS), False, lambda: cleanup.enter_context(analyzer.PolicyServer(plan.POLICY_DIR))
+            )
+            for stack, (result, error) in zip(STACKS, runs, strict=True):
                 assert error is None, error
                 assert plan.plan(stack, server=server, result=result)["mandatoryViolations"] == 0
         parallel.append(time.perf_counter() - began)
     cold = []
     for _ in range(max(1, args.runs // 2)):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "offline.plan", "--stack", ",".join(STACKS)], cwd=program.ROOT,
-                       check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        subprocess.run(
+            [sys.executable, "-m", "offline.plan", "--stack", ",".join(STACKS)],
+            cwd=program.ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
         cold.append(time.perf_counter() - started)
-    both = [s + d + p for s, d, p in zip(serving, warm["dev"], warm["prod"])]
+    both = [s + d + p for s, d, p in zip(serving, warm["dev"], warm["prod"], strict=True)]
     print(f"offline plan, median of {args.runs} runs (program under mocks + policy pack over gRPC)")
     for stack in STACKS:
         print(f"  {stack:5s} {statistics.median(warm[stack]):6.2f} s  {counts[stack]} resources")
     print(f"  pack  {statistics.median(serving):6.2f} s  starting the policy pack process")
     print(f"  both  {statistics.median(both):6.2f} s  one after the other, the pack started once, imports loaded")
-    print(f"  both  {statistics.median(parallel):6.2f} s  programs in parallel processes, as `make plan "
-          "STACK=dev,prod` runs them (target: 3 s)")
-    print(f"  both  {statistics.median(cold):6.2f} s  cold: `python -m offline.plan --stack dev,prod`, imports "
-          "included")
+    print(
+        f"  both  {statistics.median(parallel):6.2f} s  programs in parallel processes, as `make plan "
+        "STACK=dev,prod` runs them (target: 3 s)"
+    )
+    print(
+        f"  both  {statistics.median(cold):6.2f} s  cold: `python -m offline.plan --stack dev,prod`, imports included"
+    )
     return 0
 
 

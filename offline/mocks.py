@@ -79,37 +79,60 @@ class PlatformMocks(pulumi_mocks.Mocks):
         return "amazonaws.com.cn" if self.region.startswith("cn-") else "amazonaws.com"
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
-        return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"
+        where = self.region if region else ""
+        owner = self.account_id if account else ""
+        return f"arn:{self.partition}:{service}:{where}:{owner}:{resource}"
 
     # -- invokes -----------------------------------------------------------------------------------
 
     def call(self, args: pulumi_mocks.MockCallArgs):
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": self.account_id, "arn": self.arn("iam", "user/deployer", region=False),
-                    "id": self.account_id, "userId": "AIDAEXAMPLEUSERID"}
+            return {
+                "accountId": self.account_id,
+                "arn": self.arn("iam", "user/deployer", region=False),
+                "id": self.account_id,
+                "userId": "AIDAEXAMPLEUSERID",
+            }
         if token == "aws:index/getPartition:getPartition":
             if self.region.startswith("cn-"):
-                return {"partition": "aws-cn", "dnsSuffix": "amazonaws.com.cn", "id": "aws-cn",
-                        "reverseDnsPrefix": "cn.com.amazonaws"}
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws",
-                    "reverseDnsPrefix": "com.amazonaws"}
+                return {
+                    "partition": "aws-cn",
+                    "dnsSuffix": "amazonaws.com.cn",
+                    "id": "aws-cn",
+                    "reverseDnsPrefix": "cn.com.amazonaws",
+                }
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws", "reverseDnsPrefix": "com.amazonaws"}
         if token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region,
-                    "endpoint": f"ec2.{self.region}.{self.dns_suffix}"}
+            return {
+                "name": self.region,
+                "region": self.region,
+                "id": self.region,
+                "endpoint": f"ec2.{self.region}.{self.dns_suffix}",
+            }
         if token == "aws:elb/getServiceAccount:getServiceAccount":
             # The provider's table covers the regions older than August 2022 (a few shown here).
             region = args.args.get("region") or self.region
-            accounts = {"us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-2": "797873946194",
-                        "eu-west-1": "156460612806", "cn-north-1": "638102146993"}
+            accounts = {
+                "us-east-1": "127311923021",
+                "us-east-2": "033677994240",
+                "us-west-2": "797873946194",
+                "eu-west-1": "156460612806",
+                "cn-north-1": "638102146993",
+            }
             if region not in accounts:
                 raise Exception(f"unsupported AWS Region: {region}")
             partition = "aws-cn" if region.startswith("cn-") else "aws"
             return {"arn": f"arn:{partition}:iam::{accounts[region]}:root", "id": accounts[region], "region": region}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return {"authorizationToken": "bW9jazptb2Nr", "userName": "AWS", "password": "mock-ecr-password",
-                    "proxyEndpoint": f"https://{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}",
-                    "expiresAt": "2030-01-01T00:00:00Z", "id": self.region}
+            return {
+                "authorizationToken": "bW9jazptb2Nr",
+                "userName": "AWS",
+                "password": "mock-ecr-password",
+                "proxyEndpoint": f"https://{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}",
+                "expiresAt": "2030-01-01T00:00:00Z",
+                "id": self.region,
+            }
         if token == "aws:ec2/getRouteTables:getRouteTables":
             vpc = args.args.get("vpcId") or "vpc"
             return {"ids": [f"rtb-{_hex(vpc + str(i), 17)}" for i in range(3)], "id": self.region}
@@ -149,20 +172,29 @@ class PlatformMocks(pulumi_mocks.Mocks):
             return inputs["name"], {"arn": a("kms", inputs["name"]), "targetKeyArn": a("kms", "key/" + _uuid(seed))}
         if typ == "aws:ecr/repository:Repository":
             repo = inputs["name"]
-            return repo, {"arn": a("ecr", f"repository/{repo}"), "registryId": self.account_id,
-                          "repositoryUrl": f"{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}/{repo}"}
+            return repo, {
+                "arn": a("ecr", f"repository/{repo}"),
+                "registryId": self.account_id,
+                "repositoryUrl": f"{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}/{repo}",
+            }
         if typ == "docker:index/image:Image":
             base = str(inputs.get("imageName", "image")).rsplit(":", 1)[0]
             digest = "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
-            return f"{base}@{digest}", {"repoDigest": f"{base}@{digest}", "baseImageName": inputs.get("imageName"),
-                                        "registryServer": base.split("/")[0]}
+            return f"{base}@{digest}", {
+                "repoDigest": f"{base}@{digest}",
+                "baseImageName": inputs.get("imageName"),
+                "registryServer": base.split("/")[0],
+            }
         if typ == "aws:ecs/cluster:Cluster":
             n = _physical_name(inputs, name)
             return a("ecs", f"cluster/{n}"), {"arn": a("ecs", f"cluster/{n}"), "name": n}
         if typ == "aws:ecs/taskDefinition:TaskDefinition":
             fam = inputs["family"]
-            return fam, {"arn": a("ecs", f"task-definition/{fam}:1"), "revision": 1,
-                         "arnWithoutRevision": a("ecs", f"task-definition/{fam}")}
+            return fam, {
+                "arn": a("ecs", f"task-definition/{fam}:1"),
+                "revision": 1,
+                "arnWithoutRevision": a("ecs", f"task-definition/{fam}"),
+            }
         if typ == "aws:ecs/service:Service":
             cluster = str(inputs.get("cluster", "")).rsplit("/", 1)[-1]
             arn = a("ecs", f"service/{cluster}/{inputs['name']}")
@@ -171,14 +203,20 @@ class PlatformMocks(pulumi_mocks.Mocks):
             n = _physical_name(inputs, name, max_len=32)
             suffix = f"app/{n}/{_hex(seed, 16)}"
             return a("elasticloadbalancing", f"loadbalancer/{suffix}"), {
-                "arn": a("elasticloadbalancing", f"loadbalancer/{suffix}"), "arnSuffix": suffix, "name": n,
+                "arn": a("elasticloadbalancing", f"loadbalancer/{suffix}"),
+                "arnSuffix": suffix,
+                "name": n,
                 "dnsName": f"{n}-{int(_hex(seed, 8), 16) % 10**10}.{self.region}.elb.{self.dns_suffix}",
-                "zoneId": "Z35SXDOTRQ7X7K"}
+                "zoneId": "Z35SXDOTRQ7X7K",
+            }
         if typ == "aws:lb/targetGroup:TargetGroup":
             n = _physical_name(inputs, name, max_len=32)
             suffix = f"targetgroup/{n}/{_hex(seed, 16)}"
-            return a("elasticloadbalancing", suffix), {"arn": a("elasticloadbalancing", suffix),
-                                                       "arnSuffix": suffix, "name": n}
+            return a("elasticloadbalancing", suffix), {
+                "arn": a("elasticloadbalancing", suffix),
+                "arnSuffix": suffix,
+                "name": n,
+            }
         if typ == "aws:lb/listener:Listener":
             lb = str(inputs.get("loadBalancerArn", "")).split("loadbalancer/", 1)[-1]
             arn = a("elasticloadbalancing", f"listener/{lb}/{_hex(seed, 16)}")
@@ -189,8 +227,11 @@ class PlatformMocks(pulumi_mocks.Mocks):
             return arn, {"arn": arn}
         if typ == "aws:iam/role:Role":
             n = _physical_name(inputs, name)
-            return n, {"arn": a("iam", f"role/{n}", region=False), "name": n,
-                       "uniqueId": "AROA" + _hex(seed, 17).upper()}
+            return n, {
+                "arn": a("iam", f"role/{n}", region=False),
+                "name": n,
+                "uniqueId": "AROA" + _hex(seed, 17).upper(),
+            }
         if typ == "aws:iam/rolePolicy:RolePolicy":
             return f"{inputs.get('role')}:{_physical_name(inputs, name)}", {"name": _physical_name(inputs, name)}
         if typ == "aws:cloudwatch/logGroup:LogGroup":
@@ -211,8 +252,11 @@ class PlatformMocks(pulumi_mocks.Mocks):
             return arn, {"arn": arn}
         if typ == "aws:secretsmanager/secretVersion:SecretVersion":
             version = _uuid(seed)
-            return f"{inputs.get('secretId')}|{version}", {"arn": inputs.get("secretId"), "versionId": version,
-                                                           "versionStages": ["AWSCURRENT"]}
+            return f"{inputs.get('secretId')}|{version}", {
+                "arn": inputs.get("secretId"),
+                "versionId": version,
+                "versionStages": ["AWSCURRENT"],
+            }
         if typ == "aws:wafv2/webAcl:WebAcl":
             web_acl_id = _uuid(seed)
             arn = a("wafv2", f"regional/webacl/{inputs.get('name')}/{web_acl_id}")
@@ -223,8 +267,10 @@ class PlatformMocks(pulumi_mocks.Mocks):
         if typ == "aws:ec2/securityGroup:SecurityGroup":
             sg = f"sg-{_hex(seed, 17)}"
             return sg, {"arn": a("ec2", f"security-group/{sg}"), "ownerId": self.account_id}
-        if typ in ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                   "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"):
+        if typ in (
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+        ):
             rule = f"sgr-{_hex(seed, 17)}"
             return rule, {"arn": a("ec2", f"security-group-rule/{rule}"), "securityGroupRuleId": rule}
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
@@ -236,27 +282,40 @@ class PlatformMocks(pulumi_mocks.Mocks):
         if typ == "aws:lambda/function:Function":
             n = _physical_name(inputs, name)
             arn = a("lambda", f"function:{n}")
-            return n, {"arn": arn, "qualifiedArn": f"{arn}:$LATEST", "version": "$LATEST",
-                       "invokeArn": f"arn:aws:apigateway:{self.region}:lambda:path/2015-03-31/functions/{arn}/invocations"}
+            return n, {
+                "arn": arn,
+                "qualifiedArn": f"{arn}:$LATEST",
+                "version": "$LATEST",
+                "invokeArn": f"arn:aws:apigateway:{self.region}:lambda:path/2015-03-31/functions/{arn}/invocations",
+            }
         if typ == "aws:appautoscaling/target:Target":
             return inputs["resourceId"], {"arn": a("application-autoscaling", f"scalable-target/{_hex(seed, 22)}")}
         if typ == "aws:appautoscaling/policy:Policy":
             n = _physical_name(inputs, name)
-            return n, {"arn": a("autoscaling", f"scalingPolicy:{_uuid(seed)}:resource/ecs/{inputs.get('resourceId')}"
-                                               f":policyName/{n}")}
+            return n, {
+                "arn": a(
+                    "autoscaling", f"scalingPolicy:{_uuid(seed)}:resource/ecs/{inputs.get('resourceId')}:policyName/{n}"
+                )
+            }
         if typ == "aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration":
             n = inputs.get("configurationName", name)
             arn = f"arn:aws:chatbot::{self.account_id}:chat-configuration/slack-channel/{n}"
             return arn, {"chatConfigurationArn": arn}
         if typ == "aws:s3/bucket:Bucket":
             n = _physical_name(inputs, name, key="bucket", max_len=63)
-            return n, {"arn": f"arn:aws:s3:::{n}", "bucket": n,
-                       "bucketRegionalDomainName": f"{n}.s3.{self.region}.{self.dns_suffix}"}
+            return n, {
+                "arn": f"arn:aws:s3:::{n}",
+                "bucket": n,
+                "bucketRegionalDomainName": f"{n}.s3.{self.region}.{self.dns_suffix}",
+            }
         if typ == "aws:codecommit/repository:Repository":
             n = inputs["repositoryName"]
-            return _uuid(seed), {"arn": a("codecommit", n), "repositoryId": _uuid(seed),
-                                 "cloneUrlHttp": f"https://git-codecommit.{self.region}.{self.dns_suffix}/v1/repos/{n}",
-                                 "cloneUrlSsh": f"ssh://git-codecommit.{self.region}.{self.dns_suffix}/v1/repos/{n}"}
+            return _uuid(seed), {
+                "arn": a("codecommit", n),
+                "repositoryId": _uuid(seed),
+                "cloneUrlHttp": f"https://git-codecommit.{self.region}.{self.dns_suffix}/v1/repos/{n}",
+                "cloneUrlSsh": f"ssh://git-codecommit.{self.region}.{self.dns_suffix}/v1/repos/{n}",
+            }
         if typ == "aws:codebuild/project:Project":
             n = _physical_name(inputs, name)
             return a("codebuild", f"project/{n}"), {"arn": a("codebuild", f"project/{n}"), "name": n}
@@ -334,7 +393,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 # parent); the mocks alone would silently replace the first.
                 raise DuplicateResourceError(
                     f"Duplicate resource URN '{urn}': two resources of type {request.type} are named "
-                    f"{request.name!r}; give each a unique name")
+                    f"{request.name!r}; give each a unique name"
+                )
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -352,9 +412,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
             inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
             object=request.object,
-            custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
-                                               ("update", request.customTimeouts.update),
-                                               ("delete", request.customTimeouts.delete)) if v},
+            custom_timeouts={
+                k: v
+                for k, v in (
+                    ("create", request.customTimeouts.create),
+                    ("update", request.customTimeouts.update),
+                    ("delete", request.customTimeouts.delete),
+                )
+                if v
+            },
             outputs=dict(registered.state),
             output_object=_with_outputs(request.object, self._planned_state(request, registered.state)),
             resource_id=registered.id,

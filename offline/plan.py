@@ -17,7 +17,8 @@ import sys
 import time
 import traceback
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import analyzer, program
 
@@ -29,8 +30,13 @@ def policy_config_path(stack: str) -> str | None:
     return path if os.path.exists(path) else None
 
 
-def plan(stack: str, *, first_preview: bool = False, server: analyzer.PolicyServer | None = None,
-         result: program.ProgramResult | None = None) -> dict[str, Any]:
+def plan(
+    stack: str,
+    *,
+    first_preview: bool = False,
+    server: analyzer.PolicyServer | None = None,
+    result: program.ProgramResult | None = None,
+) -> dict[str, Any]:
     """Run the program and the pack for `stack`; return the plan as data.
 
     `server` is a running policy pack to reuse (planning several stacks serves the pack once);
@@ -42,17 +48,31 @@ def plan(stack: str, *, first_preview: bool = False, server: analyzer.PolicyServ
     program_seconds = time.perf_counter() - started
     config_path = policy_config_path(stack)
     names = [p.name for p in server.info().policies] if server is not None else None
-    checked = analyzer.run_pack(POLICY_DIR, result.registrations.values(),
-                                policy_config=analyzer.load_policy_config(config_path, names), stack=stack,
-                                config=result.config, server=server)
+    checked = analyzer.run_pack(
+        POLICY_DIR,
+        result.registrations.values(),
+        policy_config=analyzer.load_policy_config(config_path, names),
+        stack=stack,
+        config=result.config,
+        server=server,
+    )
     return {
         "stack": stack,
         "firstPreview": first_preview,
         "policyConfig": os.path.relpath(config_path, program.ROOT) if config_path else None,
-        "resources": [{
-            "urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
-            "protect": r.protect, "retainOnDelete": r.retain_on_delete, "ignoreChanges": r.ignore_changes,
-        } for r in result.registrations.values()],
+        "resources": [
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "custom": r.custom,
+                "protect": r.protect,
+                "retainOnDelete": r.retain_on_delete,
+                "ignoreChanges": r.ignore_changes,
+            }
+            for r in result.registrations.values()
+        ],
         "counts": dict(sorted(Counter(r.type for r in result.registrations.values() if r.custom).items())),
         "notShown": [awsx_children(r) for r in result.registrations.values() if r.type == "awsx:ec2:Vpc"],
         "outputs": result.outputs,
@@ -72,10 +92,12 @@ def awsx_children(vpc: Any) -> str:
     specs = len(inputs.get("subnetSpecs") or []) or 2
     strategy = (inputs.get("natGateways") or {}).get("strategy", "Single")
     nats = {"None": 0, "Single": 1, "OnePerAz": azs}.get(strategy, 1)
-    return (f"{vpc.name} (awsx:ec2:Vpc) creates inside its own provider the VPC, {specs * azs} subnets, "
-            f"{specs * azs} route tables with their associations and routes, an internet gateway, "
-            f"{nats} NAT gateway(s) and {nats} Elastic IP(s): the offline plan neither shows nor checks them "
-            "(`pulumi preview` does)")
+    return (
+        f"{vpc.name} (awsx:ec2:Vpc) creates inside its own provider the VPC, {specs * azs} subnets, "
+        f"{specs * azs} route tables with their associations and routes, an internet gateway, "
+        f"{nats} NAT gateway(s) and {nats} Elastic IP(s): the offline plan neither shows nor checks them "
+        "(`pulumi preview` does)"
+    )
 
 
 def _tree(resources: list[dict]) -> list[str]:
@@ -105,8 +127,10 @@ def _tree(resources: list[dict]) -> list[str]:
 
 
 def render(data: dict[str, Any]) -> str:
-    out = [f"Plan for stack {data['stack']}" + (" (first preview: computed outputs unknown)"
-                                                 if data["firstPreview"] else "")]
+    out = [
+        f"Plan for stack {data['stack']}"
+        + (" (first preview: computed outputs unknown)" if data["firstPreview"] else "")
+    ]
     out.append("")
     out += _tree(data["resources"])
     out.append("")
@@ -141,12 +165,16 @@ def render(data: dict[str, Any]) -> str:
             out.append(f"  {f['policy']}: {f['message'].split(' during preview: ')[-1]}")
     if data["uncheckedSecrets"]:
         out.append("")
-        out.append("Secret values the offline plan cannot decrypt, so did not check (`pulumi preview` does): "
-                   + ", ".join(data["uncheckedSecrets"]))
+        out.append(
+            "Secret values the offline plan cannot decrypt, so did not check (`pulumi preview` does): "
+            + ", ".join(data["uncheckedSecrets"])
+        )
     out.append("")
     verdict = "FAILED" if data["mandatoryViolations"] else "passed"
-    out.append(f"Policy check {verdict}: {data['mandatoryViolations']} mandatory violation(s), "
-               f"{sum(1 for f in data['findings'] if f['level'] == 'advisory')} advisory")
+    out.append(
+        f"Policy check {verdict}: {data['mandatoryViolations']} mandatory violation(s), "
+        f"{sum(1 for f in data['findings'] if f['level'] == 'advisory')} advisory"
+    )
     return "\n".join(out)
 
 
@@ -170,8 +198,9 @@ def one_line(err: BaseException) -> str:
     return " ".join(lines) if lines else type(err).__name__
 
 
-def run_programs(stacks: list[str], first_preview: bool,
-                 while_running: Callable[[], Any] = lambda: None) -> tuple[list[tuple], Any]:
+def run_programs(
+    stacks: list[str], first_preview: bool, while_running: Callable[[], Any] = lambda: None
+) -> tuple[list[tuple], Any]:
     """Each stack's program, in parallel processes when there are several stacks and cores.
 
     The processes fork after the SDKs are imported, so the import is paid once; each runs its own
@@ -201,11 +230,13 @@ def _check_writable(path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make plan", description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", default="dev",
-                        help="the stack whose Pulumi.<stack>.yaml to plan; several separated by commas")
+    parser.add_argument(
+        "--stack", default="dev", help="the stack whose Pulumi.<stack>.yaml to plan; several separated by commas"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE")
-    parser.add_argument("--first-preview", action="store_true",
-                        help="leave computed outputs unknown, as in a first `pulumi preview`")
+    parser.add_argument(
+        "--first-preview", action="store_true", help="leave computed outputs unknown, as in a first `pulumi preview`"
+    )
     parser.add_argument("--verbose", action="store_true", help="print the traceback of a program error")
     args = parser.parse_args(argv)
     stacks = [s.strip() for s in args.stack.split(",") if s.strip()]
@@ -225,16 +256,21 @@ def main(argv: list[str] | None = None) -> int:
     summary: list[str] = []
     results = []
     with contextlib.ExitStack() as cleanup:
-        runs, server = run_programs(stacks, args.first_preview,
-                                    lambda: cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR)))
-        for stack, (result, error) in zip(stacks, runs):
+        runs, server = run_programs(
+            stacks, args.first_preview, lambda: cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR))
+        )
+        for stack, (result, error) in zip(stacks, runs, strict=True):
             if error:
                 kind, message, trace = error
                 if args.verbose:
                     print(trace, file=sys.stderr)
-                print(f"error: stack {stack}: {message}" if kind in USER_ERRORS else
-                      f"error: stack {stack}: the program failed: {kind}: {message}"
-                      + ("" if args.verbose else " (--verbose shows the traceback)"), file=sys.stderr)
+                print(
+                    f"error: stack {stack}: {message}"
+                    if kind in USER_ERRORS
+                    else f"error: stack {stack}: the program failed: {kind}: {message}"
+                    + ("" if args.verbose else " (--verbose shows the traceback)"),
+                    file=sys.stderr,
+                )
                 summary.append(f"  {stack}: FAILED: {message}")
                 continue
             try:
@@ -248,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(data)
             advisory = sum(1 for f in data["findings"] if f["level"] == "advisory")
             verdict = "FAILED" if data["mandatoryViolations"] else "passed"
-            summary.append(f"  {stack}: {verdict}: {sum(data['counts'].values())} resources, "
-                           f"{data['mandatoryViolations']} mandatory violation(s), {advisory} advisory")
+            summary.append(
+                f"  {stack}: {verdict}: {sum(data['counts'].values())} resources, "
+                f"{data['mandatoryViolations']} mandatory violation(s), {advisory} advisory"
+            )
     if len(stacks) > 1 or len(summary) != len(results):
         print("Summary:")
         print("\n".join(summary))

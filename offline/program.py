@@ -6,8 +6,9 @@ import json
 import os
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -82,9 +83,29 @@ def preload(root: str = ROOT) -> None:
     import pulumi_docker  # noqa: F401
 
     # pulumi_aws loads its service modules on first use; load the ones the program uses.
-    for module in ("appautoscaling", "chatbot", "cloudwatch", "codebuild", "codecommit", "codepipeline", "elb",
-                   "codestarnotifications", "ec2", "ecr", "ecs", "iam", "kms", "lambda_", "lb", "s3",
-                   "secretsmanager", "sns", "vpc", "wafv2", "xray"):
+    for module in (
+        "appautoscaling",
+        "chatbot",
+        "cloudwatch",
+        "codebuild",
+        "codecommit",
+        "codepipeline",
+        "elb",
+        "codestarnotifications",
+        "ec2",
+        "ecr",
+        "ecs",
+        "iam",
+        "kms",
+        "lambda_",
+        "lb",
+        "s3",
+        "secretsmanager",
+        "sns",
+        "vpc",
+        "wafv2",
+        "xray",
+    ):
         importlib.import_module(f"pulumi_aws.{module}")
 
     if root not in sys.path:
@@ -95,9 +116,15 @@ def preload(root: str = ROOT) -> None:
     import config  # noqa: F401
 
 
-def record(build: Callable[[], Any], *, stack: str = "test", first_preview: bool = False,
-           config: dict[str, str] | None = None, secret_keys: list[str] | None = None,
-           region: str = "us-east-1") -> tuple[dict[str, Registration], dict[str, Any]]:
+def record(
+    build: Callable[[], Any],
+    *,
+    stack: str = "test",
+    first_preview: bool = False,
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    region: str = "us-east-1",
+) -> tuple[dict[str, Registration], dict[str, Any]]:
     """Run `build` (a program, or a test that builds one component) under recording mocks.
 
     Returns the registrations and the stack's exported outputs. Each call starts a fresh runtime:
@@ -114,8 +141,14 @@ def record(build: Callable[[], Any], *, stack: str = "test", first_preview: bool
     return dict(monitor.registrations), outputs
 
 
-def run(stack: str, *, first_preview: bool = False, config: dict[str, str] | None = None,
-        secret_keys: list[str] | None = None, root: str = ROOT) -> ProgramResult:
+def run(
+    stack: str,
+    *,
+    first_preview: bool = False,
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    root: str = ROOT,
+) -> ProgramResult:
     """Run `__main__.py` for `stack` under mocks; raise the program's own error if it fails."""
     if config is None:
         config, secret_keys = load_stack_config(stack, root)
@@ -123,11 +156,21 @@ def run(stack: str, *, first_preview: bool = False, config: dict[str, str] | Non
         sys.path.insert(0, root)
     registrations, outputs = record(
         lambda: runpy.run_path(os.path.join(root, "__main__.py"), run_name="__main__"),
-        stack=stack, first_preview=first_preview, config=config, secret_keys=secret_keys,
-        region=config.get("aws:region", "us-east-1"))
-    return ProgramResult(stack=stack, config=config, secret_keys=list(secret_keys or []),
-                         unchecked_secrets=_secret_paths(config, secret_keys or []),
-                         registrations=registrations, outputs=outputs, first_preview=first_preview)
+        stack=stack,
+        first_preview=first_preview,
+        config=config,
+        secret_keys=secret_keys,
+        region=config.get("aws:region", "us-east-1"),
+    )
+    return ProgramResult(
+        stack=stack,
+        config=config,
+        secret_keys=list(secret_keys or []),
+        unchecked_secrets=_secret_paths(config, secret_keys or []),
+        registrations=registrations,
+        outputs=outputs,
+        first_preview=first_preview,
+    )
 
 
 def _secret_paths(config: dict[str, str], secret_keys: list[str]) -> list[str]:

@@ -31,8 +31,9 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -42,7 +43,8 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", mark)
+                None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", mark
+            )
         seen[key] = key_node.start_mark
     return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
@@ -54,8 +56,10 @@ def read(path: str) -> dict[str, Any]:
     """The `config:` map of a stack file, checked as the CLI checks it."""
     name = os.path.basename(path)
     if not os.path.exists(path):
-        raise StackFileError(f"no stack file {name}: create it with a config: section (see the README's "
-                             "configuration reference), or name another stack")
+        raise StackFileError(
+            f"no stack file {name}: create it with a config: section (see the README's "
+            "configuration reference), or name another stack"
+        )
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     try:
@@ -82,6 +86,8 @@ def read(path: str) -> dict[str, Any]:
         if namespace not in NAMESPACES:
             close = difflib.get_close_matches(namespace, NAMESPACES, n=1)
             hint = f"did you mean {close[0]}:{key.partition(':')[2]}? " if close else ""
-            raise StackFileError(f"{name}: config key {key!r} is in an unknown namespace {namespace!r}; {hint}"
-                                 f"namespaces are {', '.join(NAMESPACES)}")
+            raise StackFileError(
+                f"{name}: config key {key!r} is in an unknown namespace {namespace!r}; {hint}"
+                f"namespaces are {', '.join(NAMESPACES)}"
+            )
     return config

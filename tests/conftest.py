@@ -70,9 +70,11 @@ def record():
 
     Outputs the build exports with `pulumi.export` come back resolved in `Plan.outputs`.
     """
+
     def _record(build, **kwargs) -> Plan:
         registrations, outputs = program.record(build, **kwargs)
         return Plan(registrations=registrations, outputs=outputs)
+
     return _record
 
 
@@ -86,21 +88,30 @@ def prod() -> Plan:
     return Plan(program.run("prod"))
 
 
-GITHUB = {"source": "github", "githubRepository": "acme/web",
-          "connectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/"
-                           "0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f",
-          "requireApproval": True}
+GITHUB = {
+    "source": "github",
+    "githubRepository": "acme/web",
+    "connectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f",
+    "requireApproval": True,
+}
 
 
 @pytest.fixture(scope="session")
 def variant() -> Plan:
     """dev with the other choices: GitHub, approval, no NAT, Slack and tighter alarm thresholds."""
-    return run_plan("dev", **{
-        "cicd:pipeline": GITHUB,
-        "cicd:network": {"natGateways": "none"},
-        "cicd:observability": {"slackWorkspaceId": "T1", "slackChannelId": "C1", "p99LatencyMs": 250,
-                               "errorRatePercent": 2.5},
-    })
+    return run_plan(
+        "dev",
+        **{
+            "cicd:pipeline": GITHUB,
+            "cicd:network": {"natGateways": "none"},
+            "cicd:observability": {
+                "slackWorkspaceId": "T1",
+                "slackChannelId": "C1",
+                "p99LatencyMs": 250,
+                "errorRatePercent": 2.5,
+            },
+        },
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ import fnmatch
 import json
 import re
 
-TOKEN = re.compile(r'\s*(\$(?:\.[\w-]+|\[\d+\])+|"(?:[^"\\]|\\.)*"|&&|\|\||!=|<=|>=|=|<|>|\(|\)|\*|NULL|-?\d+(?:\.\d+)?)')
+TOKEN = re.compile(
+    r'\s*(\$(?:\.[\w-]+|\[\d+\])+|"(?:[^"\\]|\\.)*"|&&|\|\||!=|<=|>=|=|<|>|\(|\)|\*|NULL|-?\d+(?:\.\d+)?)'
+)
 
 
 def _tokens(body: str) -> list[str]:
@@ -60,8 +62,14 @@ def _compare(actual, op: str, expected: str) -> bool:
     number = float(expected)
     if isinstance(actual, bool) or not isinstance(actual, (int, float)):
         return op == "!="
-    return {"=": actual == number, "!=": actual != number, "<": actual < number, "<=": actual <= number,
-            ">": actual > number, ">=": actual >= number}[op]
+    return {
+        "=": actual == number,
+        "!=": actual != number,
+        "<": actual < number,
+        "<=": actual <= number,
+        ">": actual > number,
+        ">=": actual >= number,
+    }[op]
 
 
 def matches(pattern: str, event: dict) -> bool:

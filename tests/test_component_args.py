@@ -5,6 +5,7 @@ import os
 
 import pulumi
 import pytest
+from conftest import ROOT
 
 from components.common import AwsContext
 from components.encryption import KmsKey, KmsKeyArgs, ServiceGrant
@@ -14,7 +15,6 @@ from components.network import NetworkArgs
 from components.pipeline import BuildPipelineArgs
 from components.service import FargateServiceArgs
 from components.source import SourceRepositoryArgs
-from conftest import ROOT
 
 CTX = AwsContext(account_id="123456789012", region="us-east-1")
 DIGEST = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "b" * 64
@@ -24,9 +24,17 @@ SIG_KEY = "4dabf18193072939515e22adb298388d"
 
 def test_a_configured_digest_is_deployed_without_building(record):
     def build():
-        image = ContainerImage("image", ContainerImageArgs(
-            repository_name="web-dev", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k", architecture="ARM64",
-            context=CTX, kms_key_alias="alias/web-dev-data", image=DIGEST))
+        image = ContainerImage(
+            "image",
+            ContainerImageArgs(
+                repository_name="web-dev",
+                kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+                architecture="ARM64",
+                context=CTX,
+                kms_key_alias="alias/web-dev-data",
+                image=DIGEST,
+            ),
+        )
         pulumi.export("ref", image.image_ref)
 
     plan = record(build)
@@ -37,10 +45,18 @@ def test_a_configured_digest_is_deployed_without_building(record):
 
 def test_a_local_build_targets_the_architecture_and_keeps_the_registry_password_secret(record):
     def build():
-        image = ContainerImage("image", ContainerImageArgs(
-            repository_name="web-dev", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
-            architecture="X86_64", context=CTX, kms_key_alias="alias/web-dev-data",
-            build_context=os.path.join(ROOT, "app"), protect=True))
+        image = ContainerImage(
+            "image",
+            ContainerImageArgs(
+                repository_name="web-dev",
+                kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+                architecture="X86_64",
+                context=CTX,
+                kms_key_alias="alias/web-dev-data",
+                build_context=os.path.join(ROOT, "app"),
+                protect=True,
+            ),
+        )
         pulumi.export("ref", image.image_ref)
 
     plan = record(build)
@@ -70,63 +86,172 @@ def test_context_hash_changes_with_the_content(tmp_path):
 
 
 def test_a_kms_key_alone_rotates_and_names_its_users(record):
-    plan = record(lambda: KmsKey("key", KmsKeyArgs(
-        context=CTX, alias="alias/web-dev-test", description="test",
-        service_grants=[ServiceGrant("logs.us-east-1.amazonaws.com")])))
+    plan = record(
+        lambda: KmsKey(
+            "key",
+            KmsKeyArgs(
+                context=CTX,
+                alias="alias/web-dev-test",
+                description="test",
+                service_grants=[ServiceGrant("logs.us-east-1.amazonaws.com")],
+            ),
+        )
+    )
     key = plan.one("aws:kms/key:Key").inputs
     assert key["enableKeyRotation"] is True and key["deletionWindowInDays"] == 30
     statements = json.loads(key["policy"])["Statement"]
-    assert [s["Principal"] for s in statements] == [{"AWS": "arn:aws:iam::123456789012:root"},
-                                                    {"Service": "logs.us-east-1.amazonaws.com"}]
+    assert [s["Principal"] for s in statements] == [
+        {"AWS": "arn:aws:iam::123456789012:root"},
+        {"Service": "logs.us-east-1.amazonaws.com"},
+    ]
     assert all("*" not in a for s in statements for a in s["Action"])
     assert plan.one("aws:kms/alias:Alias").inputs["name"] == "alias/web-dev-test"
 
 
-SERVICE_ARGS = dict(context=CTX, prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16", public_subnet_ids=[],
-                    private_subnet_ids=[], image_ref=DIGEST, repository_name="web-dev", data_key_arn="k",
-                    xray_image="x", image_cache_prefix="web-dev-pub",
-                    data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7)
+SERVICE_ARGS = {
+    "context": CTX,
+    "prefix": "web-dev",
+    "vpc_id": "vpc",
+    "vpc_cidr": "10.0.0.0/16",
+    "public_subnet_ids": [],
+    "private_subnet_ids": [],
+    "image_ref": DIGEST,
+    "repository_name": "web-dev",
+    "data_key_arn": "k",
+    "xray_image": "x",
+    "image_cache_prefix": "web-dev-pub",
+    "data_key_alias": "alias/k",
+    "logs_key_arn": "k",
+    "log_retention_days": 7,
+}
 
 
-@pytest.mark.parametrize("make,field", [
-    (lambda: KmsKeyArgs(context=CTX, alias="web", description="x"), "KmsKeyArgs.alias"),
-    (lambda: KmsKeyArgs(context=CTX, alias="alias/x", description="x", deletion_window_days=3),
-     "KmsKeyArgs.deletion_window_days"),
-    (lambda: ContainerImageArgs(repository_name="r", kms_key_arn="k", architecture="arm", context=CTX,
-                                kms_key_alias="alias/k"),
-     "ContainerImageArgs.architecture"),
-    (lambda: ContainerImageArgs(repository_name="r", kms_key_arn="k", architecture="ARM64", context=CTX,
-                                kms_key_alias="alias/k", keep_tagged_images=0),
-     "ContainerImageArgs.keep_tagged_images"),
-    (lambda: NetworkArgs(context=CTX, prefix="p", cidr="10.0.0.0/16", availability_zones=2, nat_gateways="two",
-                         log_retention_days=7, logs_key_arn="k"), "NetworkArgs.nat_gateways"),
-    (lambda: NetworkArgs(context=CTX, prefix="p", cidr="10.0.0.0/16", availability_zones=4, nat_gateways="none",
-                         log_retention_days=7, logs_key_arn="k"), "NetworkArgs.availability_zones"),
-    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "ROLLING"}), "FargateServiceArgs.strategy"),
-    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "CANARY"}), "FargateServiceArgs.canary_percent"),
-    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "LINEAR"}), "FargateServiceArgs.linear_step_percent"),
-    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "health_check_interval_seconds": 4}),
-     "FargateServiceArgs.health_check_interval_seconds"),
-    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "prefix": "x" * 25}), "FargateServiceArgs.prefix"),
-    (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "min_count": 3}), "FargateServiceArgs needs min_count"),
-    (lambda: SourceRepositoryArgs(context=CTX, prefix="p", source="github", repository_name="r", branch="main",
-                                  kms_key_arn="k"), "SourceRepositoryArgs.github_repository"),
-    (lambda: SourceRepositoryArgs(context=CTX, prefix="p", source="codecommit", repository_name="r", branch="main",
-                                  kms_key_arn="k", approvals=0), "SourceRepositoryArgs.approvals"),
-    (lambda: BuildPipelineArgs(
-        context=CTX, prefix="p", stack="dev", source="codecommit", branch="main", repository_name="r",
-        ecr_repository_name="r", architecture="ARM64", data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k",
-        log_retention_days=7, backend_url="s3://b", deploy_role_arn="arn:aws:iam::1:role/d",
-        notification_topic_arn="t", notification_topic_policy_arn="t", notification_key_alias="alias/t", xray_image="x",
-        image_cache_prefix="r-pub",
-        sonar_host_url="https://s", sonar_project_key="k", trivy_severity="HIGH"),
-     "BuildPipelineArgs.clone_url"),
-    (lambda: MonitoringArgs(
-        context=CTX, prefix="p", topic_arn="t", logs_key_arn="k", log_retention_days=7, load_balancer_arn_suffix="a",
-        target_group_arn_suffixes={}, cluster_name="c", service_name="s", pipeline_name="p", pipeline_arn="a",
-        rollback_alarm_names=[],
-        xray_sampling_rate=2), "MonitoringArgs.xray_sampling_rate"),
-])
+@pytest.mark.parametrize(
+    "make,field",
+    [
+        (lambda: KmsKeyArgs(context=CTX, alias="web", description="x"), "KmsKeyArgs.alias"),
+        (
+            lambda: KmsKeyArgs(context=CTX, alias="alias/x", description="x", deletion_window_days=3),
+            "KmsKeyArgs.deletion_window_days",
+        ),
+        (
+            lambda: ContainerImageArgs(
+                repository_name="r", kms_key_arn="k", architecture="arm", context=CTX, kms_key_alias="alias/k"
+            ),
+            "ContainerImageArgs.architecture",
+        ),
+        (
+            lambda: ContainerImageArgs(
+                repository_name="r",
+                kms_key_arn="k",
+                architecture="ARM64",
+                context=CTX,
+                kms_key_alias="alias/k",
+                keep_tagged_images=0,
+            ),
+            "ContainerImageArgs.keep_tagged_images",
+        ),
+        (
+            lambda: NetworkArgs(
+                context=CTX,
+                prefix="p",
+                cidr="10.0.0.0/16",
+                availability_zones=2,
+                nat_gateways="two",
+                log_retention_days=7,
+                logs_key_arn="k",
+            ),
+            "NetworkArgs.nat_gateways",
+        ),
+        (
+            lambda: NetworkArgs(
+                context=CTX,
+                prefix="p",
+                cidr="10.0.0.0/16",
+                availability_zones=4,
+                nat_gateways="none",
+                log_retention_days=7,
+                logs_key_arn="k",
+            ),
+            "NetworkArgs.availability_zones",
+        ),
+        (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "ROLLING"}), "FargateServiceArgs.strategy"),
+        (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "CANARY"}), "FargateServiceArgs.canary_percent"),
+        (
+            lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "LINEAR"}),
+            "FargateServiceArgs.linear_step_percent",
+        ),
+        (
+            lambda: FargateServiceArgs(**{**SERVICE_ARGS, "health_check_interval_seconds": 4}),
+            "FargateServiceArgs.health_check_interval_seconds",
+        ),
+        (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "prefix": "x" * 25}), "FargateServiceArgs.prefix"),
+        (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "min_count": 3}), "FargateServiceArgs needs min_count"),
+        (
+            lambda: SourceRepositoryArgs(
+                context=CTX, prefix="p", source="github", repository_name="r", branch="main", kms_key_arn="k"
+            ),
+            "SourceRepositoryArgs.github_repository",
+        ),
+        (
+            lambda: SourceRepositoryArgs(
+                context=CTX,
+                prefix="p",
+                source="codecommit",
+                repository_name="r",
+                branch="main",
+                kms_key_arn="k",
+                approvals=0,
+            ),
+            "SourceRepositoryArgs.approvals",
+        ),
+        (
+            lambda: BuildPipelineArgs(
+                context=CTX,
+                prefix="p",
+                stack="dev",
+                source="codecommit",
+                branch="main",
+                repository_name="r",
+                ecr_repository_name="r",
+                architecture="ARM64",
+                data_key_arn="k",
+                data_key_alias="alias/k",
+                logs_key_arn="k",
+                log_retention_days=7,
+                backend_url="s3://b",
+                deploy_role_arn="arn:aws:iam::1:role/d",
+                notification_topic_arn="t",
+                notification_topic_policy_arn="t",
+                notification_key_alias="alias/t",
+                xray_image="x",
+                image_cache_prefix="r-pub",
+                sonar_host_url="https://s",
+                sonar_project_key="k",
+                trivy_severity="HIGH",
+            ),
+            "BuildPipelineArgs.clone_url",
+        ),
+        (
+            lambda: MonitoringArgs(
+                context=CTX,
+                prefix="p",
+                topic_arn="t",
+                logs_key_arn="k",
+                log_retention_days=7,
+                load_balancer_arn_suffix="a",
+                target_group_arn_suffixes={},
+                cluster_name="c",
+                service_name="s",
+                pipeline_name="p",
+                pipeline_arn="a",
+                rollback_alarm_names=[],
+                xray_sampling_rate=2,
+            ),
+            "MonitoringArgs.xray_sampling_rate",
+        ),
+    ],
+)
 def test_args_reject_bad_decisions_by_field(make, field):
     with pytest.raises(ValueError) as err:
         make()
@@ -138,11 +263,19 @@ def test_the_shortest_health_check_interval_gets_a_shorter_timeout():
     assert FargateServiceArgs(**SERVICE_ARGS).health_check_timeout == 5
 
 
-@pytest.mark.parametrize("cidr,azs,masks", [("10.0.0.0/16", 2, (19, 18)), ("10.0.0.0/16", 3, (19, 19)),
-                                            ("10.0.0.0/24", 3, (27, 27))])
+@pytest.mark.parametrize(
+    "cidr,azs,masks", [("10.0.0.0/16", 2, (19, 18)), ("10.0.0.0/16", 3, (19, 19)), ("10.0.0.0/24", 3, (27, 27))]
+)
 def test_subnets_fit_the_vpc_and_alb_subnets_stay_at_least_slash_27(cidr, azs, masks):
-    args = NetworkArgs(context=CTX, prefix="p", cidr=cidr, availability_zones=azs, nat_gateways="single",
-                       log_retention_days=7, logs_key_arn="k")
+    args = NetworkArgs(
+        context=CTX,
+        prefix="p",
+        cidr=cidr,
+        availability_zones=azs,
+        nat_gateways="single",
+        log_retention_days=7,
+        logs_key_arn="k",
+    )
     public, private = args.subnet_masks
     assert (public, private) == masks
     prefix = int(cidr.split("/")[1])
@@ -153,8 +286,19 @@ def test_subnets_fit_the_vpc_and_alb_subnets_stay_at_least_slash_27(cidr, azs, m
 def test_the_approval_rule_asks_for_the_configured_number_of_approvals(record):
     from components.source import SourceRepository, SourceRepositoryArgs
 
-    plan = record(lambda: SourceRepository("source", SourceRepositoryArgs(
-        context=CTX, prefix="web-dev", source="codecommit", repository_name="web", branch="main",
-        kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k", approvals=2)))
+    plan = record(
+        lambda: SourceRepository(
+            "source",
+            SourceRepositoryArgs(
+                context=CTX,
+                prefix="web-dev",
+                source="codecommit",
+                repository_name="web",
+                branch="main",
+                kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+                approvals=2,
+            ),
+        )
+    )
     content = json.loads(plan.one("aws:codecommit/approvalRuleTemplate:ApprovalRuleTemplate").inputs["content"])
     assert content["Statements"] == [{"Type": "Approvers", "NumberOfApprovalsNeeded": 2}]

@@ -9,12 +9,23 @@ from components import service
 from components.service import deploy_wait_seconds
 
 WILDCARD_OK = {
-    "ecr:GetAuthorizationToken", "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
-    "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:UnassignPrivateIpAddresses",
-    "xray:GetSamplingRules", "xray:GetSamplingStatisticSummaries", "xray:GetSamplingTargets",
-    "xray:PutTelemetryRecords", "xray:PutTraceSegments", "elasticloadbalancing:DescribeListeners",
-    "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups",
-    "elasticloadbalancing:DescribeTargetHealth", "cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData",
+    "ecr:GetAuthorizationToken",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:UnassignPrivateIpAddresses",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingStatisticSummaries",
+    "xray:GetSamplingTargets",
+    "xray:PutTelemetryRecords",
+    "xray:PutTraceSegments",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:GetMetricData",
 }
 
 
@@ -53,7 +64,7 @@ def test_target_groups_are_ip_targets_with_fast_health_checks(dev):
 
 
 def test_prod_serves_https_with_tls13_and_redirects_http(prod):
-    listeners = {l.inputs["port"]: l.inputs for l in prod.all("aws:lb/listener:Listener")}
+    listeners = {lsn.inputs["port"]: lsn.inputs for lsn in prod.all("aws:lb/listener:Listener")}
     assert sorted(listeners) == [80, 443, 8443]
     assert listeners[443]["protocol"] == "HTTPS"
     assert listeners[443]["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -62,14 +73,17 @@ def test_prod_serves_https_with_tls13_and_redirects_http(prod):
 
 
 def test_dev_serves_plain_http_without_a_certificate(dev):
-    listeners = {l.inputs["port"]: l.inputs["protocol"] for l in dev.all("aws:lb/listener:Listener")}
+    listeners = {lsn.inputs["port"]: lsn.inputs["protocol"] for lsn in dev.all("aws:lb/listener:Listener")}
     assert listeners == {80: "HTTP", 8080: "HTTP"}
 
 
 def test_only_the_public_listeners_are_open_to_the_internet(prod):
     ingress = [r.inputs for r in prod.all("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
-    public = {(r["fromPort"], r.get("cidrIpv4") or r.get("cidrIpv6")) for r in ingress
-              if (r.get("cidrIpv4") or r.get("cidrIpv6")) in ("0.0.0.0/0", "::/0")}
+    public = {
+        (r["fromPort"], r.get("cidrIpv4") or r.get("cidrIpv6"))
+        for r in ingress
+        if (r.get("cidrIpv4") or r.get("cidrIpv6")) in ("0.0.0.0/0", "::/0")
+    }
     assert public == {(80, "0.0.0.0/0"), (80, "::/0"), (443, "0.0.0.0/0"), (443, "::/0")}
     test_rule = [r for r in ingress if r["fromPort"] == 8443]
     assert [r["cidrIpv4"] for r in test_rule] == ["10.20.0.0/16"]
@@ -101,8 +115,11 @@ def test_service_is_ecs_native_blue_green_with_rollback(dev):
     assert svc["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert svc["alarms"]["enable"] is True and svc["alarms"]["rollback"] is True
     assert sorted(svc["alarms"]["alarmNames"]) == [
-        "web-dev-blue-5xx-rate", "web-dev-blue-unhealthy-hosts", "web-dev-green-5xx-rate",
-        "web-dev-green-unhealthy-hosts"]
+        "web-dev-blue-5xx-rate",
+        "web-dev-blue-unhealthy-hosts",
+        "web-dev-green-5xx-rate",
+        "web-dev-green-unhealthy-hosts",
+    ]
     assert svc["waitForSteadyState"] is True
     assert svc["networkConfiguration"]["assignPublicIp"] is False
     lb = svc["loadBalancers"][0]
@@ -118,7 +135,9 @@ def test_prod_releases_as_a_canary_on_demand(prod):
     svc = prod.one("aws:ecs/service:Service").inputs
     assert svc["deploymentConfiguration"]["strategy"] == "CANARY"
     assert svc["deploymentConfiguration"]["canaryConfiguration"] == {
-        "canaryPercent": 10, "canaryBakeTimeInMinutes": "5"}
+        "canaryPercent": 10,
+        "canaryBakeTimeInMinutes": "5",
+    }
     assert [s["capacityProvider"] for s in svc["capacityProviderStrategies"]] == ["FARGATE"]
 
 
@@ -155,16 +174,23 @@ def test_container_definitions_are_hardened(dev):
     app = containers["app"]
     # A local build (dev's stack file has no digest) is named by its content-addressed tag, known at preview
     # and immutable in the repository; the task definition waits for the push.
-    from components.image import context_hash
     from conftest import ROOT as root
 
-    assert app["image"] == ("123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev:"
-                            + context_hash(os.path.join(root, "app")))
+    from components.image import context_hash
+
+    assert app["image"] == (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev:" + context_hash(os.path.join(root, "app"))
+    )
     task_resource = dev.one("aws:ecs/taskDefinition:TaskDefinition")
     assert dev.one("docker:index/image:Image").urn in task_resource.dependencies
     assert app["readonlyRootFilesystem"] is True
-    assert app["healthCheck"] == {"command": ["CMD", "python", "-m", "service.healthcheck"], "interval": 10,
-                                  "timeout": 5, "retries": 3, "startPeriod": 15}
+    assert app["healthCheck"] == {
+        "command": ["CMD", "python", "-m", "service.healthcheck"],
+        "interval": 10,
+        "timeout": 5,
+        "retries": 3,
+        "startPeriod": 15,
+    }
     assert app["user"] == "10001:10001"
     assert app["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
     assert app["secrets"] == [{"name": "API_KEY", "valueFrom": "web-dev/API_KEY"}]
@@ -205,17 +231,27 @@ def test_iam_documents_have_no_wildcard_actions_and_comment_star_resources(dev, 
 def test_ecs_lb_role_has_only_the_documented_actions(dev):
     policy = [r for r in dev.all("aws:iam/rolePolicy:RolePolicy") if r.name == "service-ecs-lb-policy"][0]
     actions = sorted(a for s in statements(policy.inputs["policy"]) for a in as_list(s["Action"]))
-    assert actions == sorted([
-        "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
-        "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
-        "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets",
-        "elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"])
+    assert actions == sorted(
+        [
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeRules",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+            "elasticloadbalancing:DeregisterTargets",
+            "elasticloadbalancing:RegisterTargets",
+            "elasticloadbalancing:ModifyListener",
+            "elasticloadbalancing:ModifyRule",
+        ]
+    )
     # Each resource pattern must match this service's own target groups, listeners and rules.
     import fnmatch
 
     by_sid = {s["Sid"]: as_list(s["Resource"]) for s in statements(policy.inputs["policy"])}
-    for typ, sid in (("aws:lb/targetGroup:TargetGroup", "Targets"), ("aws:lb/listener:Listener", "Listeners"),
-                     ("aws:lb/listenerRule:ListenerRule", "Rules")):
+    for typ, sid in (
+        ("aws:lb/targetGroup:TargetGroup", "Targets"),
+        ("aws:lb/listener:Listener", "Listeners"),
+        ("aws:lb/listenerRule:ListenerRule", "Rules"),
+    ):
         for resource in dev.all(typ):
             assert any(fnmatch.fnmatchcase(resource.outputs["arn"], p) for p in by_sid[sid]), (sid, resource.name)
 
@@ -224,16 +260,22 @@ def test_autoscaling_tracks_cpu_and_requests_on_both_target_groups(prod):
     target = prod.one("aws:appautoscaling/target:Target").inputs
     assert (target["minCapacity"], target["maxCapacity"]) == (3, 12)
     assert target["resourceId"] == "service/web-prd/web-prd"
-    metrics = sorted(p.inputs["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]
-                     ["predefinedMetricType"] for p in prod.all("aws:appautoscaling/policy:Policy"))
+    metrics = sorted(
+        p.inputs["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]["predefinedMetricType"]
+        for p in prod.all("aws:appautoscaling/policy:Policy")
+    )
     assert metrics == ["ALBRequestCountPerTarget", "ALBRequestCountPerTarget", "ECSServiceAverageCPUUtilization"]
 
 
 # -- state, protection, retention -----------------------------------------------------------------
 
 
-STATEFUL = ("aws:ecr/repository:Repository", "aws:kms/key:Key", "aws:secretsmanager/secret:Secret",
-            "aws:s3/bucket:Bucket")
+STATEFUL = (
+    "aws:ecr/repository:Repository",
+    "aws:kms/key:Key",
+    "aws:secretsmanager/secret:Secret",
+    "aws:s3/bucket:Bucket",
+)
 
 
 def test_prod_protects_and_retains_stateful_resources(prod, dev):
@@ -296,8 +338,9 @@ def test_network_sizes_subnets_and_logs_flows(prod):
     assert [(s["type"], s["cidrMask"]) for s in vpc["subnetSpecs"]] == [("Public", 19), ("Private", 19)]
     flow = prod.one("aws:ec2/flowLog:FlowLog").inputs
     assert flow["trafficType"] == "ALL"
-    (statement,) = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "network-flow-logs-policy")
-                              .inputs["policy"])["Statement"]
+    (statement,) = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "network-flow-logs-policy").inputs["policy"])[
+        "Statement"
+    ]
     assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
     group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vpc/web-prd/flow-logs"
     assert statement["Resource"] == [group, f"{group}:log-stream:*"]
@@ -307,9 +350,12 @@ def test_without_nat_the_tasks_reach_aws_through_endpoints(variant):
     plan = variant
     vpc = plan.one("awsx:ec2:Vpc").inputs
     assert [s["type"] for s in vpc["subnetSpecs"]] == ["Public", "Isolated"]
-    services = sorted(e.inputs["serviceName"].rsplit(".", 1)[-1] if "ecr" not in e.inputs["serviceName"]
-                      else e.inputs["serviceName"].split("us-east-1.")[1]
-                      for e in plan.all("aws:ec2/vpcEndpoint:VpcEndpoint"))
+    services = sorted(
+        e.inputs["serviceName"].rsplit(".", 1)[-1]
+        if "ecr" not in e.inputs["serviceName"]
+        else e.inputs["serviceName"].split("us-east-1.")[1]
+        for e in plan.all("aws:ec2/vpcEndpoint:VpcEndpoint")
+    )
     assert services == ["ec2", "ecr.api", "ecr.dkr", "logs", "s3", "secretsmanager", "xray"]
     vpc_outputs = plan.one("awsx:ec2:Vpc").outputs
     svc = plan.one("aws:ecs/service:Service").inputs
@@ -330,31 +376,63 @@ def test_dev_deploys_wait_at_most_two_minutes(dev):
 
 
 def test_aws_defaults_would_wait_over_seven_minutes():
-    from components.service import FargateServiceArgs
     from components.common import AwsContext
+    from components.service import FargateServiceArgs
 
     args = FargateServiceArgs(
-        context=AwsContext("123456789012", "us-east-1"), prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16",
-        public_subnet_ids=[], private_subnet_ids=[], image_ref="x", repository_name="web-dev",
-        xray_image="x", image_cache_prefix="web-dev-pub", data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
-        health_check_interval_seconds=30, healthy_threshold=5, deregistration_delay_seconds=300,
-        bake_time_minutes=0)
+        context=AwsContext("123456789012", "us-east-1"),
+        prefix="web-dev",
+        vpc_id="vpc",
+        vpc_cidr="10.0.0.0/16",
+        public_subnet_ids=[],
+        private_subnet_ids=[],
+        image_ref="x",
+        repository_name="web-dev",
+        xray_image="x",
+        image_cache_prefix="web-dev-pub",
+        data_key_arn="k",
+        data_key_alias="alias/k",
+        logs_key_arn="k",
+        log_retention_days=7,
+        health_check_interval_seconds=30,
+        healthy_threshold=5,
+        deregistration_delay_seconds=300,
+        bake_time_minutes=0,
+    )
     assert deploy_wait_seconds(args)["total"] == 450
 
 
-@pytest.mark.parametrize("strategy,extra,expected", [
-    ("LINEAR", {"linear_step_percent": 25.0, "linear_step_bake_minutes": 2}, 3 * 120),
-    ("CANARY", {"canary_percent": 10.0, "canary_bake_minutes": 5}, 300),
-])
+@pytest.mark.parametrize(
+    "strategy,extra,expected",
+    [
+        ("LINEAR", {"linear_step_percent": 25.0, "linear_step_bake_minutes": 2}, 3 * 120),
+        ("CANARY", {"canary_percent": 10.0, "canary_bake_minutes": 5}, 300),
+    ],
+)
 def test_traffic_shift_waits_count(strategy, extra, expected):
-    from components.service import FargateServiceArgs
     from components.common import AwsContext
+    from components.service import FargateServiceArgs
 
     args = FargateServiceArgs(
-        context=AwsContext("123456789012", "us-east-1"), prefix="web-dev", vpc_id="vpc", vpc_cidr="10.0.0.0/16",
-        public_subnet_ids=[], private_subnet_ids=[], image_ref="x", repository_name="web-dev",
-        xray_image="x", image_cache_prefix="web-dev-pub", data_key_arn="k", data_key_alias="alias/k", logs_key_arn="k", log_retention_days=7,
-        strategy=strategy, bake_time_minutes=0, deregistration_delay_seconds=0, **extra)
+        context=AwsContext("123456789012", "us-east-1"),
+        prefix="web-dev",
+        vpc_id="vpc",
+        vpc_cidr="10.0.0.0/16",
+        public_subnet_ids=[],
+        private_subnet_ids=[],
+        image_ref="x",
+        repository_name="web-dev",
+        xray_image="x",
+        image_cache_prefix="web-dev-pub",
+        data_key_arn="k",
+        data_key_alias="alias/k",
+        logs_key_arn="k",
+        log_retention_days=7,
+        strategy=strategy,
+        bake_time_minutes=0,
+        deregistration_delay_seconds=0,
+        **extra,
+    )
     waits = deploy_wait_seconds(args)
     assert waits["total"] == 20 + expected
 
@@ -421,8 +499,10 @@ def _access_log_writer(plan):
 
 def test_alb_logs_are_delivered_by_what_aws_publishes_for_the_region(dev):
     # An older region: the regional ELB account the provider publishes, beside the service principal.
-    assert _access_log_writer(dev) == {"Service": "logdelivery.elasticloadbalancing.amazonaws.com",
-                                       "AWS": "arn:aws:iam::127311923021:root"}
+    assert _access_log_writer(dev) == {
+        "Service": "logdelivery.elasticloadbalancing.amazonaws.com",
+        "AWS": "arn:aws:iam::127311923021:root",
+    }
     # A region opened after August 2022 has no ELB account: the service principal alone. (No such region
     # has every pipeline service yet, so the configuration refuses it: asked of the helper directly.)
     assert service.elb_log_account_arn("ca-west-1") is None
@@ -434,9 +514,13 @@ def test_arns_and_endpoints_follow_the_partition_the_provider_reports():
 
     china = run_plan("dev", **{"aws:region": "cn-north-1"})
     documents = [r.inputs["policy"] for r in china.all("aws:iam/rolePolicy:RolePolicy")]
-    arns = [a for d in documents for a in json.loads(d)["Statement"] for a in
-            (a["Resource"] if isinstance(a["Resource"], list) else [a["Resource"]])
-            if a != "*" and "cicd-deployer" not in a]  # the deploy role is the stack file's own ARN
+    arns = [
+        a
+        for d in documents
+        for a in json.loads(d)["Statement"]
+        for a in (a["Resource"] if isinstance(a["Resource"], list) else [a["Resource"]])
+        if a != "*" and "cicd-deployer" not in a
+    ]  # the deploy role is the stack file's own ARN
     assert arns and all(a.startswith("arn:aws-cn:") for a in arns), [a for a in arns if "aws-cn" not in a][:3]
     containers = json.loads(china.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
     assert all(".amazonaws.com.cn/" in c["image"] for c in containers)
@@ -454,8 +538,11 @@ def test_prod_puts_a_web_acl_with_aws_managed_rules_in_front_of_the_load_balance
     acl = prod.one("aws:wafv2/webAcl:WebAcl").inputs
     assert acl["scope"] == "REGIONAL" and "allow" in acl["defaultAction"]
     groups = [r["statement"]["managedRuleGroupStatement"]["name"] for r in acl["rules"]]
-    assert groups == ["AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesKnownBadInputsRuleSet",
-                      "AWSManagedRulesCommonRuleSet"]
+    assert groups == [
+        "AWSManagedRulesAmazonIpReputationList",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesCommonRuleSet",
+    ]
     assert all("none" in r["overrideAction"] for r in acl["rules"])  # the groups' own block actions apply
     assert len({r["priority"] for r in acl["rules"]}) == 3
     association = prod.one("aws:wafv2/webAclAssociation:WebAclAssociation")
@@ -467,12 +554,17 @@ def test_prod_puts_a_web_acl_with_aws_managed_rules_in_front_of_the_load_balance
     logging = prod.one("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration").inputs
     assert logging["logDestinationConfigs"] == [logs.outputs["arn"]]
     assert [f["singleHeader"]["name"] for f in logging["redactedFields"]] == ["authorization", "cookie"]
-    (delivery,) = json.loads(prod.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy", "service-waf-logs-policy")
-                             .inputs["policyDocument"])["Statement"]
+    (delivery,) = json.loads(
+        prod.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy", "service-waf-logs-policy").inputs[
+            "policyDocument"
+        ]
+    )["Statement"]
     assert delivery["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
     assert delivery["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:aws-waf-logs-web-prd:*"
-    assert delivery["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"},
-                                     "ArnLike": {"aws:SourceArn": "arn:aws:logs:us-east-1:123456789012:*"}}
+    assert delivery["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnLike": {"aws:SourceArn": "arn:aws:logs:us-east-1:123456789012:*"},
+    }
 
 
 def test_waf_follows_its_key():
@@ -484,8 +576,10 @@ def test_waf_follows_its_key():
 
 def test_first_tasks_wait_for_their_images_and_secrets(dev):
     task = dev.one("aws:ecs/taskDefinition:TaskDefinition")
-    for typ in ("aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
-                "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"):
+    for typ in (
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
+        "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate",
+    ):
         assert dev.one(typ).urn in task.dependencies
     service_resource = dev.one("aws:ecs/service:Service")
     for version in dev.all("aws:secretsmanager/secretVersion:SecretVersion"):
@@ -498,5 +592,7 @@ def test_the_smoke_test_calls_the_test_listener(dev, prod):
         variables = function["environment"]["variables"]
         test_listener = plan.one("aws:lb/listener:Listener", "service-test").inputs
         assert variables["TEST_PORT"] == str(int(test_listener["port"])) and variables["SCHEME"] == scheme
-        assert variables["HEALTH_PATH"] == "/health" and variables["LB_NAME"] == plan.one(
-            "aws:lb/loadBalancer:LoadBalancer").inputs["name"]
+        assert (
+            variables["HEALTH_PATH"] == "/health"
+            and variables["LB_NAME"] == plan.one("aws:lb/loadBalancer:LoadBalancer").inputs["name"]
+        )

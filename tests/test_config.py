@@ -5,9 +5,9 @@ import os
 import re
 
 import pytest
+from conftest import run_plan
 
 import config
-from conftest import run_plan
 
 ROLE = "arn:aws:iam::123456789012:role/cicd-deployer"
 PROD = {
@@ -17,8 +17,12 @@ PROD = {
 
 
 def load(**raw):
-    raw["pipeline"] = {"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", "sonarOrganization": "acme",
-                       **raw.get("pipeline", {})}
+    raw["pipeline"] = {
+        "deployRoleArn": ROLE,
+        "backendUrl": "s3://state-bucket",
+        "sonarOrganization": "acme",
+        **raw.get("pipeline", {}),
+    }
     values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
     return config.load_settings(values, project="cicd", stack="test", region="us-east-1")
 
@@ -42,48 +46,90 @@ BAD = [
     (with_section("service", containerPort=80), "cicd:service.containerPort", "1024 or above"),
     (with_section("service", containerPort="8080"), "cicd:service.containerPort", "whole number"),
     (with_section("service", healthCheckPath="health"), "cicd:service.healthCheckPath", "starts with /"),
-    (with_section("service", minCount=3, desiredCount=2, maxCount=4), "cicd:service.minCount",
-     "minCount <= desiredCount"),
-    (with_section("service", minCount=1, desiredCount=5, maxCount=4), "cicd:service.desiredCount",
-     "desiredCount <= maxCount"),
+    (
+        with_section("service", minCount=3, desiredCount=2, maxCount=4),
+        "cicd:service.minCount",
+        "minCount <= desiredCount",
+    ),
+    (
+        with_section("service", minCount=1, desiredCount=5, maxCount=4),
+        "cicd:service.desiredCount",
+        "desiredCount <= maxCount",
+    ),
     (with_section("service", desiredCount=0), "cicd:service.desiredCount", "between 1"),
     (with_section("service", architecture="arm"), "cicd:service.architecture", "ARM64, X86_64"),
     (with_section("service", spot="yes"), "cicd:service.spot", "true or false"),
     (with_section("service", image="nginx:latest"), "cicd:service.image", "pinned by digest"),
-    (with_section("service", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v1"), "cicd:service.image",
-     "@sha256"),
-    (with_section("service", environment={"DB_PASSWORD": "x"}), "cicd:service.environment.DB_PASSWORD",
-     "cicd:service.secrets"),
-    (with_section("service", environment={"STRIPE_API_KEY": "x"}), "cicd:service.environment.STRIPE_API_KEY",
-     "looks like a secret"),
-    (with_section("service", environment={"GITHUB_TOKEN": "x"}), "cicd:service.environment.GITHUB_TOKEN",
-     "looks like a secret"),
-    (with_section("service", environment={"AWS_REGION_OVERRIDE": "x"}), "cicd:service.environment.AWS_REGION_OVERRIDE",
-     "AWS_"),
-    (with_section("service", environment={"MAX_ITEMS": 8080}), "cicd:service.environment.MAX_ITEMS",
-     "must be a string"),
+    (
+        with_section("service", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v1"),
+        "cicd:service.image",
+        "@sha256",
+    ),
+    (
+        with_section("service", environment={"DB_PASSWORD": "x"}),
+        "cicd:service.environment.DB_PASSWORD",
+        "cicd:service.secrets",
+    ),
+    (
+        with_section("service", environment={"STRIPE_API_KEY": "x"}),
+        "cicd:service.environment.STRIPE_API_KEY",
+        "looks like a secret",
+    ),
+    (
+        with_section("service", environment={"GITHUB_TOKEN": "x"}),
+        "cicd:service.environment.GITHUB_TOKEN",
+        "looks like a secret",
+    ),
+    (
+        with_section("service", environment={"AWS_REGION_OVERRIDE": "x"}),
+        "cicd:service.environment.AWS_REGION_OVERRIDE",
+        "AWS_",
+    ),
+    (
+        with_section("service", environment={"MAX_ITEMS": 8080}),
+        "cicd:service.environment.MAX_ITEMS",
+        "must be a string",
+    ),
     (with_section("service", environment={"1BAD": "x"}), "cicd:service.environment.1BAD", "variable name"),
     (with_section("service", secrets=["API_KEY", "API_KEY"]), "cicd:service.secrets[1]", "listed once"),
     (with_section("service", secrets="API_KEY"), "cicd:service.secrets", "list"),
-    (with_section("service", secrets=["API_KEY"], environment={"API_KEY": "x"}), "cicd:service.environment.API_KEY",
-     "looks like a secret"),
+    (
+        with_section("service", secrets=["API_KEY"], environment={"API_KEY": "x"}),
+        "cicd:service.environment.API_KEY",
+        "looks like a secret",
+    ),
     (with_section("service", colour="blue"), "cicd:service.colour", "not a known key"),
     (with_section("deployment", strategy="ROLLING"), "cicd:deployment.strategy", "BLUE_GREEN, CANARY, LINEAR"),
     (with_section("deployment", bakeTimeMinutes=2000), "cicd:deployment.bakeTimeMinutes", "between 0 and 1440"),
     (with_section("deployment", canaryPercent=10), "cicd:deployment.canaryPercent", "only applies when"),
     (with_section("deployment", canaryBakeMinutes=3), "cicd:deployment.canaryBakeMinutes", "only applies when"),
-    (with_section("deployment", strategy="CANARY", linearStepPercent=10), "cicd:deployment.linearStepPercent",
-     "only applies when"),
-    (with_section("deployment", strategy="LINEAR", linearStepBakeMinutes=-1),
-     "cicd:deployment.linearStepBakeMinutes", "between 0"),
+    (
+        with_section("deployment", strategy="CANARY", linearStepPercent=10),
+        "cicd:deployment.linearStepPercent",
+        "only applies when",
+    ),
+    (
+        with_section("deployment", strategy="LINEAR", linearStepBakeMinutes=-1),
+        "cicd:deployment.linearStepBakeMinutes",
+        "between 0",
+    ),
     (with_section("deployment", strategy="CANARY", canaryPercent=100), "cicd:deployment.canaryPercent", "below 100"),
     (with_section("deployment", strategy="CANARY", canaryPercent=0), "cicd:deployment.canaryPercent", "at least 0.1"),
-    (with_section("deployment", strategy="LINEAR", linearStepPercent=2), "cicd:deployment.linearStepPercent",
-     "at least 3"),
-    (with_section("deployment", deregistrationDelaySeconds=4000), "cicd:deployment.deregistrationDelaySeconds",
-     "between 0 and 3600"),
-    (with_section("deployment", healthCheckIntervalSeconds=4), "cicd:deployment.healthCheckIntervalSeconds",
-     "between 5 and 300"),
+    (
+        with_section("deployment", strategy="LINEAR", linearStepPercent=2),
+        "cicd:deployment.linearStepPercent",
+        "at least 3",
+    ),
+    (
+        with_section("deployment", deregistrationDelaySeconds=4000),
+        "cicd:deployment.deregistrationDelaySeconds",
+        "between 0 and 3600",
+    ),
+    (
+        with_section("deployment", healthCheckIntervalSeconds=4),
+        "cicd:deployment.healthCheckIntervalSeconds",
+        "between 5 and 300",
+    ),
     (with_section("deployment", bakeTime=1), "cicd:deployment.bakeTime", "not a known key"),
     (with_section("network", cidr="8.8.0.0/16"), "cicd:network.cidr", "private range"),
     (with_section("network", cidr="10.0.0.0/8"), "cicd:network.cidr", "/16 to /24"),
@@ -94,47 +140,73 @@ BAD = [
     (with_section("network", ipv6=True), "cicd:network.ipv6", "not a known key"),
     (with_section("pipeline", source="gitlab"), "cicd:pipeline.source", "codecommit, github"),
     (with_section("pipeline", source="github"), "cicd:pipeline.githubRepository", "required when"),
-    (with_section("pipeline", source="github", githubRepository="acme/web"), "cicd:pipeline.connectionArn",
-     "required when"),
+    (
+        with_section("pipeline", source="github", githubRepository="acme/web"),
+        "cicd:pipeline.connectionArn",
+        "required when",
+    ),
     (with_section("pipeline", githubRepository="acme/web"), "cicd:pipeline.githubRepository", "only applies when"),
-    (with_section("pipeline", source="github", githubRepository="acme/web", connectionArn="arn:aws:s3:::x"),
-     "cicd:pipeline.connectionArn", "CodeConnections"),
-    (with_section("pipeline", source="github", githubRepository="not a repo", connectionArn=""),
-     "cicd:pipeline.githubRepository", "owner/name"),
+    (
+        with_section("pipeline", source="github", githubRepository="acme/web", connectionArn="arn:aws:s3:::x"),
+        "cicd:pipeline.connectionArn",
+        "CodeConnections",
+    ),
+    (
+        with_section("pipeline", source="github", githubRepository="not a repo", connectionArn=""),
+        "cicd:pipeline.githubRepository",
+        "owner/name",
+    ),
     (with_section("pipeline", repositoryName="has space"), "cicd:pipeline.repositoryName", "1 to 100"),
     (with_section("pipeline", branch="bad..branch"), "cicd:pipeline.branch", "branch name"),
     (with_section("pipeline", requireApproval="no"), "cicd:pipeline.requireApproval", "true or false"),
     (with_section("pipeline", sonarHostUrl="http://sonar"), "cicd:pipeline.sonarHostUrl", "https://"),
     (with_section("pipeline", trivySeverity="HIGH, CRITICAL"), "cicd:pipeline.trivySeverity", "comma-separated"),
-    (with_section("pipeline", sonarOrganization=""), "cicd:pipeline.sonarOrganization",
-     "required when cicd:pipeline.sonarHostUrl is SonarQube Cloud"),
-    (with_section("pipeline", sonarHostUrl="https://sonarqube.us", sonarOrganization=""),
-     "cicd:pipeline.sonarOrganization", "the key of the organization"),
+    (
+        with_section("pipeline", sonarOrganization=""),
+        "cicd:pipeline.sonarOrganization",
+        "required when cicd:pipeline.sonarHostUrl is SonarQube Cloud",
+    ),
+    (
+        with_section("pipeline", sonarHostUrl="https://sonarqube.us", sonarOrganization=""),
+        "cicd:pipeline.sonarOrganization",
+        "the key of the organization",
+    ),
     (with_section("pipeline", sonarOrganization="Acme Corp"), "cicd:pipeline.sonarOrganization", "organization key"),
-    (with_section("deployment", strategy="CANARY", bakeTimeMinutes=300, canaryBakeMinutes=200),
-     "cicd:deployment.bakeTimeMinutes", "at most 480 minutes"),
+    (
+        with_section("deployment", strategy="CANARY", bakeTimeMinutes=300, canaryBakeMinutes=200),
+        "cicd:deployment.bakeTimeMinutes",
+        "at most 480 minutes",
+    ),
     (with_section("pipeline", trivySeverity="SEVERE"), "cicd:pipeline.trivySeverity", "CRITICAL"),
     (with_section("pipeline", backendUrl="file:///tmp/state"), "cicd:pipeline.backendUrl", "s3://"),
     (with_section("pipeline", deployRoleArn=""), "cicd:pipeline.deployRoleArn", "IAM role ARN"),
     (with_section("pipeline", backendUrl=""), "cicd:pipeline.backendUrl", "is required"),
     (with_section("pipeline", previewRoleArn=ROLE), "cicd:pipeline.previewRoleArn", "read-only"),
     (with_section("pipeline", previewRoleArn="role"), "cicd:pipeline.previewRoleArn", "IAM role ARN"),
-    (with_section("pipeline", deployRoleArn="arn:aws:iam::123456789012:user/me"), "cicd:pipeline.deployRoleArn",
-     "IAM role ARN"),
+    (
+        with_section("pipeline", deployRoleArn="arn:aws:iam::123456789012:user/me"),
+        "cicd:pipeline.deployRoleArn",
+        "IAM role ARN",
+    ),
     (with_section("observability", logRetentionDays=10), "cicd:observability.logRetentionDays", "1, 3, 5, 7, 14"),
     (with_section("observability", logRetentionDays=0), "cicd:observability.logRetentionDays", "one of"),
     (with_section("observability", alarmEmail="oncall"), "cicd:observability.alarmEmail", "e-mail"),
-    (with_section("observability", slackWorkspaceId="T0123"), "cicd:observability.slackWorkspaceId",
-     "set together"),
+    (with_section("observability", slackWorkspaceId="T0123"), "cicd:observability.slackWorkspaceId", "set together"),
     (with_section("observability", slackChannelId="C0123"), "cicd:observability.slackWorkspaceId", "set together"),
     (with_section("observability", xraySamplingRate=1.5), "cicd:observability.xraySamplingRate", "between 0 and 1"),
     (with_section("observability", p99LatencyMs=0), "cicd:observability.p99LatencyMs", "between 1"),
     (with_section("observability", errorRatePercent=0), "cicd:observability.errorRatePercent", "above 0"),
-    (with_section("observability", chatbotRegion="us-east-1"), "cicd:observability.chatbotRegion",
-     "us-east-2, us-west-2, eu-west-1, ap-southeast-1"),
+    (
+        with_section("observability", chatbotRegion="us-east-1"),
+        "cicd:observability.chatbotRegion",
+        "us-east-2, us-west-2, eu-west-1, ap-southeast-1",
+    ),
     (with_section("service", environment={"PORT": "9090"}), "cicd:service.environment.PORT", "set by the program"),
-    (with_section("service", environment={"worker_threads": "8"}), "cicd:service.environment.worker_threads",
-     "set by the program"),
+    (
+        with_section("service", environment={"worker_threads": "8"}),
+        "cicd:service.environment.worker_threads",
+        "set by the program",
+    ),
     (with_section("service", secrets=["API_KEY", "api_key"]), "cicd:service.secrets[1]", "whatever its case"),
     (with_section("observability", pagerDuty="x"), "cicd:observability.pagerDuty", "not a known key"),
     ({"environment": "qa"}, "cicd:environment", "dev, staging, prod"),
@@ -142,8 +214,11 @@ BAD = [
     ({**PROD, "protect": "false"}, "cicd:protect", "must be true when"),
     ({**PROD, "service": {"spot": True}}, "cicd:service.spot", "must be false when"),
     ({"protect": "maybe"}, "cicd:protect", "true or false"),
-    ({"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f"},
-     "cicd:certificateArn", "region us-east-1"),
+    (
+        {"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f"},
+        "cicd:certificateArn",
+        "region us-east-1",
+    ),
     ({"certificateArn": "not-an-arn"}, "cicd:certificateArn", "ACM certificate ARN"),
     ({"tags": {"aws:owner": "x"}}, "cicd:tags.aws:owner", "reserves"),
     ({"tags": {"environment": "x"}}, "cicd:tags.environment", "set by the program"),
@@ -200,15 +275,31 @@ def test_strategy_settings_get_their_own_defaults():
     assert (linear.linear_step_percent, linear.linear_step_bake_minutes) == (20.0, 2)
 
 
-@pytest.mark.parametrize("region, expected", [
-    ("us-east-1", "us-east-2"), ("us-east-2", "us-east-2"), ("us-west-1", "us-west-2"), ("ca-central-1", "us-east-2"),
-    ("eu-central-1", "eu-west-1"), ("eu-west-1", "eu-west-1"), ("ap-northeast-1", "ap-southeast-1"),
-    ("ap-southeast-1", "ap-southeast-1"), ("me-south-1", "eu-west-1"),
-])
+@pytest.mark.parametrize(
+    "region, expected",
+    [
+        ("us-east-1", "us-east-2"),
+        ("us-east-2", "us-east-2"),
+        ("us-west-1", "us-west-2"),
+        ("ca-central-1", "us-east-2"),
+        ("eu-central-1", "eu-west-1"),
+        ("eu-west-1", "eu-west-1"),
+        ("ap-northeast-1", "ap-southeast-1"),
+        ("ap-southeast-1", "ap-southeast-1"),
+        ("me-south-1", "eu-west-1"),
+    ],
+)
 def test_chatbot_region_defaults_to_a_region_chatbot_serves(region, expected):
-    settings = config.load_settings({"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket",
-                                                         "sonarOrganization": "acme"})},
-                                    project="cicd", stack="test", region=region)
+    settings = config.load_settings(
+        {
+            "pipeline": json.dumps(
+                {"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", "sonarOrganization": "acme"}
+            )
+        },
+        project="cicd",
+        stack="test",
+        region=region,
+    )
     assert settings.observability.chatbot_region == expected
     assert expected in config.CHATBOT_REGIONS
 
@@ -238,15 +329,18 @@ def test_the_longest_release_a_ci_job_can_wait_for_is_accepted():
 
 
 def test_ci_jobs_never_fall_back_to_a_local_build():
-    raw = {"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket",
-                                   "sonarOrganization": "acme"})}
+    raw = {
+        "pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", "sonarOrganization": "acme"})
+    }
     with pytest.raises(config.ConfigError) as err:
         config.load_settings(raw, project="cicd", stack="dev", region="us-east-1", require_image=True)
     assert str(err.value).startswith("cicd:service.image is empty") and "CICD_REQUIRE_IMAGE" in str(err.value)
     digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "a" * 64
     raw["service"] = json.dumps({"image": digest})
-    assert config.load_settings(raw, project="cicd", stack="dev", region="us-east-1",
-                                require_image=True).service.image == digest
+    assert (
+        config.load_settings(raw, project="cicd", stack="dev", region="us-east-1", require_image=True).service.image
+        == digest
+    )
 
 
 def test_settings_are_frozen():
@@ -281,7 +375,8 @@ def test_secure_values_are_replaced_and_marked_secret(tmp_path):
     from offline import program
 
     (tmp_path / "Pulumi.s.yaml").write_text(
-        "config:\n  aws:region: us-east-1\n  cicd:observability:\n    alarmEmail:\n      secure: AAABAxyz\n")
+        "config:\n  aws:region: us-east-1\n  cicd:observability:\n    alarmEmail:\n      secure: AAABAxyz\n"
+    )
     config_map, secret_keys = program.load_stack_config("s", root=str(tmp_path))
     assert secret_keys == ["cicd:observability"]
     assert "AAABAxyz" not in config_map["cicd:observability"]
@@ -291,7 +386,8 @@ def test_secure_values_are_replaced_and_marked_secret(tmp_path):
 def test_a_secret_the_plan_cannot_decrypt_is_listed_not_rejected(tmp_path, monkeypatch):
     """alarmEmail and the certificate as `secure:` values: the placeholder is no e-mail nor ARN, but the
     plan must pass and say what it could not check."""
-    from offline import plan as plan_cli, program
+    from offline import plan as plan_cli
+    from offline import program
 
     with open(os.path.join(program.ROOT, "Pulumi.prod.yaml"), encoding="utf-8") as handle:
         text = handle.read()
@@ -308,8 +404,9 @@ def test_a_secret_the_plan_cannot_decrypt_is_listed_not_rejected(tmp_path, monke
 
 
 def test_a_region_without_the_pipeline_services_is_refused():
-    raw = {"pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket",
-                                   "sonarOrganization": "acme"})}
+    raw = {
+        "pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", "sonarOrganization": "acme"})
+    }
     with pytest.raises(config.ConfigError) as err:
         config.load_settings(raw, project="cicd", stack="t", region="mx-central-1")
     message = str(err.value)
@@ -317,8 +414,9 @@ def test_a_region_without_the_pipeline_services_is_refused():
     assert config.load_settings(raw, project="cicd", stack="t", region="eu-central-1").region == "eu-central-1"
 
 
-@pytest.mark.parametrize("service", ["codepipeline", "codebuild", "codecommit", "codestar-notifications",
-                                     "codestar-connections"])
+@pytest.mark.parametrize(
+    "service", ["codepipeline", "codebuild", "codecommit", "codestar-notifications", "codestar-connections"]
+)
 def test_the_region_table_is_the_endpoint_data_aws_publishes(service):
     import botocore.session
 

@@ -4,9 +4,9 @@ import copy
 import json
 
 import pytest
+from filter_pattern import matches
 
 from components import monitoring
-from filter_pattern import matches
 
 # Events as the AWS event reference documents them.
 PIPELINE_EVENT = {
@@ -39,8 +39,7 @@ ALARM_EVENT = {
     "detail": {
         "alarmName": "web-dev-green-5xx-rate",
         "state": {"value": "OK", "reason": "Threshold Crossed", "timestamp": "2026-11-20T10:20:48.551+0000"},
-        "previousState": {"value": "ALARM", "reason": "Threshold Crossed",
-                          "timestamp": "2026-11-20T10:04:40.985+0000"},
+        "previousState": {"value": "ALARM", "reason": "Threshold Crossed", "timestamp": "2026-11-20T10:04:40.985+0000"},
         "configuration": {"metrics": []},
     },
 }
@@ -64,11 +63,17 @@ def test_telemetry_key_lets_only_the_telemetry_services_use_it(prod):
     assert key.inputs["enableKeyRotation"] is True
     statements = json.loads(key.inputs["policy"])["Statement"]
     services = {s["Principal"]["Service"]: s for s in statements if "Service" in s["Principal"]}
-    assert set(services) == {"logs.us-east-1.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com",
-                             "codestar-notifications.amazonaws.com"}
+    assert set(services) == {
+        "logs.us-east-1.amazonaws.com",
+        "cloudwatch.amazonaws.com",
+        "events.amazonaws.com",
+        "codestar-notifications.amazonaws.com",
+    }
     logs = services["logs.us-east-1.amazonaws.com"]
-    assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == \
-        "arn:aws:logs:us-east-1:123456789012:log-group:*"
+    assert (
+        logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+        == "arn:aws:logs:us-east-1:123456789012:log-group:*"
+    )
     for service, statement in services.items():
         assert all(a.startswith("kms:") and "*" not in a for a in statement["Action"])
         if service != "logs.us-east-1.amazonaws.com":
@@ -89,8 +94,9 @@ def test_topic_is_encrypted_and_reaches_email_and_slack(prod):
     # prod runs in us-east-1, where Chatbot has no API: the configuration lives in us-east-2.
     assert slack["region"] == "us-east-2"
     assert slack["snsTopicArns"] == ["arn:aws:sns:us-east-1:123456789012:web-prd-alerts"]
-    chatbot_policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "observability-chatbot-policy")
-                                .inputs["policy"])
+    chatbot_policy = json.loads(
+        prod.one("aws:iam/rolePolicy:RolePolicy", "observability-chatbot-policy").inputs["policy"]
+    )
     by_action = {s["Action"]: s["Resource"] for s in chatbot_policy["Statement"]}
     assert by_action["cloudwatch:DescribeAlarms"] == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-prd-*"
 
@@ -106,8 +112,14 @@ def test_slack_only_when_both_ids_are_set(dev, variant):
 
 def test_service_alarms_and_their_thresholds(prod):
     found = alarms(prod)
-    for name in ("web-prd-alb-5xx-rate", "web-prd-target-5xx-rate", "web-prd-p99-latency", "web-prd-cpu-high",
-                 "web-prd-memory-high", "web-prd-running-below-desired"):
+    for name in (
+        "web-prd-alb-5xx-rate",
+        "web-prd-target-5xx-rate",
+        "web-prd-p99-latency",
+        "web-prd-cpu-high",
+        "web-prd-memory-high",
+        "web-prd-running-below-desired",
+    ):
         assert name in found, name
         assert found[name]["alarmActions"] == ["arn:aws:sns:us-east-1:123456789012:web-prd-alerts"]
     p99 = found["web-prd-p99-latency"]
@@ -139,9 +151,17 @@ def test_thresholds_follow_configuration(variant):
 def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
     body = json.loads(dev.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     titles = [w["properties"].get("title") for w in body["widgets"]]
-    for title in ("Requests", "5xx", "Latency (s)", "Healthy hosts", "ECS CPU and memory (%)", "Pipeline executions",
-                  "DORA: deployments per day", "DORA: change failure rate (%)",
-                  "DORA: time to restore (minutes a rollback alarm stayed in ALARM)"):
+    for title in (
+        "Requests",
+        "5xx",
+        "Latency (s)",
+        "Healthy hosts",
+        "ECS CPU and memory (%)",
+        "Pipeline executions",
+        "DORA: deployments per day",
+        "DORA: change failure rate (%)",
+        "DORA: time to restore (minutes a rollback alarm stayed in ALARM)",
+    ):
         assert title in titles, title
     by_title = {w["properties"].get("title"): w for w in body["widgets"]}
     latency = [m[-1]["stat"] for m in by_title["Latency (s)"]["properties"]["metrics"]]
@@ -149,8 +169,10 @@ def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
     cfr = by_title["DORA: change failure rate (%)"]["properties"]["metrics"][-1][0]
     assert cfr["expression"] == "IF(ok + failed > 0, 100 * failed / (ok + failed), 0)"
     assert by_title["DORA: deployments per day"]["properties"]["period"] == 86400
-    assert by_title["DORA: time to restore (minutes a rollback alarm stayed in ALARM)"]["properties"]["query"] == \
-        f"SOURCE '/aws/events/web-dev-delivery' | {monitoring.TIME_TO_RESTORE_QUERY}"
+    assert (
+        by_title["DORA: time to restore (minutes a rollback alarm stayed in ALARM)"]["properties"]["query"]
+        == f"SOURCE '/aws/events/web-dev-delivery' | {monitoring.TIME_TO_RESTORE_QUERY}"
+    )
     for widget in body["widgets"]:
         assert widget["x"] + widget["width"] <= 24
 
@@ -159,8 +181,11 @@ def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
 
 
 def test_pipeline_and_alarm_events_reach_the_delivery_log_group(dev):
-    rules = {r.inputs["name"]: json.loads(r.inputs["eventPattern"]) for r in dev.all("aws:cloudwatch/eventRule:EventRule")
-             if "eventPattern" in r.inputs}
+    rules = {
+        r.inputs["name"]: json.loads(r.inputs["eventPattern"])
+        for r in dev.all("aws:cloudwatch/eventRule:EventRule")
+        if "eventPattern" in r.inputs
+    }
     pipeline = rules["web-dev-pipeline-executions"]
     assert pipeline["detail-type"] == [PIPELINE_EVENT["detail-type"]]
     assert pipeline["detail"]["pipeline"] == ["web-dev"]
@@ -172,15 +197,27 @@ def test_pipeline_and_alarm_events_reach_the_delivery_log_group(dev):
 
 def test_metric_filters_count_what_their_names_say(dev):
     filters = {f.inputs["name"]: f.inputs for f in dev.all("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
-    assert sorted(filters) == ["web-dev-DeploymentsFailed", "web-dev-DeploymentsStarted",
-                               "web-dev-DeploymentsSucceeded", "web-dev-Restores"]
-    samples = [pipeline_event(s) for s in ("STARTED", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELED",
-                                           "RESUMED", "STOPPED")] + [ALARM_EVENT]
-    expected = {"web-dev-DeploymentsStarted": ["STARTED"], "web-dev-DeploymentsSucceeded": ["SUCCEEDED"],
-                "web-dev-DeploymentsFailed": ["FAILED"], "web-dev-Restores": ["alarm"]}
+    assert sorted(filters) == [
+        "web-dev-DeploymentsFailed",
+        "web-dev-DeploymentsStarted",
+        "web-dev-DeploymentsSucceeded",
+        "web-dev-Restores",
+    ]
+    samples = [
+        pipeline_event(s) for s in ("STARTED", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELED", "RESUMED", "STOPPED")
+    ] + [ALARM_EVENT]
+    expected = {
+        "web-dev-DeploymentsStarted": ["STARTED"],
+        "web-dev-DeploymentsSucceeded": ["SUCCEEDED"],
+        "web-dev-DeploymentsFailed": ["FAILED"],
+        "web-dev-Restores": ["alarm"],
+    }
     for name, inputs in filters.items():
-        hits = [e["detail"]["state"] if e["source"] == "aws.codepipeline" else "alarm"
-                for e in samples if matches(inputs["pattern"], e)]
+        hits = [
+            e["detail"]["state"] if e["source"] == "aws.codepipeline" else "alarm"
+            for e in samples
+            if matches(inputs["pattern"], e)
+        ]
         assert hits == expected[name], name
         assert inputs["metricTransformation"]["namespace"] == "cicd/web-dev"
         assert inputs["metricTransformation"]["value"] == "1"
@@ -207,8 +244,9 @@ def time_to_restore_minutes(event):
             value = value[key]
         values.update({k: int(v) for k, v in re.search(regex.replace("(?<", "(?P<"), value).groupdict().items()})
     v = values
-    return (((v["h2"] * 3600 + v["m2"] * 60 + v["s2"]) - (v["h1"] * 3600 + v["m1"] * 60 + v["s1"]) + 86400)
-            % 86400) / 60
+    return (
+        ((v["h2"] * 3600 + v["m2"] * 60 + v["s2"]) - (v["h1"] * 3600 + v["m1"] * 60 + v["s1"]) + 86400) % 86400
+    ) / 60
 
 
 def test_time_to_restore_is_the_alarm_episode_length():
@@ -242,8 +280,9 @@ def test_xray_sampling_rule_and_group(prod, dev):
 
 
 def test_pipeline_notifications(dev):
-    rule = dev.one("aws:codestarnotifications/notificationRule:NotificationRule",
-                   "monitoring-pipeline-notifications").inputs
+    rule = dev.one(
+        "aws:codestarnotifications/notificationRule:NotificationRule", "monitoring-pipeline-notifications"
+    ).inputs
     assert rule["resource"] == "arn:aws:codepipeline:us-east-1:123456789012:web-dev"
     assert sorted(rule["eventTypeIds"]) == sorted(monitoring.PIPELINE_EVENTS)
 
@@ -253,8 +292,11 @@ def test_drift_check_runs_daily_and_notifies_on_failure(dev):
     assert rules["web-dev-drift-schedule"]["scheduleExpression"].startswith("cron(")
     detected = json.loads(rules["web-dev-drift-detected"]["eventPattern"])
     assert detected["detail"] == {"project-name": ["web-dev-drift"], "build-status": ["FAILED"]}
-    target = [t.inputs for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")
-              if t.inputs["arn"] == "arn:aws:sns:us-east-1:123456789012:web-dev-alerts"][0]
+    target = [
+        t.inputs
+        for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")
+        if t.inputs["arn"] == "arn:aws:sns:us-east-1:123456789012:web-dev-alerts"
+    ][0]
     rendered = json.loads(target["inputTransformer"]["inputTemplate"].replace("<build>", "build-1"))
     assert "drifted" in rendered or "no longer matches git" in rendered
     drift = [p.inputs for p in dev.all("aws:codebuild/project:Project") if p.inputs["name"] == "web-dev-drift"][0]
@@ -265,7 +307,6 @@ def test_drift_buildspec_expects_no_changes():
     import os
 
     import yaml
-
     from conftest import ROOT
 
     with open(os.path.join(ROOT, "buildspecs", "drift.yml"), encoding="utf-8") as handle:

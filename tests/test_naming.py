@@ -4,10 +4,10 @@ import re
 
 import botocore.session
 import pytest
-
 from conftest import POLICY_DIR  # noqa: F401 - puts policy/ on sys.path
-from policies import naming
 from test_policies import Resource, findings
+
+from policies import naming
 
 SESSION = botocore.session.get_session()
 # Where the pack is deliberately stricter than the model, or speaks Python's regex dialect.
@@ -31,8 +31,7 @@ def _model(source):
     return meta.get("min", 0), meta.get("max"), meta.get("pattern")
 
 
-MODELLED = [(typ, rule) for typ, rules in naming.NAME_RULES.items() for rule in rules
-            if "documentation" not in rule[4]]
+MODELLED = [(typ, rule) for typ, rules in naming.NAME_RULES.items() for rule in rules if "documentation" not in rule[4]]
 
 
 @pytest.mark.parametrize("typ, rule", MODELLED, ids=[f"{t}.{r[0]}" for t, r in MODELLED])
@@ -54,18 +53,26 @@ GOOD_AND_BAD = [
     ("aws:cloudwatch/logGroup:LogGroup", {"name": "/aws/codebuild/web-dev-image"}, {"name": "/ecs/web dev"}),
     ("aws:codebuild/project:Project", {"name": "web-dev-image"}, {"name": "web.dev.image"}),
     ("aws:secretsmanager/secret:Secret", {"name": "web-dev/API_KEY"}, {"name": "web-dev/API KEY"}),
-    ("aws:wafv2/webAcl:WebAcl", {"name": "web-prd", "description": "Managed protections for web-prd"},
-     {"name": "web-prd", "description": "Don't block us"}),
+    (
+        "aws:wafv2/webAcl:WebAcl",
+        {"name": "web-prd", "description": "Managed protections for web-prd"},
+        {"name": "web-prd", "description": "Don't block us"},
+    ),
     ("aws:cloudwatch/eventRule:EventRule", {"name": "web-dev-on-push"}, {"name": "x" * 65}),
     ("aws:lambda/function:Function", {"name": "web-dev-smoke-test"}, {"name": "web-dev-smoke-test" * 4}),
-    ("aws:ecr/pullThroughCacheRule:PullThroughCacheRule", {"ecrRepositoryPrefix": "web-dev-pub"},
-     {"ecrRepositoryPrefix": "a-twenty-character-service-pub"[:31] + "x"}),
+    (
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
+        {"ecrRepositoryPrefix": "web-dev-pub"},
+        {"ecrRepositoryPrefix": "a-twenty-character-service-pub"[:31] + "x"},
+    ),
     ("aws:kms/alias:Alias", {"name": "alias/web-dev-data"}, {"name": "alias/aws/web"}),
     ("aws:s3/bucket:Bucket", {"bucket": "web-dev-artifacts-123456789012"}, {"bucket": "Web-Dev-Artifacts"}),
     ("aws:ecs/service:Service", {"name": "web-dev"}, {"name": "web.dev"}),
-    ("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",
-     {"logDestinationConfigs": ["arn:aws:logs:us-east-1:1:log-group:aws-waf-logs-web-prd"]},
-     {"logDestinationConfigs": ["arn:aws:logs:us-east-1:1:log-group:/waf/web-prd"]}),
+    (
+        "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",
+        {"logDestinationConfigs": ["arn:aws:logs:us-east-1:1:log-group:aws-waf-logs-web-prd"]},
+        {"logDestinationConfigs": ["arn:aws:logs:us-east-1:1:log-group:/waf/web-prd"]},
+    ),
 ]
 
 
@@ -85,5 +92,5 @@ def test_a_name_unknown_at_preview_is_a_check_that_could_not_run(policy_server):
 
 
 def test_the_waf_description_rule_is_the_api_pattern():
-    rule = dict((r[0], r) for r in naming.NAME_RULES["aws:wafv2/webAcl:WebAcl"])["description"]
+    rule = {r[0]: r for r in naming.NAME_RULES["aws:wafv2/webAcl:WebAcl"]}["description"]
     assert re.fullmatch(rule[3], "Managed protections for the web-prd load balancer")

@@ -6,7 +6,6 @@ import re
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 BUILDSPECS = os.path.join(ROOT, "buildspecs")
@@ -43,10 +42,12 @@ def test_codecommit_repository_is_encrypted_and_needs_an_approval(dev):
 
 def test_pull_request_events_reach_the_topic(dev):
     rule = dev.one("aws:codestarnotifications/notificationRule:NotificationRule", "source-pr-notifications").inputs
-    assert sorted(rule["eventTypeIds"]) == ["codecommit-repository-pull-request-created",
-                                            "codecommit-repository-pull-request-merged",
-                                            "codecommit-repository-pull-request-source-updated",
-                                            "codecommit-repository-pull-request-status-changed"]
+    assert sorted(rule["eventTypeIds"]) == [
+        "codecommit-repository-pull-request-created",
+        "codecommit-repository-pull-request-merged",
+        "codecommit-repository-pull-request-source-updated",
+        "codecommit-repository-pull-request-status-changed",
+    ]
     assert rule["targets"][0]["address"].endswith(":web-dev-alerts")
 
 
@@ -83,7 +84,10 @@ def test_scans_run_in_parallel_in_one_stage(dev):
     assert [a["name"] for a in scan["actions"]] == ["UnitTests", "SonarQube", "Trivy"]
     assert {a["runOrder"] for a in scan["actions"]} == {1}
     assert {a["configuration"]["ProjectName"] for a in scan["actions"]} == {
-        "web-dev-unit-tests", "web-dev-sonarqube", "web-dev-trivy"}
+        "web-dev-unit-tests",
+        "web-dev-sonarqube",
+        "web-dev-trivy",
+    }
 
 
 def test_image_digest_flows_from_image_to_deploy(dev):
@@ -115,16 +119,26 @@ def test_pull_requests_start_the_preview_on_their_source_commit(dev):
     assert pattern["detail"]["event"] == ["pullRequestCreated", "pullRequestSourceBranchUpdated"]
     assert pattern["detail"]["destinationReference"] == ["refs/heads/main"]
     assert pattern["detail"]["pullRequestStatus"] == ["Open"]  # a closed PR's source update previews nothing
-    target = [t.inputs for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")
-              if t.inputs["arn"].endswith(":project/web-dev-preview")][0]
+    target = [
+        t.inputs
+        for t in dev.all("aws:cloudwatch/eventTarget:EventTarget")
+        if t.inputs["arn"].endswith(":project/web-dev-preview")
+    ][0]
     transformer = target["inputTransformer"]
     assert transformer["inputPaths"]["source"] == "$.detail.sourceCommit"
-    template = transformer["inputTemplate"].replace("<source>", '"abc"').replace("<pr>", '"7"').replace(
-        "<destination>", '"def"')
+    template = (
+        transformer["inputTemplate"]
+        .replace("<source>", '"abc"')
+        .replace("<pr>", '"7"')
+        .replace("<destination>", '"def"')
+    )
     rendered = json.loads(template)
     assert rendered["sourceVersion"] == "abc"
-    assert {v["name"] for v in rendered["environmentVariablesOverride"]} == {"PR_ID", "SOURCE_COMMIT",
-                                                                            "DESTINATION_COMMIT"}
+    assert {v["name"] for v in rendered["environmentVariablesOverride"]} == {
+        "PR_ID",
+        "SOURCE_COMMIT",
+        "DESTINATION_COMMIT",
+    }
     preview = [p.inputs for p in dev.all("aws:codebuild/project:Project") if p.inputs["name"] == "web-dev-preview"][0]
     assert preview["source"]["type"] == "CODECOMMIT"
     assert preview["source"]["buildspec"] == "buildspecs/preview.yml"
@@ -150,8 +164,15 @@ def test_github_source_uses_the_connection_and_a_v2_trigger(variant):
 
 def test_every_project_logs_encrypts_and_caches(prod):
     projects = {p.inputs["name"]: p.inputs for p in prod.all("aws:codebuild/project:Project")}
-    assert sorted(projects) == ["web-prd-deploy", "web-prd-drift", "web-prd-image", "web-prd-preview",
-                                "web-prd-sonarqube", "web-prd-trivy", "web-prd-unit-tests"]
+    assert sorted(projects) == [
+        "web-prd-deploy",
+        "web-prd-drift",
+        "web-prd-image",
+        "web-prd-preview",
+        "web-prd-sonarqube",
+        "web-prd-trivy",
+        "web-prd-unit-tests",
+    ]
     for name, project in projects.items():
         assert project["logsConfig"]["cloudwatchLogs"]["status"] == "ENABLED"
         assert project["logsConfig"]["cloudwatchLogs"]["groupName"] == f"/aws/codebuild/{name}"
@@ -163,15 +184,19 @@ def test_every_project_logs_encrypts_and_caches(prod):
         assert project["environment"]["privilegedMode"] is (name == "web-prd-image")
         assert os.path.exists(os.path.join(ROOT, project["source"]["buildspec"]))
         for variable in project["environment"].get("environmentVariables", []):
-            assert not re.search(r"(TOKEN|SECRET|PASSWORD)", variable["name"]) or \
-                variable["type"] == "SECRETS_MANAGER", variable
+            assert (
+                not re.search(r"(TOKEN|SECRET|PASSWORD)", variable["name"]) or variable["type"] == "SECRETS_MANAGER"
+            ), variable
 
 
 def test_sonar_token_comes_from_secrets_manager(dev):
     sonar = [p.inputs for p in dev.all("aws:codebuild/project:Project") if p.inputs["name"] == "web-dev-sonarqube"][0]
     variables = {v["name"]: v for v in sonar["environment"]["environmentVariables"]}
-    assert variables["SONAR_TOKEN"] == {"name": "SONAR_TOKEN", "value": "web-dev/sonar-token",
-                                        "type": "SECRETS_MANAGER"}
+    assert variables["SONAR_TOKEN"] == {
+        "name": "SONAR_TOKEN",
+        "value": "web-dev/sonar-token",
+        "type": "SECRETS_MANAGER",
+    }
 
 
 def test_each_project_has_its_own_role(dev):
@@ -191,12 +216,18 @@ def test_policy_resources_are_scoped_to_this_stack(dev, prod):
     for plan, prefix in ((dev, "web-dev"), (prod, "web-prd")):
         for policy in plan.all("aws:iam/rolePolicy:RolePolicy"):
             for statement in json.loads(policy.inputs["policy"])["Statement"]:
-                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
                 for resource in resources:
                     if resource == "*" or resource.endswith(":key/*"):
                         continue
-                    scoped = (prefix in resource or resource.endswith(":web") or "cicd-deployer" in resource
-                              or resource.startswith("arn:aws:logs:"))
+                    scoped = (
+                        prefix in resource
+                        or resource.endswith(":web")
+                        or "cicd-deployer" in resource
+                        or resource.startswith("arn:aws:logs:")
+                    )
                     assert scoped, f"{policy.name}: {resource}"
 
 
@@ -211,7 +242,7 @@ def test_every_star_resource_is_commented_in_the_source():
         for i, line in enumerate(lines):
             if re.search(r'"Resource": "\*"', line):
                 found += 1
-                window = "\n".join(lines[max(0, i - 6):i + 1])
+                window = "\n".join(lines[max(0, i - 6) : i + 1])
                 assert re.search(r"#.*(requires|required|means this key)", window), f"{name}:{i + 1}"
     assert found >= 5
 
@@ -219,8 +250,9 @@ def test_every_star_resource_is_commented_in_the_source():
 # -- buildspecs -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["unit-tests.yml", "sonarqube.yml", "trivy.yml", "image.yml", "deploy.yml",
-                                  "preview.yml"])
+@pytest.mark.parametrize(
+    "name", ["unit-tests.yml", "sonarqube.yml", "trivy.yml", "image.yml", "deploy.yml", "preview.yml"]
+)
 def test_buildspecs_are_version_0_2(name):
     spec = buildspec(name)
     assert spec["version"] == 0.2
@@ -241,8 +273,8 @@ def test_sonarqube_waits_for_the_quality_gate():
 
 def test_trivy_fails_the_build_at_the_configured_severity():
     trivy = commands(buildspec("trivy.yml"))
-    assert any(c.startswith("trivy fs --exit-code 1 --severity \"$TRIVY_SEVERITY\"") for c in trivy)
-    assert any(c.startswith("trivy config --exit-code 1 --severity \"$TRIVY_SEVERITY\"") for c in trivy)
+    assert any(c.startswith('trivy fs --exit-code 1 --severity "$TRIVY_SEVERITY"') for c in trivy)
+    assert any(c.startswith('trivy config --exit-code 1 --severity "$TRIVY_SEVERITY"') for c in trivy)
 
 
 def test_image_stage_runs_the_build_script_and_exports_the_digest():
@@ -301,8 +333,11 @@ def test_github_actions_are_pinned_by_sha_and_jobs_ask_for_their_own_permissions
     workflow = _workflow()
     assert workflow["permissions"] == {}
     assert workflow["jobs"]["test-and-plan"]["permissions"] == {"contents": "read"}
-    assert workflow["jobs"]["preview"]["permissions"] == {"contents": "read", "pull-requests": "write",
-                                                          "id-token": "write"}
+    assert workflow["jobs"]["preview"]["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+        "id-token": "write",
+    }
     with open(os.path.join(ROOT, ".github", "workflows", "preview.yml"), encoding="utf-8") as handle:
         uses = re.findall(r"uses: (\S+)(.*)", handle.read())
     assert len(uses) >= 7
@@ -321,7 +356,9 @@ def _project(plan, role):
 
 
 def _statements(plan, role):
-    return json.loads(plan.one("aws:iam/rolePolicy:RolePolicy", f"pipeline-{role}-policy").inputs["policy"])["Statement"]
+    return json.loads(plan.one("aws:iam/rolePolicy:RolePolicy", f"pipeline-{role}-policy").inputs["policy"])[
+        "Statement"
+    ]
 
 
 def _variables(plan, role):
@@ -332,17 +369,29 @@ def _variables(plan, role):
 def test_pull_request_code_gets_no_credentials_that_can_change_anything(preview_role):
     from conftest import run_plan
 
-    plan = run_plan("dev", **{"cicd:pipeline": {"backendUrl": "https://api.pulumi.com",
-                                                "previewRoleArn": preview_role}})
+    plan = run_plan(
+        "dev", **{"cicd:pipeline": {"backendUrl": "https://api.pulumi.com", "previewRoleArn": preview_role}}
+    )
     preview = json.dumps(_statements(plan, "preview"))
     variables = _variables(plan, "preview")
     # Never the deploy role, nor the deploy jobs' Pulumi Cloud token.
     assert "cicd-deployer" not in preview and "pulumi-access-token" not in preview
     assert "pulumi-access-token" not in json.dumps(variables)
-    actions = sorted(a for s in _statements(plan, "preview") for a in
-                     (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
-    base = ["codecommit:GetPullRequest", "codecommit:GitPull", "codecommit:PostCommentForPullRequest",
-            "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "logs:CreateLogStream", "logs:PutLogEvents"]
+    actions = sorted(
+        a
+        for s in _statements(plan, "preview")
+        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    )
+    base = [
+        "codecommit:GetPullRequest",
+        "codecommit:GitPull",
+        "codecommit:PostCommentForPullRequest",
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    ]
     if preview_role:
         assert actions == sorted(base + ["secretsmanager:GetSecretValue", "sts:AssumeRole"])
         assert variables["PULUMI_ACCESS_TOKEN"] == "web-dev/pulumi-preview-token"
@@ -371,8 +420,9 @@ def test_sonarqube_cloud_gets_its_organization(dev):
 
 def test_the_image_job_primes_the_public_image_cache(dev):
     variables = _variables(dev, "image")
-    assert variables["XRAY_IMAGE"] == ("123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev-pub/"
-                                       "xray/aws-xray-daemon:3.x")
+    assert variables["XRAY_IMAGE"] == (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev-pub/xray/aws-xray-daemon:3.x"
+    )
     (cache,) = [s for s in _statements(dev, "image") if s.get("Sid") == "EcrPullThroughCache"]
     assert cache["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/web-dev-pub/*"
     assert "ecr:BatchImportUpstreamImage" in cache["Action"] and "ecr:PutImage" not in cache["Action"]
@@ -382,8 +432,9 @@ def test_resources_that_name_another_depend_on_it(prod):
     """An ARN built from strings hides the order: these take the resource's own output."""
     pipeline = prod.one("aws:codepipeline/pipeline:Pipeline")
     topic = prod.one("aws:sns/topic:Topic")
-    notifications = prod.one("aws:codestarnotifications/notificationRule:NotificationRule",
-                             "monitoring-pipeline-notifications")
+    notifications = prod.one(
+        "aws:codestarnotifications/notificationRule:NotificationRule", "monitoring-pipeline-notifications"
+    )
     assert pipeline.urn in notifications.property_dependencies["resource"]
     assert topic.urn in pipeline.property_dependencies["stages"]  # the approval's NotificationArn
     drift = prod.one("aws:cloudwatch/eventTarget:EventTarget", "pipeline-drift-detected-target")
@@ -412,23 +463,34 @@ def test_every_project_declares_what_codebuild_adds_so_drift_sees_nothing(dev):
     for project in dev.all("aws:codebuild/project:Project"):
         variables = {v["name"]: v for v in project.inputs["environment"]["environmentVariables"]}
         assert variables["CODEBUILD_CONFIG_AUTO_DISCOVER"] == {
-            "name": "CODEBUILD_CONFIG_AUTO_DISCOVER", "value": "true", "type": "PLAINTEXT"}
+            "name": "CODEBUILD_CONFIG_AUTO_DISCOVER",
+            "value": "true",
+            "type": "PLAINTEXT",
+        }
 
 
-@pytest.mark.parametrize("rule, action, resource", [
-    ("on-pull-request", "codebuild:StartBuild", "arn:aws:codebuild:us-east-1:123456789012:project/web-dev-preview"),
-    ("drift-schedule", "codebuild:StartBuild", "arn:aws:codebuild:us-east-1:123456789012:project/web-dev-drift"),
-    ("on-push", "codepipeline:StartPipelineExecution", "arn:aws:codepipeline:us-east-1:123456789012:web-dev"),
-])
+@pytest.mark.parametrize(
+    "rule, action, resource",
+    [
+        ("on-pull-request", "codebuild:StartBuild", "arn:aws:codebuild:us-east-1:123456789012:project/web-dev-preview"),
+        ("drift-schedule", "codebuild:StartBuild", "arn:aws:codebuild:us-east-1:123456789012:project/web-dev-drift"),
+        ("on-push", "codepipeline:StartPipelineExecution", "arn:aws:codepipeline:us-east-1:123456789012:web-dev"),
+    ],
+)
 def test_each_event_role_may_start_exactly_its_target(rule, action, resource, dev):
-    (statement,) = json.loads(dev.one("aws:iam/rolePolicy:RolePolicy", f"pipeline-{rule}-events-policy")
-                              .inputs["policy"])["Statement"]
+    (statement,) = json.loads(
+        dev.one("aws:iam/rolePolicy:RolePolicy", f"pipeline-{rule}-events-policy").inputs["policy"]
+    )["Statement"]
     assert (statement["Action"], statement["Resource"]) == (action, resource)
 
 
 def test_the_unit_tests_role_can_publish_its_report(dev):
     (reports,) = [s for s in _statements(dev, "unit-tests") if s.get("Sid") == "Reports"]
-    assert sorted(reports["Action"]) == ["codebuild:BatchPutCodeCoverages", "codebuild:BatchPutTestCases",
-                                         "codebuild:CreateReport", "codebuild:CreateReportGroup",
-                                         "codebuild:UpdateReport"]
+    assert sorted(reports["Action"]) == [
+        "codebuild:BatchPutCodeCoverages",
+        "codebuild:BatchPutTestCases",
+        "codebuild:CreateReport",
+        "codebuild:CreateReportGroup",
+        "codebuild:UpdateReport",
+    ]
     assert reports["Resource"] == "arn:aws:codebuild:us-east-1:123456789012:report-group/web-dev-unit-tests-*"

@@ -34,8 +34,14 @@ class Resource:
 
 
 TD = "aws:ecs/taskDefinition:TaskDefinition"
-GOOD_CONTAINER = {"name": "app", "image": "x", "user": "10001", "readonlyRootFilesystem": True,
-                  "logConfiguration": {"logDriver": "awslogs"}, "environment": [{"name": "LOG_LEVEL", "value": "info"}]}
+GOOD_CONTAINER = {
+    "name": "app",
+    "image": "x",
+    "user": "10001",
+    "readonlyRootFilesystem": True,
+    "logConfiguration": {"logDriver": "awslogs"},
+    "environment": [{"name": "LOG_LEVEL", "value": "info"}],
+}
 
 
 def td(**changes):
@@ -48,147 +54,413 @@ def doc(*statements):
 
 # policy, type, compliant props, violating props, props with the key property missing, missing violates?
 CASES = [
-    ("ecr-scan-on-push", "aws:ecr/repository:Repository", {"imageScanningConfiguration": {"scanOnPush": True}},
-     {"imageScanningConfiguration": {"scanOnPush": False}}, {}, True),
-    ("ecr-immutable-tags", "aws:ecr/repository:Repository", {"imageTagMutability": "IMMUTABLE"},
-     {"imageTagMutability": "MUTABLE"}, {}, True),
-    ("ecr-kms-encryption", "aws:ecr/repository:Repository",
-     {"encryptionConfigurations": [{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:1:key/k"}]},
-     {"encryptionConfigurations": [{"encryptionType": "AES256"}]}, {}, True),
-    ("ecs-cluster-container-insights", "aws:ecs/cluster:Cluster",
-     {"settings": [{"name": "containerInsights", "value": "enabled"}]},
-     {"settings": [{"name": "containerInsights", "value": "disabled"}]}, {}, True),
+    (
+        "ecr-scan-on-push",
+        "aws:ecr/repository:Repository",
+        {"imageScanningConfiguration": {"scanOnPush": True}},
+        {"imageScanningConfiguration": {"scanOnPush": False}},
+        {},
+        True,
+    ),
+    (
+        "ecr-immutable-tags",
+        "aws:ecr/repository:Repository",
+        {"imageTagMutability": "IMMUTABLE"},
+        {"imageTagMutability": "MUTABLE"},
+        {},
+        True,
+    ),
+    (
+        "ecr-kms-encryption",
+        "aws:ecr/repository:Repository",
+        {"encryptionConfigurations": [{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:1:key/k"}]},
+        {"encryptionConfigurations": [{"encryptionType": "AES256"}]},
+        {},
+        True,
+    ),
+    (
+        "ecs-cluster-container-insights",
+        "aws:ecs/cluster:Cluster",
+        {"settings": [{"name": "containerInsights", "value": "enabled"}]},
+        {"settings": [{"name": "containerInsights", "value": "disabled"}]},
+        {},
+        True,
+    ),
     ("ecs-no-privileged-containers", TD, td(), td(privileged=True), td(), False),
-    ("ecs-readonly-root-filesystem", TD, td(), td(readonlyRootFilesystem=False),
-     {"containerDefinitions": json.dumps([{"name": "app"}])}, True),
-    ("ecs-awsvpc-network-mode", TD, td(), {**td(), "networkMode": "bridge"},
-     {"containerDefinitions": td()["containerDefinitions"]}, True),
-    ("ecs-container-logging", TD, td(), td(logConfiguration=None), {"containerDefinitions": "[{\"name\":\"a\"}]"}, True),
-    ("ecs-no-plaintext-secrets", TD, td(), td(environment=[{"name": "DB_PASSWORD", "value": "x"}]), td(environment=None),
-     False),
-    ("ecs-service-no-public-ip", "aws:ecs/service:Service", {"networkConfiguration": {"assignPublicIp": False}},
-     {"networkConfiguration": {"assignPublicIp": True}}, {}, False),
-    ("ecs-fargate-platform-version", "aws:ecs/service:Service", {"platformVersion": "1.4.0"},
-     {"platformVersion": "1.3.0"}, {}, False),
-    ("alb-drop-invalid-headers", "aws:lb/loadBalancer:LoadBalancer", {"dropInvalidHeaderFields": True},
-     {"dropInvalidHeaderFields": False}, {}, True),
-    ("alb-desync-mitigation", "aws:lb/loadBalancer:LoadBalancer", {"desyncMitigationMode": "strictest"},
-     {"desyncMitigationMode": "monitor"}, {}, False),
-    ("lb-tls-policy", "aws:lb/listener:Listener",
-     {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"},
-     {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-2016-08"}, {"protocol": "HTTPS"}, True),
-    ("lb-http-redirects-to-https", "aws:lb/listener:Listener",
-     {"protocol": "HTTP", "defaultActions": [{"type": "redirect", "redirect": {"protocol": "HTTPS"}}]},
-     {"protocol": "HTTP", "defaultActions": [{"type": "forward"}]}, {"defaultActions": [{"type": "forward"}]}, True),
-    ("lb-deletion-protection", "aws:lb/loadBalancer:LoadBalancer", {"enableDeletionProtection": True},
-     {"enableDeletionProtection": False}, {}, True),
-    ("lb-access-logs", "aws:lb/loadBalancer:LoadBalancer", {"accessLogs": {"enabled": True, "bucket": "logs"}},
-     {"accessLogs": {"enabled": False, "bucket": "logs"}}, {}, True),
-    ("lb-target-group-health-check", "aws:lb/targetGroup:TargetGroup",
-     {"healthCheck": {"enabled": True, "path": "/health"}}, {"healthCheck": {"enabled": False}}, {}, True),
-    ("sg-no-public-ingress", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-     {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443},
-     {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22},
-     {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22}, False),
-    ("ec2-security-group-text", "aws:ec2/securityGroup:SecurityGroup",
-     {"name": "web-dev-tasks", "description": "The tasks: port 8080 from the ALB (blue/green) #1, [x] & {y}!",
-      "ingress": [{"description": "HTTPS from the VPC", "protocol": "tcp"}]},
-     {"name": "web-dev-tasks", "description": "The service's tasks"}, {"name": "web-dev-tasks"}, False),
+    (
+        "ecs-readonly-root-filesystem",
+        TD,
+        td(),
+        td(readonlyRootFilesystem=False),
+        {"containerDefinitions": json.dumps([{"name": "app"}])},
+        True,
+    ),
+    (
+        "ecs-awsvpc-network-mode",
+        TD,
+        td(),
+        {**td(), "networkMode": "bridge"},
+        {"containerDefinitions": td()["containerDefinitions"]},
+        True,
+    ),
+    ("ecs-container-logging", TD, td(), td(logConfiguration=None), {"containerDefinitions": '[{"name":"a"}]'}, True),
+    (
+        "ecs-no-plaintext-secrets",
+        TD,
+        td(),
+        td(environment=[{"name": "DB_PASSWORD", "value": "x"}]),
+        td(environment=None),
+        False,
+    ),
+    (
+        "ecs-service-no-public-ip",
+        "aws:ecs/service:Service",
+        {"networkConfiguration": {"assignPublicIp": False}},
+        {"networkConfiguration": {"assignPublicIp": True}},
+        {},
+        False,
+    ),
+    (
+        "ecs-fargate-platform-version",
+        "aws:ecs/service:Service",
+        {"platformVersion": "1.4.0"},
+        {"platformVersion": "1.3.0"},
+        {},
+        False,
+    ),
+    (
+        "alb-drop-invalid-headers",
+        "aws:lb/loadBalancer:LoadBalancer",
+        {"dropInvalidHeaderFields": True},
+        {"dropInvalidHeaderFields": False},
+        {},
+        True,
+    ),
+    (
+        "alb-desync-mitigation",
+        "aws:lb/loadBalancer:LoadBalancer",
+        {"desyncMitigationMode": "strictest"},
+        {"desyncMitigationMode": "monitor"},
+        {},
+        False,
+    ),
+    (
+        "lb-tls-policy",
+        "aws:lb/listener:Listener",
+        {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"},
+        {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-2016-08"},
+        {"protocol": "HTTPS"},
+        True,
+    ),
+    (
+        "lb-http-redirects-to-https",
+        "aws:lb/listener:Listener",
+        {"protocol": "HTTP", "defaultActions": [{"type": "redirect", "redirect": {"protocol": "HTTPS"}}]},
+        {"protocol": "HTTP", "defaultActions": [{"type": "forward"}]},
+        {"defaultActions": [{"type": "forward"}]},
+        True,
+    ),
+    (
+        "lb-deletion-protection",
+        "aws:lb/loadBalancer:LoadBalancer",
+        {"enableDeletionProtection": True},
+        {"enableDeletionProtection": False},
+        {},
+        True,
+    ),
+    (
+        "lb-access-logs",
+        "aws:lb/loadBalancer:LoadBalancer",
+        {"accessLogs": {"enabled": True, "bucket": "logs"}},
+        {"accessLogs": {"enabled": False, "bucket": "logs"}},
+        {},
+        True,
+    ),
+    (
+        "lb-target-group-health-check",
+        "aws:lb/targetGroup:TargetGroup",
+        {"healthCheck": {"enabled": True, "path": "/health"}},
+        {"healthCheck": {"enabled": False}},
+        {},
+        True,
+    ),
+    (
+        "sg-no-public-ingress",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443},
+        {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22},
+        {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22},
+        False,
+    ),
+    (
+        "ec2-security-group-text",
+        "aws:ec2/securityGroup:SecurityGroup",
+        {
+            "name": "web-dev-tasks",
+            "description": "The tasks: port 8080 from the ALB (blue/green) #1, [x] & {y}!",
+            "ingress": [{"description": "HTTPS from the VPC", "protocol": "tcp"}],
+        },
+        {"name": "web-dev-tasks", "description": "The service's tasks"},
+        {"name": "web-dev-tasks"},
+        False,
+    ),
     ("aws-names-and-descriptions", "aws:ecs/cluster:Cluster", {"name": "web-dev"}, {"name": "web dev"}, {}, False),
-    ("iam-no-admin-statements", "aws:iam/rolePolicy:RolePolicy",
-     {"policy": doc({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})},
-     {"policy": doc({"Effect": "Allow", "Action": "*", "Resource": "*"})}, {}, False),
-    ("iam-trust-no-wildcard-principal", "aws:iam/role:Role",
-     {"assumeRolePolicy": doc({"Effect": "Allow", "Principal": {"Service": "ecs.amazonaws.com"},
-                               "Action": "sts:AssumeRole"})},
-     {"assumeRolePolicy": doc({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})}, {}, False),
-    ("iam-pass-role-scoped", "aws:iam/rolePolicy:RolePolicy",
-     {"policy": doc({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/x"})},
-     {"policy": doc({"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": ["*"]})}, {}, False),
-    ("cloudwatch-log-group-retention", "aws:cloudwatch/logGroup:LogGroup", {"retentionInDays": 30},
-     {"retentionInDays": 1}, {}, True),
-    ("cloudwatch-log-group-kms", "aws:cloudwatch/logGroup:LogGroup", {"kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
-     {"kmsKeyId": ""}, {}, True),
-    ("cloudwatch-alarm-actions", "aws:cloudwatch/metricAlarm:MetricAlarm", {"alarmActions": ["arn:aws:sns:x"]},
-     {"alarmActions": ["arn:aws:sns:x"], "actionsEnabled": False}, {}, True),
+    (
+        "iam-no-admin-statements",
+        "aws:iam/rolePolicy:RolePolicy",
+        {"policy": doc({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})},
+        {"policy": doc({"Effect": "Allow", "Action": "*", "Resource": "*"})},
+        {},
+        False,
+    ),
+    (
+        "iam-trust-no-wildcard-principal",
+        "aws:iam/role:Role",
+        {
+            "assumeRolePolicy": doc(
+                {"Effect": "Allow", "Principal": {"Service": "ecs.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            )
+        },
+        {"assumeRolePolicy": doc({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})},
+        {},
+        False,
+    ),
+    (
+        "iam-pass-role-scoped",
+        "aws:iam/rolePolicy:RolePolicy",
+        {"policy": doc({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/x"})},
+        {"policy": doc({"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": ["*"]})},
+        {},
+        False,
+    ),
+    (
+        "cloudwatch-log-group-retention",
+        "aws:cloudwatch/logGroup:LogGroup",
+        {"retentionInDays": 30},
+        {"retentionInDays": 1},
+        {},
+        True,
+    ),
+    (
+        "cloudwatch-log-group-kms",
+        "aws:cloudwatch/logGroup:LogGroup",
+        {"kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+        {"kmsKeyId": ""},
+        {},
+        True,
+    ),
+    (
+        "cloudwatch-alarm-actions",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        {"alarmActions": ["arn:aws:sns:x"]},
+        {"alarmActions": ["arn:aws:sns:x"], "actionsEnabled": False},
+        {},
+        True,
+    ),
     ("kms-key-rotation", "aws:kms/key:Key", {"enableKeyRotation": True}, {"enableKeyRotation": False}, {}, True),
-    ("sns-topic-cmk", "aws:sns/topic:Topic", {"kmsMasterKeyId": "arn:aws:kms:us-east-1:1:key/k"},
-     {"kmsMasterKeyId": "alias/aws/sns"}, {}, True),
-    ("secretsmanager-cmk", "aws:secretsmanager/secret:Secret", {"kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
-     {"kmsKeyId": "alias/aws/secretsmanager"}, {}, True),
-    ("ecr-no-public-repository-policy", "aws:ecr/repositoryPolicy:RepositoryPolicy",
-     {"policy": doc({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "ecr:BatchGetImage"})},
-     {"policy": doc({"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"})}, {}, False),
+    (
+        "sns-topic-cmk",
+        "aws:sns/topic:Topic",
+        {"kmsMasterKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+        {"kmsMasterKeyId": "alias/aws/sns"},
+        {},
+        True,
+    ),
+    (
+        "secretsmanager-cmk",
+        "aws:secretsmanager/secret:Secret",
+        {"kmsKeyId": "arn:aws:kms:us-east-1:1:key/k"},
+        {"kmsKeyId": "alias/aws/secretsmanager"},
+        {},
+        True,
+    ),
+    (
+        "ecr-no-public-repository-policy",
+        "aws:ecr/repositoryPolicy:RepositoryPolicy",
+        {
+            "policy": doc(
+                {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "ecr:BatchGetImage"}
+            )
+        },
+        {"policy": doc({"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"})},
+        {},
+        False,
+    ),
     ("ecs-no-host-namespaces", TD, td(), {**td(), "pidMode": "host"}, td(), False),
     ("ecs-non-root-user", TD, td(), td(user="root"), td(user=None), True),
-    ("sg-descriptions", "aws:ec2/securityGroup:SecurityGroup",
-     {"description": "The tasks", "ingress": [{"description": "from the ALB", "protocol": "tcp"}]},
-     {"description": "Managed by Pulumi"}, {}, True),
-    ("iam-no-service-wildcard-actions", "aws:iam/rolePolicy:RolePolicy",
-     {"policy": doc({"Effect": "Allow", "Action": ["ecs:UpdateService"], "Resource": "arn:aws:ecs:x"})},
-     {"policy": doc({"Effect": "Allow", "Action": "ecs:*", "Resource": "arn:aws:ecs:x"})}, {}, False),
-    ("eventbridge-target-dlq-or-retry", "aws:cloudwatch/eventTarget:EventTarget",
-     {"retryPolicy": {"maximumRetryAttempts": 3}}, {"arn": "arn:aws:sns:x", "retryPolicy": None}, {}, True),
+    (
+        "sg-descriptions",
+        "aws:ec2/securityGroup:SecurityGroup",
+        {"description": "The tasks", "ingress": [{"description": "from the ALB", "protocol": "tcp"}]},
+        {"description": "Managed by Pulumi"},
+        {},
+        True,
+    ),
+    (
+        "iam-no-service-wildcard-actions",
+        "aws:iam/rolePolicy:RolePolicy",
+        {"policy": doc({"Effect": "Allow", "Action": ["ecs:UpdateService"], "Resource": "arn:aws:ecs:x"})},
+        {"policy": doc({"Effect": "Allow", "Action": "ecs:*", "Resource": "arn:aws:ecs:x"})},
+        {},
+        False,
+    ),
+    (
+        "eventbridge-target-dlq-or-retry",
+        "aws:cloudwatch/eventTarget:EventTarget",
+        {"retryPolicy": {"maximumRetryAttempts": 3}},
+        {"arn": "arn:aws:sns:x", "retryPolicy": None},
+        {},
+        True,
+    ),
     ("s3-no-public-acl", "aws:s3/bucketAcl:BucketAcl", {"acl": "private"}, {"acl": "public-read"}, {}, False),
-    ("s3-no-public-bucket-policy", "aws:s3/bucketPolicy:BucketPolicy",
-     {"policy": doc({"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
-                     "Condition": {"Bool": {"aws:SecureTransport": "false"}}})},
-     {"policy": doc({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Resource": "*"})},
-     {}, False),
-    ("required-tags", "aws:sns/topic:Topic", {"tags": {"environment": "dev", "project": "cicd"}},
-     {"tags": {"environment": "dev"}}, {}, True),
-    ("codebuild-no-plaintext-credentials", "aws:codebuild/project:Project",
-     {"environment": {"environmentVariables": [{"name": "SONAR_TOKEN", "value": "x/sonar", "type": "SECRETS_MANAGER"}]}},
-     {"environment": {"environmentVariables": [{"name": "GITHUB_TOKEN", "value": "ghp_x"}]}}, {"environment": {}},
-     False),
-    ("codebuild-logs-enabled", "aws:codebuild/project:Project",
-     {"logsConfig": {"cloudwatchLogs": {"status": "ENABLED"}}},
-     {"logsConfig": {"cloudwatchLogs": {"status": "DISABLED"}}}, {}, False),
-    ("codebuild-kms-key", "aws:codebuild/project:Project", {"encryptionKey": "arn:aws:kms:us-east-1:1:key/k"},
-     {"encryptionKey": "arn:aws:kms:us-east-1:1:alias/aws/s3"}, {}, True),
-    ("codebuild-artifact-encryption", "aws:codebuild/project:Project", {"artifacts": {"type": "CODEPIPELINE"}},
-     {"artifacts": {"type": "S3", "encryptionDisabled": True}}, {}, False),
-    ("codebuild-privileged-only-for-images", "aws:codebuild/project:Project",
-     {"name": "web-dev-image", "environment": {"privilegedMode": True}},
-     {"name": "web-dev-unit-tests", "environment": {"privilegedMode": True}}, {"name": "web-dev-unit-tests"}, False),
-    ("codebuild-image-matches-environment", "aws:codebuild/project:Project",
-     {"environment": {"image": "aws/codebuild/amazonlinux-aarch64-standard:3.0", "type": "ARM_CONTAINER"}},
-     {"environment": {"image": "aws/codebuild/amazonlinux-aarch64-standard:3.0", "type": "LINUX_CONTAINER"}},
-     {"environment": {"type": "ARM_CONTAINER"}}, False),
-    ("codepipeline-artifact-store-kms", "aws:codepipeline/pipeline:Pipeline",
-     {"artifactStores": [{"type": "S3", "location": "b", "encryptionKey": {"type": "KMS", "id": "arn:k"}}]},
-     {"artifactStores": [{"type": "S3", "location": "b"}]}, {}, True),
+    (
+        "s3-no-public-bucket-policy",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        {
+            "policy": doc(
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": "*",
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            )
+        },
+        {"policy": doc({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Resource": "*"})},
+        {},
+        False,
+    ),
+    (
+        "required-tags",
+        "aws:sns/topic:Topic",
+        {"tags": {"environment": "dev", "project": "cicd"}},
+        {"tags": {"environment": "dev"}},
+        {},
+        True,
+    ),
+    (
+        "codebuild-no-plaintext-credentials",
+        "aws:codebuild/project:Project",
+        {
+            "environment": {
+                "environmentVariables": [{"name": "SONAR_TOKEN", "value": "x/sonar", "type": "SECRETS_MANAGER"}]
+            }
+        },
+        {"environment": {"environmentVariables": [{"name": "GITHUB_TOKEN", "value": "ghp_x"}]}},
+        {"environment": {}},
+        False,
+    ),
+    (
+        "codebuild-logs-enabled",
+        "aws:codebuild/project:Project",
+        {"logsConfig": {"cloudwatchLogs": {"status": "ENABLED"}}},
+        {"logsConfig": {"cloudwatchLogs": {"status": "DISABLED"}}},
+        {},
+        False,
+    ),
+    (
+        "codebuild-kms-key",
+        "aws:codebuild/project:Project",
+        {"encryptionKey": "arn:aws:kms:us-east-1:1:key/k"},
+        {"encryptionKey": "arn:aws:kms:us-east-1:1:alias/aws/s3"},
+        {},
+        True,
+    ),
+    (
+        "codebuild-artifact-encryption",
+        "aws:codebuild/project:Project",
+        {"artifacts": {"type": "CODEPIPELINE"}},
+        {"artifacts": {"type": "S3", "encryptionDisabled": True}},
+        {},
+        False,
+    ),
+    (
+        "codebuild-privileged-only-for-images",
+        "aws:codebuild/project:Project",
+        {"name": "web-dev-image", "environment": {"privilegedMode": True}},
+        {"name": "web-dev-unit-tests", "environment": {"privilegedMode": True}},
+        {"name": "web-dev-unit-tests"},
+        False,
+    ),
+    (
+        "codebuild-image-matches-environment",
+        "aws:codebuild/project:Project",
+        {"environment": {"image": "aws/codebuild/amazonlinux-aarch64-standard:3.0", "type": "ARM_CONTAINER"}},
+        {"environment": {"image": "aws/codebuild/amazonlinux-aarch64-standard:3.0", "type": "LINUX_CONTAINER"}},
+        {"environment": {"type": "ARM_CONTAINER"}},
+        False,
+    ),
+    (
+        "codepipeline-artifact-store-kms",
+        "aws:codepipeline/pipeline:Pipeline",
+        {"artifactStores": [{"type": "S3", "location": "b", "encryptionKey": {"type": "KMS", "id": "arn:k"}}]},
+        {"artifactStores": [{"type": "S3", "location": "b"}]},
+        {},
+        True,
+    ),
 ]
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 SERVICE = "aws:ecs/service:Service"
-BG_SERVICE = {"loadBalancers": [{"targetGroupArn": "tg"}], "deploymentCircuitBreaker": {"enable": True, "rollback": True},
-              "deploymentConfiguration": {"strategy": "BLUE_GREEN"},
-              "alarms": {"enable": True, "rollback": True, "alarmNames": ["green-5xx"]}}
+BG_SERVICE = {
+    "loadBalancers": [{"targetGroupArn": "tg"}],
+    "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+    "deploymentConfiguration": {"strategy": "BLUE_GREEN"},
+    "alarms": {"enable": True, "rollback": True, "alarmNames": ["green-5xx"]},
+}
 
 
 def bucket_set(*skip, **changes):
     """A bucket with everything a bucket needs, less the companions named in `skip`."""
     parts = {
-        "block": Resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", {
-            "bucket": "logs", "blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True,
-            "restrictPublicBuckets": True}, name="block"),
-        "encryption": Resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-                               {"bucket": "logs", "rules": [{"applyServerSideEncryptionByDefault": {
-                                   "sseAlgorithm": "AES256"}}]}, name="encryption"),
-        "versioning": Resource("aws:s3/bucketVersioning:BucketVersioning", {
-            "bucket": "logs", "versioningConfiguration": {"status": "Enabled"}}, name="versioning"),
-        "policy": Resource("aws:s3/bucketPolicy:BucketPolicy", {"bucket": "logs", "policy": doc({
-            "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": "*",
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}})}, name="policy"),
+        "block": Resource(
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            {
+                "bucket": "logs",
+                "blockPublicAcls": True,
+                "blockPublicPolicy": True,
+                "ignorePublicAcls": True,
+                "restrictPublicBuckets": True,
+            },
+            name="block",
+        ),
+        "encryption": Resource(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+            {"bucket": "logs", "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]},
+            name="encryption",
+        ),
+        "versioning": Resource(
+            "aws:s3/bucketVersioning:BucketVersioning",
+            {"bucket": "logs", "versioningConfiguration": {"status": "Enabled"}},
+            name="versioning",
+        ),
+        "policy": Resource(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            {
+                "bucket": "logs",
+                "policy": doc(
+                    {
+                        "Effect": "Deny",
+                        "Principal": {"AWS": "*"},
+                        "Action": "s3:*",
+                        "Resource": "*",
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ),
+            },
+            name="policy",
+        ),
     }
     for key, props in changes.items():
         parts[key] = Resource(parts[key].type, {**parts[key].props, **props}, name=key)
     return [Resource("aws:s3/bucket:Bucket", {"bucket": "logs"}, name="logs")] + [
-        r for k, r in parts.items() if k not in skip]
+        r for k, r in parts.items() if k not in skip
+    ]
 
 
 # -- ECS blue/green wiring ---------------------------------------------------------------------------
+
 
 def _wiring(**changes):
     """A blue/green service with its target groups, listeners and rules; `changes` edits one part."""
@@ -200,54 +472,116 @@ def _wiring(**changes):
         "test": {"arn": "l-test", "loadBalancerArn": "lb", "port": 8080},
         "production-rule": {"arn": "r-prod", "listenerArn": "l-prod", "actions": forward("tg-blue", "tg-green")},
         "test-rule": {"arn": "r-test", "listenerArn": "l-test", "actions": forward("tg-blue", "tg-green")},
-        "service": {"loadBalancers": [{"targetGroupArn": "tg-blue", "advancedConfiguration": {
-            "alternateTargetGroupArn": "tg-green", "productionListenerRule": "r-prod", "testListenerRule": "r-test",
-            "roleArn": "role"}}], "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "5"}},
+        "service": {
+            "loadBalancers": [
+                {
+                    "targetGroupArn": "tg-blue",
+                    "advancedConfiguration": {
+                        "alternateTargetGroupArn": "tg-green",
+                        "productionListenerRule": "r-prod",
+                        "testListenerRule": "r-test",
+                        "roleArn": "role",
+                    },
+                }
+            ],
+            "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "5"},
+        },
     }
     for key, value in changes.items():
         parts[key] = value(parts[key]) if callable(value) else {**parts[key], **value}
-    types = {"blue": "aws:lb/targetGroup:TargetGroup", "green": "aws:lb/targetGroup:TargetGroup",
-             "production": "aws:lb/listener:Listener", "test": "aws:lb/listener:Listener",
-             "production-rule": "aws:lb/listenerRule:ListenerRule", "test-rule": "aws:lb/listenerRule:ListenerRule",
-             "service": "aws:ecs/service:Service"}
+    types = {
+        "blue": "aws:lb/targetGroup:TargetGroup",
+        "green": "aws:lb/targetGroup:TargetGroup",
+        "production": "aws:lb/listener:Listener",
+        "test": "aws:lb/listener:Listener",
+        "production-rule": "aws:lb/listenerRule:ListenerRule",
+        "test-rule": "aws:lb/listenerRule:ListenerRule",
+        "service": "aws:ecs/service:Service",
+    }
     return [Resource(types[k], v, name=k) for k, v in parts.items()]
 
 
 def _lb(**advanced):
-    return lambda svc: {**svc, "loadBalancers": [{**svc["loadBalancers"][0], "advancedConfiguration": {
-        **svc["loadBalancers"][0]["advancedConfiguration"], **advanced}}]}
+    return lambda svc: {
+        **svc,
+        "loadBalancers": [
+            {
+                **svc["loadBalancers"][0],
+                "advancedConfiguration": {**svc["loadBalancers"][0]["advancedConfiguration"], **advanced},
+            }
+        ],
+    }
 
 
 # stack policy, compliant resources, violating resources, resources with the companion missing
 STACK_CASES = [
-    ("ecr-lifecycle-policy",
-     [Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo"),
-      Resource("aws:ecr/lifecyclePolicy:LifecyclePolicy", {"repository": "web", "policy": "{}"}, name="lc")],
-     [Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo"),
-      Resource("aws:ecr/lifecyclePolicy:LifecyclePolicy", {"repository": "other", "policy": "{}"}, name="lc")],
-     [Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo")]),
-    ("ecs-service-rollback",
-     [Resource(SERVICE, BG_SERVICE, name="svc"), Resource(ALARM, {"name": "green-5xx"}, name="alarm")],
-     [Resource(SERVICE, {**BG_SERVICE, "deploymentCircuitBreaker": {"enable": True, "rollback": False}}, name="svc"),
-      Resource(ALARM, {"name": "green-5xx"}, name="alarm")],
-     [Resource(SERVICE, BG_SERVICE, name="svc")]),
+    (
+        "ecr-lifecycle-policy",
+        [
+            Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo"),
+            Resource("aws:ecr/lifecyclePolicy:LifecyclePolicy", {"repository": "web", "policy": "{}"}, name="lc"),
+        ],
+        [
+            Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo"),
+            Resource("aws:ecr/lifecyclePolicy:LifecyclePolicy", {"repository": "other", "policy": "{}"}, name="lc"),
+        ],
+        [Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo")],
+    ),
+    (
+        "ecs-service-rollback",
+        [Resource(SERVICE, BG_SERVICE, name="svc"), Resource(ALARM, {"name": "green-5xx"}, name="alarm")],
+        [
+            Resource(
+                SERVICE, {**BG_SERVICE, "deploymentCircuitBreaker": {"enable": True, "rollback": False}}, name="svc"
+            ),
+            Resource(ALARM, {"name": "green-5xx"}, name="alarm"),
+        ],
+        [Resource(SERVICE, BG_SERVICE, name="svc")],
+    ),
     ("s3-public-access-block", bucket_set(), bucket_set(block={"ignorePublicAcls": False}), bucket_set("block")),
     ("s3-default-encryption", bucket_set(), bucket_set(encryption={"bucket": "other"}), bucket_set("encryption")),
-    ("s3-versioning", bucket_set(), bucket_set(versioning={"versioningConfiguration": {"status": "Suspended"}}),
-     bucket_set("versioning")),
-    ("s3-ssl-only", bucket_set(), bucket_set(policy={"policy": doc({"Effect": "Allow", "Principal": {"AWS": "x"},
-                                                                    "Action": "s3:GetObject", "Resource": "*"})}),
-     bucket_set("policy")),
-    ("codecommit-approval-rule",
-     [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo"),
-      Resource("aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation",
-               {"repositoryName": "web", "approvalRuleTemplateName": "t"}, name="assoc")],
-     [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo"),
-      Resource("aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation",
-               {"repositoryName": "api", "approvalRuleTemplateName": "t"}, name="assoc")],
-     [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo")]),
-    ("ecs-blue-green-wiring", _wiring(), _wiring(test={"port": 80}),
-     _wiring(service=lambda s: {**s, "loadBalancers": [{"targetGroupArn": "tg-blue"}]})),
+    (
+        "s3-versioning",
+        bucket_set(),
+        bucket_set(versioning={"versioningConfiguration": {"status": "Suspended"}}),
+        bucket_set("versioning"),
+    ),
+    (
+        "s3-ssl-only",
+        bucket_set(),
+        bucket_set(
+            policy={
+                "policy": doc({"Effect": "Allow", "Principal": {"AWS": "x"}, "Action": "s3:GetObject", "Resource": "*"})
+            }
+        ),
+        bucket_set("policy"),
+    ),
+    (
+        "codecommit-approval-rule",
+        [
+            Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo"),
+            Resource(
+                "aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation",
+                {"repositoryName": "web", "approvalRuleTemplateName": "t"},
+                name="assoc",
+            ),
+        ],
+        [
+            Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo"),
+            Resource(
+                "aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation",
+                {"repositoryName": "api", "approvalRuleTemplateName": "t"},
+                name="assoc",
+            ),
+        ],
+        [Resource("aws:codecommit/repository:Repository", {"repositoryName": "web"}, name="repo")],
+    ),
+    (
+        "ecs-blue-green-wiring",
+        _wiring(),
+        _wiring(test={"port": 80}),
+        _wiring(service=lambda s: {**s, "loadBalancers": [{"targetGroupArn": "tg-blue"}]}),
+    ),
 ]
 
 
@@ -292,17 +626,23 @@ def test_every_policy_is_described_and_leveled(policy_server):
         assert info.severity != 0, f"{info.name} has no severity"
 
 
-@pytest.mark.parametrize("typ, props", [
-    ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "egress": [{"description": "To the tasks' port"}]}),
-    ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "name": "webé"}),
-    ("aws:ec2/securityGroup:SecurityGroup", {"description": "x" * 256}),
-    ("aws:ec2/securityGroupRule:SecurityGroupRule", {"type": "ingress", "description": 'say "hi"'}),
-    ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"description": "<ALB>"}),
-    ("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", {"description": "100% of it?"}),
-    # "&" is allowed in a group's description but not in a rule's.
-    ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"description": "ALB & tasks"}),
-    ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "ingress": [{"description": "ALB & tasks"}]}),
-])
+@pytest.mark.parametrize(
+    "typ, props",
+    [
+        (
+            "aws:ec2/securityGroup:SecurityGroup",
+            {"description": "ok", "egress": [{"description": "To the tasks' port"}]},
+        ),
+        ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "name": "webé"}),
+        ("aws:ec2/securityGroup:SecurityGroup", {"description": "x" * 256}),
+        ("aws:ec2/securityGroupRule:SecurityGroupRule", {"type": "ingress", "description": 'say "hi"'}),
+        ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"description": "<ALB>"}),
+        ("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", {"description": "100% of it?"}),
+        # "&" is allowed in a group's description but not in a rule's.
+        ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"description": "ALB & tasks"}),
+        ("aws:ec2/securityGroup:SecurityGroup", {"description": "ok", "ingress": [{"description": "ALB & tasks"}]}),
+    ],
+)
 def test_ec2_text_rejects_what_ec2_rejects_on_every_type(typ, props, policy_server):
     policy_server.configure({})
     found = findings(policy_server, Resource(typ, props), "ec2-security-group-text")
@@ -312,15 +652,24 @@ def test_ec2_text_rejects_what_ec2_rejects_on_every_type(typ, props, policy_serv
 def test_ec2_text_accepts_the_longest_allowed_rule_description(policy_server):
     policy_server.configure({})
     props = {"description": "a" * 255}
-    assert findings(policy_server, Resource("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", props),
-                    "ec2-security-group-text") == []
+    assert (
+        findings(
+            policy_server,
+            Resource("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", props),
+            "ec2-security-group-text",
+        )
+        == []
+    )
 
 
 def test_configured_minimum_retention_applies(policy_server):
     policy_server.configure({"cloudwatch-log-group-retention": {"minimumRetentionDays": 90}})
     try:
-        found = findings(policy_server, Resource("aws:cloudwatch/logGroup:LogGroup", {"retentionInDays": 30}),
-                         "cloudwatch-log-group-retention")
+        found = findings(
+            policy_server,
+            Resource("aws:cloudwatch/logGroup:LogGroup", {"retentionInDays": 30}),
+            "cloudwatch-log-group-retention",
+        )
     finally:
         policy_server.configure({})
     assert len(found) == 1 and "90" in found[0].message
@@ -330,12 +679,20 @@ def test_unknown_values_are_deliberate(policy_server):
     unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
     policy_server.configure({})
     # A presence check passes when the key ARN is set but not yet known...
-    assert findings(policy_server, Resource("aws:cloudwatch/logGroup:LogGroup",
-                                            {"retentionInDays": 30, "kmsKeyId": unknown}),
-                    "cloudwatch-log-group-kms") == []
+    assert (
+        findings(
+            policy_server,
+            Resource("aws:cloudwatch/logGroup:LogGroup", {"retentionInDays": 30, "kmsKeyId": unknown}),
+            "cloudwatch-log-group-kms",
+        )
+        == []
+    )
     # ...while a check of an unknown document reports that it could not run.
-    found = findings(policy_server, Resource(TD, {"containerDefinitions": unknown, "networkMode": "awsvpc"}),
-                     "ecs-readonly-root-filesystem")
+    found = findings(
+        policy_server,
+        Resource(TD, {"containerDefinitions": unknown, "networkMode": "awsvpc"}),
+        "ecs-readonly-root-filesystem",
+    )
     assert len(found) == 1 and found[0].could_not_run and found[0].level == "advisory"
 
 
@@ -344,22 +701,47 @@ def test_stack_policies_see_missing_companions(policy_server):
     bucket = Resource("aws:s3/bucket:Bucket", {"bucket": "logs"}, name="logs")
     repo = Resource("aws:ecr/repository:Repository", {"name": "web"}, name="repo")
     names = {f.policy for f in policy_server.analyze([bucket, repo]) if f.level == "mandatory"}
-    assert {"s3-public-access-block", "s3-default-encryption", "s3-versioning", "s3-ssl-only",
-            "ecr-lifecycle-policy"} <= names
+    assert {
+        "s3-public-access-block",
+        "s3-default-encryption",
+        "s3-versioning",
+        "s3-ssl-only",
+        "ecr-lifecycle-policy",
+    } <= names
 
 
-@pytest.mark.parametrize("changes, phrase", [
-    ({"test": {"port": 80}}, "different ports"),
-    ({"test": {"loadBalancerArn": "other-lb"}}, "same load balancer"),
-    ({"service": _lb(alternateTargetGroupArn="tg-blue")}, "must differ"),
-    ({"service": _lb(testListenerRule="r-prod")}, "listener rules must differ"),
-    ({"test-rule": {"actions": [{"type": "forward", "targetGroupArn": "tg-blue"}]}}, "forward to both"),
-    ({"service": lambda s: {**s, "deploymentConfiguration": {"strategy": "CANARY", "bakeTimeInMinutes": "5",
-                                                            "canaryConfiguration": {"canaryPercent": 0}}}},
-     "canaryPercent"),
-    ({"service": lambda s: {**s, "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "2000"}}},
-     "bake time of 0 to 1440"),
-])
+@pytest.mark.parametrize(
+    "changes, phrase",
+    [
+        ({"test": {"port": 80}}, "different ports"),
+        ({"test": {"loadBalancerArn": "other-lb"}}, "same load balancer"),
+        ({"service": _lb(alternateTargetGroupArn="tg-blue")}, "must differ"),
+        ({"service": _lb(testListenerRule="r-prod")}, "listener rules must differ"),
+        ({"test-rule": {"actions": [{"type": "forward", "targetGroupArn": "tg-blue"}]}}, "forward to both"),
+        (
+            {
+                "service": lambda s: {
+                    **s,
+                    "deploymentConfiguration": {
+                        "strategy": "CANARY",
+                        "bakeTimeInMinutes": "5",
+                        "canaryConfiguration": {"canaryPercent": 0},
+                    },
+                }
+            },
+            "canaryPercent",
+        ),
+        (
+            {
+                "service": lambda s: {
+                    **s,
+                    "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": "2000"},
+                }
+            },
+            "bake time of 0 to 1440",
+        ),
+    ],
+)
 def test_blue_green_wiring_mistakes_are_each_caught(changes, phrase, policy_server):
     policy_server.configure({})
     found = [f for f in policy_server.analyze(_wiring(**changes)) if f.policy == "ecs-blue-green-wiring"]
@@ -382,11 +764,16 @@ def test_blue_green_wiring_reads_the_program_as_planned(dev, policy_server):
     assert len(found) == 1 and "different ports" in found[0].message
 
 
-@pytest.mark.parametrize("kind, compute, allowed", [
-    ("ARM_CONTAINER", "BUILD_GENERAL1_SMALL", True), ("ARM_CONTAINER", "BUILD_GENERAL1_2XLARGE", True),
-    ("LINUX_GPU_CONTAINER", "BUILD_GENERAL1_MEDIUM", False), ("ARM_CONTAINER", "BUILD_LAMBDA_1GB", False),
-    ("LINUX_LAMBDA_CONTAINER", "BUILD_LAMBDA_4GB", True),
-])
+@pytest.mark.parametrize(
+    "kind, compute, allowed",
+    [
+        ("ARM_CONTAINER", "BUILD_GENERAL1_SMALL", True),
+        ("ARM_CONTAINER", "BUILD_GENERAL1_2XLARGE", True),
+        ("LINUX_GPU_CONTAINER", "BUILD_GENERAL1_MEDIUM", False),
+        ("ARM_CONTAINER", "BUILD_LAMBDA_1GB", False),
+        ("LINUX_LAMBDA_CONTAINER", "BUILD_LAMBDA_4GB", True),
+    ],
+)
 def test_compute_types_fit_the_environment_type(kind, compute, allowed, policy_server):
     policy_server.configure({})
     project = Resource("aws:codebuild/project:Project", {"environment": {"type": kind, "computeType": compute}})
@@ -396,63 +783,208 @@ def test_compute_types_fit_the_environment_type(kind, compute, allowed, policy_s
 
 def test_an_x86_image_in_an_arm_environment_is_refused(policy_server):
     policy_server.configure({})
-    project = Resource("aws:codebuild/project:Project",
-                       {"environment": {"image": "aws/codebuild/amazonlinux-x86_64-standard:5.0", "type": "ARM_CONTAINER"}})
+    project = Resource(
+        "aws:codebuild/project:Project",
+        {"environment": {"image": "aws/codebuild/amazonlinux-x86_64-standard:5.0", "type": "ARM_CONTAINER"}},
+    )
     found = findings(policy_server, project, "codebuild-image-matches-environment")
     assert len(found) == 1 and "built for x86" in found[0].message
 
 
 # -- edge forms: each policy must see through the forms a document or rule may take -----------------
 
+
 def _role_policy(*statements):
     return Resource("aws:iam/rolePolicy:RolePolicy", {"policy": doc(*statements)})
 
 
-@pytest.mark.parametrize("policy, resource, violates", [
-    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "Action": "*", "Resource": "*"}), True),
-    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "Action": ["s3:GetObject", "*"],
-                                              "Resource": ["arn:aws:s3:::b/*", "*"]}), True),
-    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}), True),
-    ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:s3:::b"}),
-     True),
-    ("iam-no-admin-statements", _role_policy({"Effect": "Deny", "Action": "*", "Resource": "*"},
-                                             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}), False),
-    ("iam-pass-role-scoped", _role_policy({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}), True),
-    ("iam-pass-role-scoped", _role_policy({"Effect": "Allow", "Action": "iam:PassRole",
-                                           "Resource": "arn:aws:iam::1:role/x"}), False),
-    ("iam-trust-no-wildcard-principal", Resource("aws:iam/role:Role", {"assumeRolePolicy": doc(
-        {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"})}), True),
-    ("iam-trust-no-wildcard-principal", Resource("aws:iam/role:Role", {"assumeRolePolicy": doc(
-        {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::1:root", "*"]}, "Action": "sts:AssumeRole"})}), True),
-    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                                      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "-1"}), True),
-    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                                      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 0,
-                                       "toPort": 65535}), True),
-    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                                      {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22}), True),
-    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                                      {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 443,
-                                       "toPort": 65535}), True),  # starts on a web port, opens the rest
-    ("sg-no-public-ingress", Resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                                      {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443}), False),
-    ("sg-no-public-ingress", Resource("aws:ec2/securityGroupRule:SecurityGroupRule", {
-        "type": "ingress", "ipv6CidrBlocks": ["::/0"], "protocol": "tcp", "fromPort": 3389, "toPort": 3389}), True),
-    ("sg-no-public-ingress", Resource("aws:ec2/securityGroup:SecurityGroup", {"ingress": [
-        {"cidrBlocks": ["0.0.0.0/0"], "protocol": "tcp", "fromPort": 443, "toPort": 443},
-        {"cidrBlocks": ["10.0.0.0/8", "0.0.0.0/0"], "protocol": "tcp", "fromPort": 5432, "toPort": 5432}]}), True),
-    ("lb-http-redirects-to-https", Resource("aws:lb/listener:Listener", {"protocol": "HTTP", "defaultActions": [
-        {"type": "redirect", "redirect": {"protocol": "HTTP", "port": "8080"}}]}), True),
-    ("ecs-no-privileged-containers", Resource(TD, {"containerDefinitions": json.dumps(
-        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "privileged": True}])}), True),
-    ("ecs-readonly-root-filesystem", Resource(TD, {"containerDefinitions": json.dumps(
-        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "readonlyRootFilesystem": False}])}), True),
-    ("ecs-container-logging", Resource(TD, {"containerDefinitions": json.dumps(
-        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "logConfiguration": None}])}), True),
-    ("ecs-no-plaintext-secrets", Resource(TD, {"containerDefinitions": json.dumps(
-        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar",
-                          "environment": [{"name": "UPSTREAM", "value": "AKIAIOSFODNN7EXAMPLE"}]}])}), True),
-])
+@pytest.mark.parametrize(
+    "policy, resource, violates",
+    [
+        ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "Action": "*", "Resource": "*"}), True),
+        (
+            "iam-no-admin-statements",
+            _role_policy({"Effect": "Allow", "Action": ["s3:GetObject", "*"], "Resource": ["arn:aws:s3:::b/*", "*"]}),
+            True,
+        ),
+        ("iam-no-admin-statements", _role_policy({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}), True),
+        (
+            "iam-no-admin-statements",
+            _role_policy({"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:s3:::b"}),
+            True,
+        ),
+        (
+            "iam-no-admin-statements",
+            _role_policy(
+                {"Effect": "Deny", "Action": "*", "Resource": "*"},
+                {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            ),
+            False,
+        ),
+        ("iam-pass-role-scoped", _role_policy({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}), True),
+        (
+            "iam-pass-role-scoped",
+            _role_policy({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/x"}),
+            False,
+        ),
+        (
+            "iam-trust-no-wildcard-principal",
+            Resource(
+                "aws:iam/role:Role",
+                {"assumeRolePolicy": doc({"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"})},
+            ),
+            True,
+        ),
+        (
+            "iam-trust-no-wildcard-principal",
+            Resource(
+                "aws:iam/role:Role",
+                {
+                    "assumeRolePolicy": doc(
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"AWS": ["arn:aws:iam::1:root", "*"]},
+                            "Action": "sts:AssumeRole",
+                        }
+                    )
+                },
+            ),
+            True,
+        ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "-1"},
+            ),
+            True,
+        ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 0, "toPort": 65535},
+            ),
+            True,
+        ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22},
+            ),
+            True,
+        ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 65535},
+            ),
+            True,
+        ),  # starts on a web port, opens the rest
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                {"cidrIpv6": "::/0", "ipProtocol": "tcp", "fromPort": 443, "toPort": 443},
+            ),
+            False,
+        ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:ec2/securityGroupRule:SecurityGroupRule",
+                {"type": "ingress", "ipv6CidrBlocks": ["::/0"], "protocol": "tcp", "fromPort": 3389, "toPort": 3389},
+            ),
+            True,
+        ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:ec2/securityGroup:SecurityGroup",
+                {
+                    "ingress": [
+                        {"cidrBlocks": ["0.0.0.0/0"], "protocol": "tcp", "fromPort": 443, "toPort": 443},
+                        {
+                            "cidrBlocks": ["10.0.0.0/8", "0.0.0.0/0"],
+                            "protocol": "tcp",
+                            "fromPort": 5432,
+                            "toPort": 5432,
+                        },
+                    ]
+                },
+            ),
+            True,
+        ),
+        (
+            "lb-http-redirects-to-https",
+            Resource(
+                "aws:lb/listener:Listener",
+                {
+                    "protocol": "HTTP",
+                    "defaultActions": [{"type": "redirect", "redirect": {"protocol": "HTTP", "port": "8080"}}],
+                },
+            ),
+            True,
+        ),
+        (
+            "ecs-no-privileged-containers",
+            Resource(
+                TD,
+                {
+                    "containerDefinitions": json.dumps(
+                        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "privileged": True}]
+                    )
+                },
+            ),
+            True,
+        ),
+        (
+            "ecs-readonly-root-filesystem",
+            Resource(
+                TD,
+                {
+                    "containerDefinitions": json.dumps(
+                        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "readonlyRootFilesystem": False}]
+                    )
+                },
+            ),
+            True,
+        ),
+        (
+            "ecs-container-logging",
+            Resource(
+                TD,
+                {
+                    "containerDefinitions": json.dumps(
+                        [GOOD_CONTAINER, {**GOOD_CONTAINER, "name": "sidecar", "logConfiguration": None}]
+                    )
+                },
+            ),
+            True,
+        ),
+        (
+            "ecs-no-plaintext-secrets",
+            Resource(
+                TD,
+                {
+                    "containerDefinitions": json.dumps(
+                        [
+                            GOOD_CONTAINER,
+                            {
+                                **GOOD_CONTAINER,
+                                "name": "sidecar",
+                                "environment": [{"name": "UPSTREAM", "value": "AKIAIOSFODNN7EXAMPLE"}],
+                            },
+                        ]
+                    )
+                },
+            ),
+            True,
+        ),
+    ],
+)
 def test_policies_see_through_edge_forms(policy, resource, violates, policy_server):
     policy_server.configure({})
     found = [f for f in findings(policy_server, resource, policy) if not f.could_not_run]

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 SCRIPTS = os.path.join(ROOT, "buildspecs", "scripts")
@@ -30,10 +29,15 @@ def stub(directory, name, body):
 
 
 def run(script, args, tmp_path, env=None):
-    environment = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path), "AWS_REGION": "us-east-1",
-                   **(env or {})}
-    return subprocess.run(["bash", os.path.join(SCRIPTS, script), *args], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=30)
+    environment = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path), "AWS_REGION": "us-east-1", **(env or {})}
+    return subprocess.run(
+        ["bash", os.path.join(SCRIPTS, script), *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def calls(tmp_path):
@@ -43,14 +47,22 @@ def calls(tmp_path):
 
 # -- the Image stage ---------------------------------------------------------------------------
 
-IMAGE_ENV = {"REPOSITORY_URI": REPO, "GIT_SHA": "abc123", "PLATFORM": "linux/arm64", "TRIVY_SEVERITY": "HIGH",
-             "XRAY_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev-pub/xray/aws-xray-daemon:3.x"}
+IMAGE_ENV = {
+    "REPOSITORY_URI": REPO,
+    "GIT_SHA": "abc123",
+    "PLATFORM": "linux/arm64",
+    "TRIVY_SEVERITY": "HIGH",
+    "XRAY_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev-pub/xray/aws-xray-daemon:3.x",
+}
 
 
 def image_stubs(tmp_path, describe, trivy_exit=0):
     stub(tmp_path, "aws", f'if [[ "$2" == describe-images ]]; then {describe}; exit 0; fi; echo token')
-    stub(tmp_path, "docker", f'if [[ "$1" == login ]]; then cat > /dev/null; fi\n'
-                             f'if [[ "$1" == inspect ]]; then echo "{REPO}@{DIGEST}"; fi')
+    stub(
+        tmp_path,
+        "docker",
+        f'if [[ "$1" == login ]]; then cat > /dev/null; fi\nif [[ "$1" == inspect ]]; then echo "{REPO}@{DIGEST}"; fi',
+    )
     stub(tmp_path, "trivy", f"exit {trivy_exit}")
 
 
@@ -59,8 +71,9 @@ def test_a_new_commit_is_built_scanned_then_pushed(tmp_path):
     result = run("build-image.sh", [str(tmp_path / "uri")], tmp_path, IMAGE_ENV)
     assert result.returncode == 0, result.stderr
     log = calls(tmp_path)
-    order = [next(i for i, c in enumerate(log) if c.startswith(p)) for p in ("docker build", "trivy image",
-                                                                               "docker push")]
+    order = [
+        next(i for i, c in enumerate(log) if c.startswith(p)) for p in ("docker build", "trivy image", "docker push")
+    ]
     assert order == sorted(order)  # nothing is pushed before the scan passes
     assert (tmp_path / "uri").read_text().strip() == f"{REPO}@{DIGEST}"
     assert any(c == f"docker pull --platform linux/arm64 {IMAGE_ENV['XRAY_IMAGE']}" for c in log)
@@ -137,15 +150,23 @@ RUNNING = REPO + "@" + DIGEST
 def pulumi_stub(tmp_path, configured="", output=RUNNING, failure=""):
     """`pulumi config --json` and `pulumi stack output --json` as the CLI prints them."""
     service = json.dumps({"name": "web", **({"image": configured} if configured else {})})
-    config = json.dumps({"aws:region": {"value": "us-east-1", "secret": False},
-                         "cicd:service": {"value": service, "objectValue": json.loads(service), "secret": False}})
+    config = json.dumps(
+        {
+            "aws:region": {"value": "us-east-1", "secret": False},
+            "cicd:service": {"value": service, "objectValue": json.loads(service), "secret": False},
+        }
+    )
     outputs = json.dumps({"imageRef": output} if output else {})
-    stub(tmp_path, "pulumi", f'''
+    stub(
+        tmp_path,
+        "pulumi",
+        f'''
 if [[ -n "{failure}" ]]; then echo "{failure}" >&2; exit 255; fi
 case "$1 $2" in
   "config --json") echo '{config}' ;;
   "stack output") echo '{outputs}' ;;
-esac''')
+esac''',
+    )
 
 
 def test_jobs_without_a_release_keep_the_running_image(tmp_path):
@@ -192,15 +213,21 @@ def test_the_comment_is_cut_between_characters_and_within_the_limit():
 
 @pytest.mark.parametrize("limit", range(300, 340))
 def test_every_cut_point_of_multibyte_text_stays_whole(limit):
-    text = pr_comment.comment(stack="dev", commit="abc", status=1, setup_status=0, setup_log="",
-                              log="é€😀" * 200, limit=limit)
+    text = pr_comment.comment(
+        stack="dev", commit="abc", status=1, setup_status=0, setup_log="", log="é€😀" * 200, limit=limit
+    )
     assert len(text.encode("utf-8")) <= limit and "\ufffd" not in text
 
 
 def test_a_failed_setup_shows_the_end_of_its_log():
-    text = pr_comment.comment(stack="dev", commit="abc", status=1, setup_status=1,
-                              setup_log="pip install ...\nerror: cannot assume arn:aws:iam::1:role/p: AccessDenied\n",
-                              log="")
+    text = pr_comment.comment(
+        stack="dev",
+        commit="abc",
+        status=1,
+        setup_status=1,
+        setup_log="pip install ...\nerror: cannot assume arn:aws:iam::1:role/p: AccessDenied\n",
+        log="",
+    )
     assert "FAILED" in text and "setup failed (exit 1)" in text
     assert "cannot assume arn:aws:iam::1:role/p" in text
 
@@ -212,16 +239,30 @@ def test_a_fence_in_the_log_does_not_end_the_block():
 
 def test_the_preview_build_posts_the_setup_log_when_setup_fails(tmp_path):
     """The whole preview command of preview.yml, with a preview role that cannot be assumed."""
-    stub(tmp_path, "aws", '''
+    stub(
+        tmp_path,
+        "aws",
+        """
 if [[ "$1" == sts ]]; then echo "An error occurred (AccessDenied) assuming the role" >&2; exit 254; fi
-if [[ "$1" == codecommit ]]; then f="${@: -1}"; cat "${f#file://}" > "$(dirname "$0")/posted.md"; fi''')
+if [[ "$1" == codecommit ]]; then f="${@: -1}"; cat "${f#file://}" > "$(dirname "$0")/posted.md"; fi""",
+    )
     (script,) = [c for c in _build_commands("preview.yml") if "post-comment-for-pull-request" in c]
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path), "AWS_REGION": "us-east-1",
-           "PREVIEW_ROLE_ARN": "arn:aws:iam::123456789012:role/preview", "PR_ID": "7", "PULUMI_STACK": "dev",
-           "SOURCE_COMMIT": "abc", "DESTINATION_COMMIT": "def", "REPOSITORY_NAME": "web"}
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AWS_REGION": "us-east-1",
+        "PREVIEW_ROLE_ARN": "arn:aws:iam::123456789012:role/preview",
+        "PR_ID": "7",
+        "PULUMI_STACK": "dev",
+        "SOURCE_COMMIT": "abc",
+        "DESTINATION_COMMIT": "def",
+        "REPOSITORY_NAME": "web",
+    }
     result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     posted = (tmp_path / "posted.md").read_text()
     assert "setup failed" in posted and "AccessDenied" in posted
     # The comment is posted with the build's own role: no profile of the preview role is in force.
-    assert any(c.startswith("aws codecommit post-comment-for-pull-request --pull-request-id 7") for c in calls(tmp_path))
+    assert any(
+        c.startswith("aws codecommit post-comment-for-pull-request --pull-request-id 7") for c in calls(tmp_path)
+    )

@@ -19,9 +19,16 @@ def error(tmp_path, text):
 
 
 def test_yes_no_on_off_are_strings_as_in_yaml_1_2(tmp_path):
-    config, _ = program.load_stack_config("t", write(tmp_path, (
-        "config:\n  aws:region: us-east-1\n  cicd:tags:\n    backup: yes\n    owner: no\n    dr: on\n"
-        "  cicd:protect: true\n")))
+    config, _ = program.load_stack_config(
+        "t",
+        write(
+            tmp_path,
+            (
+                "config:\n  aws:region: us-east-1\n  cicd:tags:\n    backup: yes\n    owner: no\n    dr: on\n"
+                "  cicd:protect: true\n"
+            ),
+        ),
+    )
     assert config["cicd:tags"] == '{"backup": "yes", "owner": "no", "dr": "on"}'
     assert config["cicd:protect"] == "true"
 

@@ -28,8 +28,12 @@ SAMPLING_RATE = float(os.environ.get("XRAY_SAMPLING_RATE", "0.05"))
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": round(record.created, 3), "level": record.levelname.lower(), "service": SERVICE,
-                 "message": record.getMessage()}
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "service": SERVICE,
+            "message": record.getMessage(),
+        }
         entry.update(getattr(record, "fields", {}))
         return json.dumps(entry, separators=(",", ":"))
 
@@ -87,9 +91,18 @@ class Handler(BaseHTTPRequestHandler):
         if fields and url.path != "/health" and tracing.should_sample(fields, SAMPLING_RATE):
             tracing.send(tracing.segment(SERVICE, fields, wall_start, tracing.now(), "GET", url.path, status))
         if url.path != "/health" or status != 200:
-            LOG.info("request", extra={"fields": {
-                "method": "GET", "path": url.path, "status": status, "trace": trace,
-                "ms": round((time.perf_counter() - started) * 1000, 2)}})
+            LOG.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": "GET",
+                        "path": url.path,
+                        "status": status,
+                        "trace": trace,
+                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                    }
+                },
+            )
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

@@ -33,8 +33,7 @@ def should_sample(fields: dict[str, str], rate: float, draw=random.random) -> bo
     return draw() < rate
 
 
-def segment(name: str, fields: dict[str, str], start: float, end: float, method: str, path: str,
-            status: int) -> dict:
+def segment(name: str, fields: dict[str, str], start: float, end: float, method: str, path: str, status: int) -> dict:
     document = {
         "name": name,
         "id": os.urandom(8).hex(),

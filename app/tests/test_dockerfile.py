@@ -3,8 +3,11 @@
 from pathlib import Path
 
 DOCKERFILE = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
-INSTRUCTIONS = [line.split(None, 1) for line in DOCKERFILE.splitlines() if line and not line.startswith("#")
-                and not line.startswith(" ")]
+INSTRUCTIONS = [
+    line.split(None, 1)
+    for line in DOCKERFILE.splitlines()
+    if line and not line.startswith("#") and not line.startswith(" ")
+]
 
 
 def instruction(name):

@@ -24,7 +24,7 @@ def tail(text: str, budget_bytes: int) -> str:
     if len(encoded) <= budget_bytes:
         return text
     budget = max(budget_bytes - len(CUT_NOTE.encode("utf-8")), 0)
-    end = encoded[len(encoded) - budget:]
+    end = encoded[len(encoded) - budget :]
     # A UTF-8 continuation byte is 0b10xxxxxx: skip those to start on the first whole character.
     start = 0
     while start < len(end) and end[start] & 0xC0 == 0x80:
@@ -32,12 +32,22 @@ def tail(text: str, budget_bytes: int) -> str:
     return CUT_NOTE + end[start:].decode("utf-8")
 
 
-def comment(*, stack: str, commit: str, status: int, setup_status: int, setup_log: str, log: str,
-            limit: int = COMMENT_LIMIT_BYTES) -> str:
+def comment(
+    *,
+    stack: str,
+    commit: str,
+    status: int,
+    setup_status: int,
+    setup_log: str,
+    log: str,
+    limit: int = COMMENT_LIMIT_BYTES,
+) -> str:
     verdict = "passed" if status == 0 else "FAILED"
     if setup_status != 0:
-        head = (f"Preview of stack {stack} for commit {commit}: {verdict}\n\n"
-                f"The preview did not run: its setup failed (exit {setup_status}). The end of the setup log:\n\n")
+        head = (
+            f"Preview of stack {stack} for commit {commit}: {verdict}\n\n"
+            f"The preview did not run: its setup failed (exit {setup_status}). The end of the setup log:\n\n"
+        )
         body = setup_log
     else:
         head = f"Preview of stack {stack} for commit {commit}: {verdict}\n\n"
@@ -68,8 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup-log")
     parser.add_argument("--log")
     args = parser.parse_args(argv)
-    sys.stdout.write(comment(stack=args.stack, commit=args.commit, status=args.status,
-                             setup_status=args.setup_status, setup_log=_read(args.setup_log), log=_read(args.log)))
+    sys.stdout.write(
+        comment(
+            stack=args.stack,
+            commit=args.commit,
+            status=args.status,
+            setup_status=args.setup_status,
+            setup_log=_read(args.setup_log),
+            log=_read(args.log),
+        )
+    )
     return 0
 
 

@@ -24,7 +24,8 @@ ATTEMPTS = int(os.environ.get("ATTEMPTS", "3"))
 
 def _node_addresses(ec2):
     pages = ec2.get_paginator("describe_network_interfaces").paginate(
-        Filters=[{"Name": "description", "Values": [f"ELB app/{LB_NAME}/*"]}])
+        Filters=[{"Name": "description", "Values": [f"ELB app/{LB_NAME}/*"]}]
+    )
     return [eni["PrivateIpAddress"] for page in pages for eni in page["NetworkInterfaces"]]
 
 
@@ -59,7 +60,14 @@ def handler(event, _context, ec2=None):
             if statuses[address] == 200:
                 break
     healthy = all(status == 200 for status in statuses.values())
-    print(json.dumps({"result": "SUCCEEDED" if healthy else "FAILED", "statuses": statuses,
-                      "serviceArn": event.get("serviceArn"),
-                      "targetServiceRevisionArn": event.get("targetServiceRevisionArn")}))
+    print(
+        json.dumps(
+            {
+                "result": "SUCCEEDED" if healthy else "FAILED",
+                "statuses": statuses,
+                "serviceArn": event.get("serviceArn"),
+                "targetServiceRevisionArn": event.get("targetServiceRevisionArn"),
+            }
+        )
+    )
     return {"hookStatus": "SUCCEEDED" if healthy else "FAILED"}

@@ -10,7 +10,8 @@ that could not run during preview.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -33,8 +34,17 @@ from pulumi_policy.proxy import (
     UnknownValueError,
 )
 
-UNKNOWNS = frozenset({UNKNOWN_ARCHIVE_VALUE, UNKNOWN_ARRAY_VALUE, UNKNOWN_ASSET_VALUE, UNKNOWN_BOOLEAN_VALUE,
-                      UNKNOWN_NUMBER_VALUE, UNKNOWN_OBJECT_VALUE, UNKNOWN_STRING_VALUE})
+UNKNOWNS = frozenset(
+    {
+        UNKNOWN_ARCHIVE_VALUE,
+        UNKNOWN_ARRAY_VALUE,
+        UNKNOWN_ASSET_VALUE,
+        UNKNOWN_BOOLEAN_VALUE,
+        UNKNOWN_NUMBER_VALUE,
+        UNKNOWN_OBJECT_VALUE,
+        UNKNOWN_STRING_VALUE,
+    }
+)
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
@@ -151,9 +161,16 @@ Check = Callable[[dict, ResourceValidationArgs], Iterable[str]]
 StackCheck = Callable[[list, StackValidationArgs], Iterable[tuple[str, str]]]
 
 
-def resource_policy(name: str, description: str, types: str | Sequence[str], check: Check, *,
-                    enforcement: EnforcementLevel = MANDATORY, severity: Severity = Severity.HIGH,
-                    config_schema: PolicyConfigSchema | None = None) -> ResourceValidationPolicy:
+def resource_policy(
+    name: str,
+    description: str,
+    types: str | Sequence[str],
+    check: Check,
+    *,
+    enforcement: EnforcementLevel = MANDATORY,
+    severity: Severity = Severity.HIGH,
+    config_schema: PolicyConfigSchema | None = None,
+) -> ResourceValidationPolicy:
     wanted = {types} if isinstance(types, str) else set(types)
 
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -162,19 +179,37 @@ def resource_policy(name: str, description: str, types: str | Sequence[str], che
         for message in check(plain(args.props), args):
             report(message)
 
-    return ResourceValidationPolicy(name=name, description=description, validate=validate,
-                                    enforcement_level=enforcement, severity=severity, config_schema=config_schema)
+    return ResourceValidationPolicy(
+        name=name,
+        description=description,
+        validate=validate,
+        enforcement_level=enforcement,
+        severity=severity,
+        config_schema=config_schema,
+    )
 
 
-def stack_policy(name: str, description: str, check: StackCheck, *, enforcement: EnforcementLevel = MANDATORY,
-                 severity: Severity = Severity.HIGH,
-                 config_schema: PolicyConfigSchema | None = None) -> StackValidationPolicy:
+def stack_policy(
+    name: str,
+    description: str,
+    check: StackCheck,
+    *,
+    enforcement: EnforcementLevel = MANDATORY,
+    severity: Severity = Severity.HIGH,
+    config_schema: PolicyConfigSchema | None = None,
+) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         for message, urn in check(list(args.resources), args):
             report(message, urn)
 
-    return StackValidationPolicy(name=name, description=description, validate=validate,
-                                 enforcement_level=enforcement, severity=severity, config_schema=config_schema)
+    return StackValidationPolicy(
+        name=name,
+        description=description,
+        validate=validate,
+        enforcement_level=enforcement,
+        severity=severity,
+        config_schema=config_schema,
+    )
 
 
 def of_type(resources: list, typ: str) -> Iterator:

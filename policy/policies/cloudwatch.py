@@ -13,8 +13,10 @@ def _retention(props, args):
     minimum = (args.get_config() or {}).get("minimumRetentionDays", DEFAULT_MINIMUM_RETENTION_DAYS)
     days = known(props.get("retentionInDays"), "retentionInDays")
     if not days:
-        yield (f"Log groups must set a retention (unset means logs never expire). Set retentionInDays to at "
-               f"least {minimum}.")
+        yield (
+            f"Log groups must set a retention (unset means logs never expire). Set retentionInDays to at "
+            f"least {minimum}."
+        )
     elif days < minimum:
         yield f"Log groups must keep logs at least {minimum} days; got {days}. Raise retentionInDays."
 
@@ -32,13 +34,30 @@ def _alarm_actions(props, _args):
 
 
 POLICIES = [
-    resource_policy("cloudwatch-log-group-retention",
-                    "Checks that log groups set a retention of at least the configured minimum.", LOG_GROUP, _retention,
-                    severity=Severity.MEDIUM,
-                    config_schema=PolicyConfigSchema(properties={"minimumRetentionDays": {
-                        "type": "integer", "minimum": 1, "default": DEFAULT_MINIMUM_RETENTION_DAYS}})),
-    resource_policy("cloudwatch-log-group-kms", "Checks that log groups are encrypted with a KMS key.", LOG_GROUP,
-                    _kms, severity=Severity.MEDIUM),
-    resource_policy("cloudwatch-alarm-actions", "Checks that alarms are enabled and have actions.", ALARM,
-                    _alarm_actions, severity=Severity.MEDIUM),
+    resource_policy(
+        "cloudwatch-log-group-retention",
+        "Checks that log groups set a retention of at least the configured minimum.",
+        LOG_GROUP,
+        _retention,
+        severity=Severity.MEDIUM,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "minimumRetentionDays": {"type": "integer", "minimum": 1, "default": DEFAULT_MINIMUM_RETENTION_DAYS}
+            }
+        ),
+    ),
+    resource_policy(
+        "cloudwatch-log-group-kms",
+        "Checks that log groups are encrypted with a KMS key.",
+        LOG_GROUP,
+        _kms,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "cloudwatch-alarm-actions",
+        "Checks that alarms are enabled and have actions.",
+        ALARM,
+        _alarm_actions,
+        severity=Severity.MEDIUM,
+    ),
 ]

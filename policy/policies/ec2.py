@@ -45,8 +45,10 @@ def _no_public_ingress(props, args):
     for cidrs, protocol, from_port, to_port in _open_rules(props, args):
         open_cidrs = sorted(OPEN & {c for c in cidrs if isinstance(c, str)})
         if open_cidrs and not _web_only(protocol, from_port, to_port):
-            yield (f"Ingress from {', '.join(open_cidrs)} is allowed only on ports 80 and 443; this rule opens "
-                   f"protocol {protocol} ports {from_port}-{to_port}. Restrict the source or the port.")
+            yield (
+                f"Ingress from {', '.join(open_cidrs)} is allowed only on ports 80 and 443; this rule opens "
+                f"protocol {protocol} ports {from_port}-{to_port}. Restrict the source or the port."
+            )
 
 
 def _descriptions(props, args):
@@ -67,8 +69,10 @@ def _text_problem(value, what, rule=False):
     allowed, shown = (EC2_RULE_TEXT, "._-:/()#,@[]+=;{}!$*") if rule else (EC2_TEXT, "._-:/()#,@[]+=&;{}!$*")
     bad = sorted({c for c in value if not allowed.match(c)})
     if bad:
-        return (f"{what} contains {', '.join(repr(c) for c in bad)}, which EC2 rejects: use only a-z, A-Z, 0-9, "
-                f"spaces and {shown}. Rewrite {what}.")
+        return (
+            f"{what} contains {', '.join(repr(c) for c in bad)}, which EC2 rejects: use only a-z, A-Z, 0-9, "
+            f"spaces and {shown}. Rewrite {what}."
+        )
     if len(value) > EC2_TEXT_MAX:
         return f"{what} is {len(value)} characters; EC2 allows at most {EC2_TEXT_MAX}. Shorten it."
     return None
@@ -90,12 +94,27 @@ def _valid_text(props, args):
 
 
 POLICIES = [
-    resource_policy("ec2-security-group-text", "Checks that security group names and group and rule descriptions "
-                    "use only the characters and length EC2 accepts.",
-                    (GROUP, LEGACY_RULE, INGRESS_RULE, EGRESS_RULE), _valid_text, severity=Severity.HIGH),
-    resource_policy("sg-no-public-ingress", "Checks that no security group admits the internet except on 80 and 443.",
-                    (GROUP, LEGACY_RULE, INGRESS_RULE), _no_public_ingress, severity=Severity.CRITICAL),
-    resource_policy("sg-descriptions", "Checks that security groups and their rules have descriptions.",
-                    (GROUP, LEGACY_RULE, INGRESS_RULE, EGRESS_RULE), _descriptions, enforcement=ADVISORY,
-                    severity=Severity.LOW),
+    resource_policy(
+        "ec2-security-group-text",
+        "Checks that security group names and group and rule descriptions "
+        "use only the characters and length EC2 accepts.",
+        (GROUP, LEGACY_RULE, INGRESS_RULE, EGRESS_RULE),
+        _valid_text,
+        severity=Severity.HIGH,
+    ),
+    resource_policy(
+        "sg-no-public-ingress",
+        "Checks that no security group admits the internet except on 80 and 443.",
+        (GROUP, LEGACY_RULE, INGRESS_RULE),
+        _no_public_ingress,
+        severity=Severity.CRITICAL,
+    ),
+    resource_policy(
+        "sg-descriptions",
+        "Checks that security groups and their rules have descriptions.",
+        (GROUP, LEGACY_RULE, INGRESS_RULE, EGRESS_RULE),
+        _descriptions,
+        enforcement=ADVISORY,
+        severity=Severity.LOW,
+    ),
 ]

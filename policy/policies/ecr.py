@@ -1,7 +1,19 @@
 """ECR: scanning, immutable tags, KMS, lifecycle, never public."""
 
-from ._util import (as_list, dig, is_unknown, is_public_principal, is_set, known, of_type, parse_json, plain, resource_policy,
-                    stack_policy, statements)
+from ._util import (
+    as_list,
+    dig,
+    is_public_principal,
+    is_set,
+    is_unknown,
+    known,
+    of_type,
+    parse_json,
+    plain,
+    resource_policy,
+    stack_policy,
+    statements,
+)
 
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -20,14 +32,21 @@ def _immutable(props, _args):
 
 
 def _kms(props, _args):
-    configs = as_list(known(props.get("encryptionConfigurations"), "encryptionConfigurations")
-                      if is_unknown(props.get("encryptionConfigurations")) else props.get("encryptionConfigurations"))
+    configs = as_list(
+        known(props.get("encryptionConfigurations"), "encryptionConfigurations")
+        if is_unknown(props.get("encryptionConfigurations"))
+        else props.get("encryptionConfigurations")
+    )
     config = configs[0] if configs else {}
-    config = {"encryptionType": known(config.get("encryptionType"), "encryptionConfigurations.encryptionType"),
-              "kmsKey": config.get("kmsKey")}
+    config = {
+        "encryptionType": known(config.get("encryptionType"), "encryptionConfigurations.encryptionType"),
+        "kmsKey": config.get("kmsKey"),
+    }
     if config.get("encryptionType") != "KMS" or not is_set(config.get("kmsKey")):
-        yield ("ECR repositories must be encrypted with a customer-managed KMS key. Set "
-               "encryptionConfigurations to [{encryptionType: KMS, kmsKey: <key ARN>}].")
+        yield (
+            "ECR repositories must be encrypted with a customer-managed KMS key. Set "
+            "encryptionConfigurations to [{encryptionType: KMS, kmsKey: <key ARN>}]."
+        )
 
 
 def _lifecycle(resources, _args):
@@ -38,8 +57,11 @@ def _lifecycle(resources, _args):
     for repo in of_type(resources, REPOSITORY):
         name = plain(repo.props).get("name")
         if name not in covered:
-            yield (f"ECR repository {name} must have a lifecycle policy. Add an aws.ecr.LifecyclePolicy "
-                   "that expires untagged images and keeps a bounded number of tagged ones.", repo.urn)
+            yield (
+                f"ECR repository {name} must have a lifecycle policy. Add an aws.ecr.LifecyclePolicy "
+                "that expires untagged images and keeps a bounded number of tagged ones.",
+                repo.urn,
+            )
 
 
 def _not_public(props, _args):
@@ -50,13 +72,18 @@ def _not_public(props, _args):
 
 
 POLICIES = [
-    resource_policy("ecr-scan-on-push", "Checks that ECR repositories scan images on push.", REPOSITORY,
-                    _scan_on_push),
-    resource_policy("ecr-immutable-tags", "Checks that ECR repositories have immutable image tags.", REPOSITORY,
-                    _immutable),
-    resource_policy("ecr-kms-encryption", "Checks that ECR repositories use a customer-managed KMS key.",
-                    REPOSITORY, _kms),
+    resource_policy("ecr-scan-on-push", "Checks that ECR repositories scan images on push.", REPOSITORY, _scan_on_push),
+    resource_policy(
+        "ecr-immutable-tags", "Checks that ECR repositories have immutable image tags.", REPOSITORY, _immutable
+    ),
+    resource_policy(
+        "ecr-kms-encryption", "Checks that ECR repositories use a customer-managed KMS key.", REPOSITORY, _kms
+    ),
     stack_policy("ecr-lifecycle-policy", "Checks that every ECR repository has a lifecycle policy.", _lifecycle),
-    resource_policy("ecr-no-public-repository-policy", "Checks that ECR repository policies are never public.",
-                    REPOSITORY_POLICY, _not_public),
+    resource_policy(
+        "ecr-no-public-repository-policy",
+        "Checks that ECR repository policies are never public.",
+        REPOSITORY_POLICY,
+        _not_public,
+    ),
 ]

@@ -2,9 +2,22 @@
 
 import re
 
-from ._util import (ADVISORY, as_list, contains_unknown, dig, is_set, is_unknown, known, of_type, parse_json, plain,
-                    resource_policy, stack_policy)
 from pulumi_policy import Severity
+
+from ._util import (
+    ADVISORY,
+    as_list,
+    contains_unknown,
+    dig,
+    is_set,
+    is_unknown,
+    known,
+    of_type,
+    parse_json,
+    plain,
+    resource_policy,
+    stack_policy,
+)
 
 CLUSTER = "aws:ecs/cluster:Cluster"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -35,8 +48,10 @@ def _privileged(props, _args):
 def _readonly_root(props, _args):
     for c in _containers(props):
         if c.get("readonlyRootFilesystem") is not True:
-            yield (f"Container {c.get('name')} must have a read-only root filesystem. Set readonlyRootFilesystem "
-                   "to true and mount a volume where it must write.")
+            yield (
+                f"Container {c.get('name')} must have a read-only root filesystem. Set readonlyRootFilesystem "
+                "to true and mount a volume where it must write."
+            )
 
 
 def _host_namespaces(props, _args):
@@ -70,8 +85,10 @@ def _plaintext_secrets(props, _args):
             name = str(variable.get("name", "")).upper()
             value = str(variable.get("value", ""))
             if any(word in name for word in SECRET_WORDS) or AWS_KEY_RE.search(value):
-                yield (f"Container {c.get('name')} must not carry {variable.get('name')} in plain environment. "
-                       "Move it to secrets (valueFrom a Secrets Manager secret).")
+                yield (
+                    f"Container {c.get('name')} must not carry {variable.get('name')} in plain environment. "
+                    "Move it to secrets (valueFrom a Secrets Manager secret)."
+                )
 
 
 def _no_public_ip(props, _args):
@@ -98,21 +115,30 @@ def _rollback(resources, _args):
 def _service_rollback(props, alarm_names):
     if not is_set(props.get("loadBalancers")):
         return
-    if not (dig(props, "deploymentCircuitBreaker", "enable") is True
-            and dig(props, "deploymentCircuitBreaker", "rollback") is True):
-        yield "Load-balanced services must roll back failed deployments. Set deploymentCircuitBreaker to enable and rollback."
+    if not (
+        dig(props, "deploymentCircuitBreaker", "enable") is True
+        and dig(props, "deploymentCircuitBreaker", "rollback") is True
+    ):
+        yield (
+            "Load-balanced services must roll back failed deployments. "
+            "Set deploymentCircuitBreaker to enable and rollback."
+        )
     strategy = dig(props, "deploymentConfiguration", "strategy")
     if strategy in ("BLUE_GREEN", "CANARY", "LINEAR"):
         enabled = dig(props, "alarms", "enable") is True and dig(props, "alarms", "rollback") is True
         names = dig(props, "alarms", "alarmNames")
         if not (enabled and is_set(names)):
-            yield (f"{strategy} deployments must roll back on alarms. Set alarms to the deployment alarms' names "
-                   "with enable and rollback true.")
+            yield (
+                f"{strategy} deployments must roll back on alarms. Set alarms to the deployment alarms' names "
+                "with enable and rollback true."
+            )
         elif isinstance(names, list):
             missing = [n for n in names if isinstance(n, str) and not is_unknown(n) and n not in alarm_names]
             if missing:
-                yield (f"The deployment alarms {', '.join(missing)} are not in the stack, so nothing would roll "
-                       "the deployment back. Create them or fix alarms.alarmNames.")
+                yield (
+                    f"The deployment alarms {', '.join(missing)} are not in the stack, so nothing would roll "
+                    "the deployment back. Create them or fix alarms.alarmNames."
+                )
 
 
 LISTENER = "aws:lb/listener:Listener"
@@ -168,16 +194,19 @@ def _blue_green_by_dependencies(service):
     owners = []
     for rule in rules.values():
         if set(groups) - set(_deps(rule, "actions", TARGET_GROUP)):
-            yield ("Each blue/green listener rule must forward to both the primary and the alternate target "
-                   "group (ECS shifts their weights). Add both to the rule's forward action.")
+            yield (
+                "Each blue/green listener rule must forward to both the primary and the alternate target "
+                "group (ECS shifts their weights). Add both to the rule's forward action."
+            )
         owners += list(_deps(rule, "listenerArn", LISTENER).values())
     if len(owners) == 2:
         balancers = [set(_deps(o, "loadBalancerArn", "aws:lb/loadBalancer:LoadBalancer")) for o in owners]
         if balancers[0] != balancers[1]:
             yield "The production and test listener rules must be on listeners of the same load balancer."
         if plain(owners[0].props).get("port") == plain(owners[1].props).get("port"):
-            yield ("The production and test listeners must listen on different ports. Give the test "
-                   "listener its own port.")
+            yield (
+                "The production and test listeners must listen on different ports. Give the test listener its own port."
+            )
 
 
 def _blue_green_settings(config, strategy):
@@ -197,8 +226,10 @@ def _blue_green_service(props, config, strategy, rules, listeners, groups):
         advanced = lb.get("advancedConfiguration") if isinstance(lb, dict) else None
         needed = ("alternateTargetGroupArn", "productionListenerRule", "roleArn")
         if not isinstance(advanced, dict) or not all(is_set(advanced.get(k)) for k in needed):
-            yield (f"{strategy} deployments need advancedConfiguration with alternateTargetGroupArn, "
-                   "productionListenerRule and roleArn on the load balancer. Set them.")
+            yield (
+                f"{strategy} deployments need advancedConfiguration with alternateTargetGroupArn, "
+                "productionListenerRule and roleArn on the load balancer. Set them."
+            )
             continue
         primary = known(lb.get("targetGroupArn"), "loadBalancers.targetGroupArn")
         alternate = known(advanced.get("alternateTargetGroupArn"), "alternateTargetGroupArn")
@@ -214,43 +245,97 @@ def _blue_green_service(props, config, strategy, rules, listeners, groups):
         for arn in wired:
             forwarded = set(_forwarded(rules[arn]))
             if {primary, alternate} - forwarded:
-                yield ("Each blue/green listener rule must forward to both the primary and the alternate target "
-                       "group (ECS shifts their weights). Add both to the rule's forward action.")
+                yield (
+                    "Each blue/green listener rule must forward to both the primary and the alternate target "
+                    "group (ECS shifts their weights). Add both to the rule's forward action."
+                )
         owners = [listeners.get(rules[arn].get("listenerArn")) for arn in wired]
         if all(owners):
             if len({o.get("loadBalancerArn") for o in owners}) > 1:
                 yield "The production and test listener rules must be on listeners of the same load balancer."
             if len(owners) == 2 and owners[0].get("port") == owners[1].get("port"):
-                yield ("The production and test listeners must listen on different ports. Give the test "
-                       "listener its own port.")
+                yield (
+                    "The production and test listeners must listen on different ports. Give the test "
+                    "listener its own port."
+                )
 
 
 POLICIES = [
-    resource_policy("ecs-cluster-container-insights", "Checks that ECS clusters have Container Insights.",
-                    CLUSTER, _insights, severity=Severity.MEDIUM),
-    resource_policy("ecs-no-privileged-containers", "Checks that no container runs privileged.", TASK_DEFINITION,
-                    _privileged, severity=Severity.CRITICAL),
-    resource_policy("ecs-readonly-root-filesystem", "Checks that containers have a read-only root filesystem.",
-                    TASK_DEFINITION, _readonly_root),
-    resource_policy("ecs-no-host-namespaces", "Checks that task definitions do not share the host's PID or IPC.",
-                    TASK_DEFINITION, _host_namespaces),
-    resource_policy("ecs-awsvpc-network-mode", "Checks that task definitions use awsvpc networking.",
-                    TASK_DEFINITION, _awsvpc, severity=Severity.MEDIUM),
-    resource_policy("ecs-container-logging", "Checks that every container has a log configuration.",
-                    TASK_DEFINITION, _logging, severity=Severity.MEDIUM),
-    resource_policy("ecs-non-root-user", "Checks that containers run as a non-root user.", TASK_DEFINITION,
-                    _non_root, enforcement=ADVISORY, severity=Severity.MEDIUM),
-    resource_policy("ecs-no-plaintext-secrets", "Checks that containers carry no secrets in plain environment.",
-                    TASK_DEFINITION, _plaintext_secrets, severity=Severity.CRITICAL),
-    resource_policy("ecs-service-no-public-ip", "Checks that ECS services assign no public IPs.", SERVICE,
-                    _no_public_ip),
-    resource_policy("ecs-fargate-platform-version", "Checks that Fargate services run platform 1.4.0 or later.",
-                    SERVICE, _platform_version, severity=Severity.MEDIUM),
-    stack_policy("ecs-service-rollback",
-                 "Checks that load-balanced services roll back bad deployments on a circuit breaker and on alarms "
-                 "that exist in the stack.", _rollback),
-    stack_policy("ecs-blue-green-wiring",
-                 "Checks that ECS blue/green services have distinct target groups, listener rules that forward to "
-                 "both on one load balancer with distinct ports, and bake and step settings ECS accepts.",
-                 _blue_green),
+    resource_policy(
+        "ecs-cluster-container-insights",
+        "Checks that ECS clusters have Container Insights.",
+        CLUSTER,
+        _insights,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "ecs-no-privileged-containers",
+        "Checks that no container runs privileged.",
+        TASK_DEFINITION,
+        _privileged,
+        severity=Severity.CRITICAL,
+    ),
+    resource_policy(
+        "ecs-readonly-root-filesystem",
+        "Checks that containers have a read-only root filesystem.",
+        TASK_DEFINITION,
+        _readonly_root,
+    ),
+    resource_policy(
+        "ecs-no-host-namespaces",
+        "Checks that task definitions do not share the host's PID or IPC.",
+        TASK_DEFINITION,
+        _host_namespaces,
+    ),
+    resource_policy(
+        "ecs-awsvpc-network-mode",
+        "Checks that task definitions use awsvpc networking.",
+        TASK_DEFINITION,
+        _awsvpc,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "ecs-container-logging",
+        "Checks that every container has a log configuration.",
+        TASK_DEFINITION,
+        _logging,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "ecs-non-root-user",
+        "Checks that containers run as a non-root user.",
+        TASK_DEFINITION,
+        _non_root,
+        enforcement=ADVISORY,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "ecs-no-plaintext-secrets",
+        "Checks that containers carry no secrets in plain environment.",
+        TASK_DEFINITION,
+        _plaintext_secrets,
+        severity=Severity.CRITICAL,
+    ),
+    resource_policy(
+        "ecs-service-no-public-ip", "Checks that ECS services assign no public IPs.", SERVICE, _no_public_ip
+    ),
+    resource_policy(
+        "ecs-fargate-platform-version",
+        "Checks that Fargate services run platform 1.4.0 or later.",
+        SERVICE,
+        _platform_version,
+        severity=Severity.MEDIUM,
+    ),
+    stack_policy(
+        "ecs-service-rollback",
+        "Checks that load-balanced services roll back bad deployments on a circuit breaker and on alarms "
+        "that exist in the stack.",
+        _rollback,
+    ),
+    stack_policy(
+        "ecs-blue-green-wiring",
+        "Checks that ECS blue/green services have distinct target groups, listener rules that forward to "
+        "both on one load balancer with distinct ports, and bake and step settings ECS accepts.",
+        _blue_green,
+    ),
 ]

@@ -19,15 +19,28 @@ def _customer_key(key_property, aws_alias):
     def check(props, _args):
         value = props.get(key_property)
         if not is_set(value) or (not is_unknown(value) and str(value).endswith(aws_alias)):
-            yield (f"{key_property} must name a customer-managed KMS key (not the AWS-managed {aws_alias}). "
-                   "Set it to the key's ARN.")
+            yield (
+                f"{key_property} must name a customer-managed KMS key (not the AWS-managed {aws_alias}). "
+                "Set it to the key's ARN."
+            )
+
     return check
 
 
 POLICIES = [
     resource_policy("kms-key-rotation", "Checks that symmetric KMS keys rotate.", KEY, _rotation),
-    resource_policy("sns-topic-cmk", "Checks that SNS topics are encrypted with a customer-managed key.", TOPIC,
-                    _customer_key("kmsMasterKeyId", "alias/aws/sns"), severity=Severity.MEDIUM),
-    resource_policy("secretsmanager-cmk", "Checks that secrets are encrypted with a customer-managed key.", SECRET,
-                    _customer_key("kmsKeyId", "alias/aws/secretsmanager"), severity=Severity.MEDIUM),
+    resource_policy(
+        "sns-topic-cmk",
+        "Checks that SNS topics are encrypted with a customer-managed key.",
+        TOPIC,
+        _customer_key("kmsMasterKeyId", "alias/aws/sns"),
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "secretsmanager-cmk",
+        "Checks that secrets are encrypted with a customer-managed key.",
+        SECRET,
+        _customer_key("kmsKeyId", "alias/aws/secretsmanager"),
+        severity=Severity.MEDIUM,
+    ),
 ]

@@ -47,8 +47,10 @@ def _no_admin(props, args):
             yield f"{label} must not allow * on *. Name the actions and resources the principal needs."
         elif "NotAction" in statement:
             # Allow + NotAction grants every action but those listed: all but admin in name.
-            yield (f"{label} allows every action except {', '.join(_not_actions(statement)) or 'none'} on every "
-                   "resource (NotAction). Name the actions the principal needs instead.")
+            yield (
+                f"{label} allows every action except {', '.join(_not_actions(statement)) or 'none'} on every "
+                "resource (NotAction). Name the actions the principal needs instead."
+            )
 
 
 def _no_service_wildcards(props, args):
@@ -78,12 +80,32 @@ def _pass_role(props, args):
 
 
 POLICIES = [
-    resource_policy("iam-no-admin-statements", "Checks that no IAM statement allows * on *.",
-                    (*DOCUMENT_TYPES, ROLE), _no_admin, severity=Severity.CRITICAL),
-    resource_policy("iam-no-service-wildcard-actions", "Checks that IAM statements list actions, not service:*.",
-                    (*DOCUMENT_TYPES, ROLE), _no_service_wildcards, enforcement=ADVISORY, severity=Severity.MEDIUM),
-    resource_policy("iam-trust-no-wildcard-principal", "Checks that role trust policies name their principals.",
-                    ROLE, _trust, severity=Severity.CRITICAL),
-    resource_policy("iam-pass-role-scoped", "Checks that iam:PassRole is allowed only on specific roles.",
-                    (*DOCUMENT_TYPES, ROLE), _pass_role),
+    resource_policy(
+        "iam-no-admin-statements",
+        "Checks that no IAM statement allows * on *.",
+        (*DOCUMENT_TYPES, ROLE),
+        _no_admin,
+        severity=Severity.CRITICAL,
+    ),
+    resource_policy(
+        "iam-no-service-wildcard-actions",
+        "Checks that IAM statements list actions, not service:*.",
+        (*DOCUMENT_TYPES, ROLE),
+        _no_service_wildcards,
+        enforcement=ADVISORY,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "iam-trust-no-wildcard-principal",
+        "Checks that role trust policies name their principals.",
+        ROLE,
+        _trust,
+        severity=Severity.CRITICAL,
+    ),
+    resource_policy(
+        "iam-pass-role-scoped",
+        "Checks that iam:PassRole is allowed only on specific roles.",
+        (*DOCUMENT_TYPES, ROLE),
+        _pass_role,
+    ),
 ]

@@ -9,13 +9,21 @@ LISTENER = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
 TARGET_GROUP = ("aws:lb/targetGroup:TargetGroup", "aws:alb/targetGroup:TargetGroup")
 # ALB policies that allow only TLS 1.2 and 1.3.
 TLS12_POLICIES = {
-    "ELBSecurityPolicy-TLS13-1-2-2021-06", "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
-    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
-    "ELBSecurityPolicy-TLS13-1-3-2021-06", "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04", "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09", "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
-    "ELBSecurityPolicy-TLS-1-2-2017-01", "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
-    "ELBSecurityPolicy-FS-1-2-2019-08", "ELBSecurityPolicy-FS-1-2-Res-2019-08", "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+    "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
+    "ELBSecurityPolicy-TLS-1-2-2017-01",
+    "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+    "ELBSecurityPolicy-FS-1-2-2019-08",
+    "ELBSecurityPolicy-FS-1-2-Res-2019-08",
+    "ELBSecurityPolicy-FS-1-2-Res-2020-10",
 }
 
 
@@ -75,18 +83,45 @@ def _health_check(props, _args):
 
 
 POLICIES = [
-    resource_policy("alb-drop-invalid-headers", "Checks that ALBs drop invalid header fields.", LOAD_BALANCER,
-                    _drop_invalid_headers, severity=Severity.MEDIUM),
-    resource_policy("alb-desync-mitigation", "Checks that ALBs do not only monitor HTTP desync.", LOAD_BALANCER,
-                    _desync, severity=Severity.MEDIUM),
-    resource_policy("lb-http-redirects-to-https", "Checks that HTTP listeners only redirect to HTTPS.", LISTENER,
-                    _http_redirects),
-    resource_policy("lb-tls-policy", "Checks that HTTPS listeners use a TLS 1.2+ security policy.", LISTENER,
-                    _tls_policy),
-    resource_policy("lb-deletion-protection", "Checks that load balancers have deletion protection.",
-                    LOAD_BALANCER, _deletion_protection, severity=Severity.MEDIUM),
-    resource_policy("lb-access-logs", "Checks that load balancers write access logs.", LOAD_BALANCER,
-                    _access_logs, severity=Severity.MEDIUM),
-    resource_policy("lb-target-group-health-check", "Checks that target groups have an enabled health check on a path.",
-                    TARGET_GROUP, _health_check, severity=Severity.MEDIUM),
+    resource_policy(
+        "alb-drop-invalid-headers",
+        "Checks that ALBs drop invalid header fields.",
+        LOAD_BALANCER,
+        _drop_invalid_headers,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "alb-desync-mitigation",
+        "Checks that ALBs do not only monitor HTTP desync.",
+        LOAD_BALANCER,
+        _desync,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "lb-http-redirects-to-https", "Checks that HTTP listeners only redirect to HTTPS.", LISTENER, _http_redirects
+    ),
+    resource_policy(
+        "lb-tls-policy", "Checks that HTTPS listeners use a TLS 1.2+ security policy.", LISTENER, _tls_policy
+    ),
+    resource_policy(
+        "lb-deletion-protection",
+        "Checks that load balancers have deletion protection.",
+        LOAD_BALANCER,
+        _deletion_protection,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "lb-access-logs",
+        "Checks that load balancers write access logs.",
+        LOAD_BALANCER,
+        _access_logs,
+        severity=Severity.MEDIUM,
+    ),
+    resource_policy(
+        "lb-target-group-health-check",
+        "Checks that target groups have an enabled health check on a path.",
+        TARGET_GROUP,
+        _health_check,
+        severity=Severity.MEDIUM,
+    ),
 ]

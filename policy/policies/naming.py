@@ -41,8 +41,13 @@ NAME_RULES: dict[str, tuple[tuple[str, int, int, str, str], ...]] = {
     ),
     "aws:wafv2/webAcl:WebAcl": (
         ("name", 1, 128, r"^[\w\-]+$", "wafv2 CreateWebACL Name"),
-        ("description", 1, 256, r"^[\w+=:#@/\-,\.][\w+=:#@/\-,\.\s]+[\w+=:#@/\-,\.]$",
-         "wafv2 CreateWebACL Description"),
+        (
+            "description",
+            1,
+            256,
+            r"^[\w+=:#@/\-,\.][\w+=:#@/\-,\.\s]+[\w+=:#@/\-,\.]$",
+            "wafv2 CreateWebACL Description",
+        ),
     ),
     "aws:cloudwatch/eventRule:EventRule": (
         ("name", 1, 64, r"[\.\-_A-Za-z0-9]+", "events PutRule Name"),
@@ -56,25 +61,48 @@ NAME_RULES: dict[str, tuple[tuple[str, int, int, str, str], ...]] = {
     "aws:ecs/cluster:Cluster": (("name", 1, 255, r"[A-Za-z0-9_-]+", "ECS documentation: CreateCluster clusterName"),),
     "aws:ecs/service:Service": (("name", 1, 255, r"[A-Za-z0-9_-]+", "ECS documentation: CreateService serviceName"),),
     "aws:ecs/taskDefinition:TaskDefinition": (
-        ("family", 1, 255, r"[A-Za-z0-9_-]+", "ECS documentation: RegisterTaskDefinition family"),),
+        ("family", 1, 255, r"[A-Za-z0-9_-]+", "ECS documentation: RegisterTaskDefinition family"),
+    ),
     "aws:ecr/repository:Repository": (
-        ("name", 2, 256, r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*",
-         "ecr CreateRepository repositoryName"),),
+        (
+            "name",
+            2,
+            256,
+            r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*",
+            "ecr CreateRepository repositoryName",
+        ),
+    ),
     "aws:kms/alias:Alias": (("name", 1, 256, r"^alias/(?!aws/)[a-zA-Z0-9:/_-]+$", "kms CreateAlias AliasName"),),
     "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": (
-        ("ecrRepositoryPrefix", 2, 30,
-         r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$",
-         "ecr CreatePullThroughCacheRule ecrRepositoryPrefix"),),
+        (
+            "ecrRepositoryPrefix",
+            2,
+            30,
+            r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$",
+            "ecr CreatePullThroughCacheRule ecrRepositoryPrefix",
+        ),
+    ),
     "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate": (
-        ("prefix", 1, 256, r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$",
-         "ecr CreateRepositoryCreationTemplate prefix"),
+        (
+            "prefix",
+            1,
+            256,
+            r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$",
+            "ecr CreateRepositoryCreationTemplate prefix",
+        ),
         ("description", 0, 256, r"(?s).*", "ecr CreateRepositoryCreationTemplate description"),
     ),
     "aws:xray/group:Group": (("groupName", 1, 32, r"(?s).+", "xray CreateGroup GroupName"),),
     "aws:xray/samplingRule:SamplingRule": (("ruleName", 1, 32, r"(?s).+", "xray SamplingRule RuleName"),),
     "aws:s3/bucket:Bucket": (
-        ("bucket", 3, 63, r"(?!xn--)(?!sthree-)[a-z0-9][a-z0-9.-]*[a-z0-9](?<!-s3alias)(?<!--ol-s3)",
-         "S3 documentation: general purpose bucket naming rules"),),
+        (
+            "bucket",
+            3,
+            63,
+            r"(?!xn--)(?!sthree-)[a-z0-9][a-z0-9.-]*[a-z0-9](?<!-s3alias)(?<!--ol-s3)",
+            "S3 documentation: general purpose bucket naming rules",
+        ),
+    ),
     "aws:codecommit/repository:Repository": (
         ("repositoryName", 1, 100, r"[\w\.-]+", "codecommit CreateRepository repositoryName"),
         ("description", 0, 1000, r"(?s).*", "codecommit CreateRepository repositoryDescription"),
@@ -84,17 +112,22 @@ NAME_RULES: dict[str, tuple[tuple[str, int, int, str, str], ...]] = {
         ("description", 0, 1000, r"(?s).*", "codecommit CreateApprovalRuleTemplate approvalRuleTemplateDescription"),
     ),
     "aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration": (
-        ("configurationName", 1, 128, r"[A-Za-z0-9-_]+", "chatbot CreateSlackChannelConfiguration ConfigurationName"),),
+        ("configurationName", 1, 128, r"[A-Za-z0-9-_]+", "chatbot CreateSlackChannelConfiguration ConfigurationName"),
+    ),
     "aws:codestarnotifications/notificationRule:NotificationRule": (
-        ("name", 1, 64, r"[A-Za-z0-9\-_ ]+$", "codestar-notifications CreateNotificationRule Name"),),
+        ("name", 1, 64, r"[A-Za-z0-9\-_ ]+$", "codestar-notifications CreateNotificationRule Name"),
+    ),
     "aws:cloudwatch/dashboard:Dashboard": (
-        ("dashboardName", 1, 255, r"[A-Za-z0-9_-]+", "CloudWatch documentation: PutDashboard DashboardName"),),
+        ("dashboardName", 1, 255, r"[A-Za-z0-9_-]+", "CloudWatch documentation: PutDashboard DashboardName"),
+    ),
     "aws:cloudwatch/logMetricFilter:LogMetricFilter": (("name", 1, 512, r"[^:*]*", "logs PutMetricFilter filterName"),),
     "aws:appautoscaling/policy:Policy": (
-        ("name", 1, 256, PRINTABLE, "application-autoscaling PutScalingPolicy PolicyName"),),
+        ("name", 1, 256, PRINTABLE, "application-autoscaling PutScalingPolicy PolicyName"),
+    ),
     "aws:lb/loadBalancer:LoadBalancer": (("name", 1, 32, ELB_NAME, "ELB documentation: load balancer name"),),
     "aws:lb/targetGroup:TargetGroup": (
-        ("name", 1, 32, r"(?!-)[A-Za-z0-9-]*(?<!-)", "ELB documentation: target group name"),),
+        ("name", 1, 32, r"(?!-)[A-Za-z0-9-]*(?<!-)", "ELB documentation: target group name"),
+    ),
 }
 # WAF delivers logs to CloudWatch Logs only in log groups named so.
 WAF_LOG_GROUP = re.compile(r":log-group:aws-waf-logs-[^:]+$")
@@ -106,20 +139,26 @@ def _names(props, args):
         if value is None or not isinstance(value, str):
             continue
         if not shortest <= len(value) <= longest:
-            yield (f"{prop} is {len(value)} characters; AWS accepts {shortest} to {longest} ({source}). "
-                   f"Shorten {prop}.")
+            yield (
+                f"{prop} is {len(value)} characters; AWS accepts {shortest} to {longest} ({source}). Shorten {prop}."
+            )
         elif not re.fullmatch(pattern, value):
             yield f"{prop} {value!r} has characters or a form AWS rejects ({source}: {pattern}). Rename it."
     if args.resource_type == "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration":
         for destination in known(props.get("logDestinationConfigs"), "logDestinationConfigs") or []:
             if ":logs:" in str(destination) and not WAF_LOG_GROUP.search(str(destination)):
-                yield ("WAF delivers logs only to log groups whose name starts with aws-waf-logs-, given by ARN "
-                       f"without :*; got {destination}. Rename the log group.")
+                yield (
+                    "WAF delivers logs only to log groups whose name starts with aws-waf-logs-, given by ARN "
+                    f"without :*; got {destination}. Rename the log group."
+                )
 
 
 POLICIES = [
-    resource_policy("aws-names-and-descriptions",
-                    "Checks that names and descriptions use only the characters and lengths AWS's APIs accept.",
-                    tuple(NAME_RULES) + ("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",),
-                    _names, severity=Severity.HIGH),
+    resource_policy(
+        "aws-names-and-descriptions",
+        "Checks that names and descriptions use only the characters and lengths AWS's APIs accept.",
+        tuple(NAME_RULES) + ("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration",),
+        _names,
+        severity=Severity.HIGH,
+    ),
 ]

@@ -2,7 +2,16 @@
 
 from pulumi_policy import Severity
 
-from ._util import is_public_principal, is_unknown, of_type, parse_json, plain, resource_policy, stack_policy, statements
+from ._util import (
+    is_public_principal,
+    is_unknown,
+    of_type,
+    parse_json,
+    plain,
+    resource_policy,
+    stack_policy,
+    statements,
+)
 
 BUCKET = "aws:s3/bucket:Bucket"
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
@@ -39,8 +48,11 @@ def _public_access_block(resources, _args):
     for bucket, name in _buckets(resources):
         ok = any(all(b.get(flag) is True for flag in BLOCK_FLAGS) for b in blocks.get(name, []))
         if not (ok or (is_unknown(name) and blocks)):
-            yield (f"Bucket {name} must have a public access block with all four flags true. Add an "
-                   "aws.s3.BucketPublicAccessBlock.", bucket.urn)
+            yield (
+                f"Bucket {name} must have a public access block with all four flags true. Add an "
+                "aws.s3.BucketPublicAccessBlock.",
+                bucket.urn,
+            )
 
 
 def _attached_check(typ, message, predicate=lambda props: True):
@@ -50,6 +62,7 @@ def _attached_check(typ, message, predicate=lambda props: True):
             ok = any(predicate(p) for p in attached.get(name, []))
             if not (ok or (is_unknown(name) and attached)):
                 yield message.format(name=name), bucket.urn
+
     return check
 
 
@@ -61,8 +74,10 @@ def _ssl_only(props):
     document = parse_json(props.get("policy"), "policy") if not is_unknown(props.get("policy")) else None
     for statement in statements(document):
         condition = statement.get("Condition") or {}
-        if statement.get("Effect") == "Deny" and str(
-                (condition.get("Bool") or {}).get("aws:SecureTransport")).lower() == "false":
+        if (
+            statement.get("Effect") == "Deny"
+            and str((condition.get("Bool") or {}).get("aws:SecureTransport")).lower() == "false"
+        ):
             return True
     return False
 
@@ -80,20 +95,48 @@ def _no_public_policy(props, _args):
 
 
 POLICIES = [
-    stack_policy("s3-public-access-block", "Checks that every bucket blocks public access with all four flags.",
-                 _public_access_block, severity=Severity.CRITICAL),
-    stack_policy("s3-default-encryption", "Checks that every bucket has default encryption.",
-                 _attached_check(ENCRYPTION, "Bucket {name} must have default encryption. Add an "
-                                             "aws.s3.BucketServerSideEncryptionConfiguration.")),
-    stack_policy("s3-versioning", "Checks that every bucket has versioning enabled.",
-                 _attached_check(VERSIONING, "Bucket {name} must have versioning enabled. Add an "
-                                             "aws.s3.BucketVersioning with status Enabled.", _versioned),
-                 severity=Severity.MEDIUM),
-    stack_policy("s3-ssl-only", "Checks that every bucket policy denies requests without TLS.",
-                 _attached_check(BUCKET_POLICY, "Bucket {name} must deny non-TLS requests. Add a bucket policy "
-                                                "statement that denies aws:SecureTransport false.", _ssl_only)),
-    resource_policy("s3-no-public-acl", "Checks that no bucket ACL is public.", ACL, _no_public_acl,
-                    severity=Severity.CRITICAL),
-    resource_policy("s3-no-public-bucket-policy", "Checks that no bucket policy allows a public principal.",
-                    BUCKET_POLICY, _no_public_policy, severity=Severity.CRITICAL),
+    stack_policy(
+        "s3-public-access-block",
+        "Checks that every bucket blocks public access with all four flags.",
+        _public_access_block,
+        severity=Severity.CRITICAL,
+    ),
+    stack_policy(
+        "s3-default-encryption",
+        "Checks that every bucket has default encryption.",
+        _attached_check(
+            ENCRYPTION,
+            "Bucket {name} must have default encryption. Add an aws.s3.BucketServerSideEncryptionConfiguration.",
+        ),
+    ),
+    stack_policy(
+        "s3-versioning",
+        "Checks that every bucket has versioning enabled.",
+        _attached_check(
+            VERSIONING,
+            "Bucket {name} must have versioning enabled. Add an aws.s3.BucketVersioning with status Enabled.",
+            _versioned,
+        ),
+        severity=Severity.MEDIUM,
+    ),
+    stack_policy(
+        "s3-ssl-only",
+        "Checks that every bucket policy denies requests without TLS.",
+        _attached_check(
+            BUCKET_POLICY,
+            "Bucket {name} must deny non-TLS requests. Add a bucket policy "
+            "statement that denies aws:SecureTransport false.",
+            _ssl_only,
+        ),
+    ),
+    resource_policy(
+        "s3-no-public-acl", "Checks that no bucket ACL is public.", ACL, _no_public_acl, severity=Severity.CRITICAL
+    ),
+    resource_policy(
+        "s3-no-public-bucket-policy",
+        "Checks that no bucket policy allows a public principal.",
+        BUCKET_POLICY,
+        _no_public_policy,
+        severity=Severity.CRITICAL,
+    ),
 ]

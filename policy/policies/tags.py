@@ -7,12 +7,25 @@ from ._util import is_unknown, resource_policy
 DEFAULT_REQUIRED_TAGS = ["environment", "project"]
 # The resource types of this platform that take tags.
 TAGGABLE = (
-    "aws:ecr/repository:Repository", "aws:ecs/cluster:Cluster", "aws:ecs/service:Service",
-    "aws:ecs/taskDefinition:TaskDefinition", "aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup",
-    "aws:lb/listener:Listener", "aws:ec2/securityGroup:SecurityGroup", "aws:iam/role:Role",
-    "aws:cloudwatch/logGroup:LogGroup", "aws:cloudwatch/metricAlarm:MetricAlarm", "aws:sns/topic:Topic",
-    "aws:kms/key:Key", "aws:secretsmanager/secret:Secret", "aws:lambda/function:Function", "aws:s3/bucket:Bucket",
-    "aws:codebuild/project:Project", "aws:codepipeline/pipeline:Pipeline", "aws:codecommit/repository:Repository",
+    "aws:ecr/repository:Repository",
+    "aws:ecs/cluster:Cluster",
+    "aws:ecs/service:Service",
+    "aws:ecs/taskDefinition:TaskDefinition",
+    "aws:lb/loadBalancer:LoadBalancer",
+    "aws:lb/targetGroup:TargetGroup",
+    "aws:lb/listener:Listener",
+    "aws:ec2/securityGroup:SecurityGroup",
+    "aws:iam/role:Role",
+    "aws:cloudwatch/logGroup:LogGroup",
+    "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "aws:sns/topic:Topic",
+    "aws:kms/key:Key",
+    "aws:secretsmanager/secret:Secret",
+    "aws:lambda/function:Function",
+    "aws:s3/bucket:Bucket",
+    "aws:codebuild/project:Project",
+    "aws:codepipeline/pipeline:Pipeline",
+    "aws:codecommit/repository:Repository",
 )
 
 
@@ -27,8 +40,14 @@ def _required_tags(props, args):
 
 
 POLICIES = [
-    resource_policy("required-tags", "Checks that taggable resources carry the required tags.", TAGGABLE,
-                    _required_tags, severity=Severity.LOW,
-                    config_schema=PolicyConfigSchema(properties={"tags": {
-                        "type": "array", "items": {"type": "string"}, "default": DEFAULT_REQUIRED_TAGS}})),
+    resource_policy(
+        "required-tags",
+        "Checks that taggable resources carry the required tags.",
+        TAGGABLE,
+        _required_tags,
+        severity=Severity.LOW,
+        config_schema=PolicyConfigSchema(
+            properties={"tags": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_REQUIRED_TAGS}}
+        ),
+    ),
 ]
