@@ -13,8 +13,8 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from .common import AwsContext, assume_role_policy, child_opts, key_by_alias, role_with_policy, stateful_opts
+from .facts import PLATFORMS
 
-PLATFORMS = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
 # Public images the tasks run (the X-Ray daemon) come through a pull-through cache in the stack's own
 # registry: tasks reach ECR through its VPC endpoints in every network mode, and ECR Public through
 # no endpoint at all. The 3.x tag follows the daemon's supported major version.

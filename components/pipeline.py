@@ -19,6 +19,7 @@ import pulumi_aws as aws
 
 from .bucket import private_bucket
 from .common import AwsContext, assume_role_policy, child_opts, key_by_alias, log_group, role_with_policy, stateful_opts
+from .facts import PLATFORMS
 
 # Versions the jobs install, pinned so a build is repeatable; bump them deliberately.
 PULUMI_VERSION = "3.272.0"
@@ -27,7 +28,6 @@ BUILD_IMAGES = {
     "ARM64": ("ARM_CONTAINER", "aws/codebuild/amazonlinux-aarch64-standard:3.0"),
     "X86_64": ("LINUX_CONTAINER", "aws/codebuild/amazonlinux-x86_64-standard:5.0"),
 }
-PLATFORMS = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
 SCAN_ACTIONS = ("unit-tests", "sonarqube", "trivy")
 DRIFT_SCHEDULE = "cron(0 6 * * ? *)"  # daily, before the working day starts (UTC)
 ARTIFACT_EXPIRY_DAYS = 30

@@ -33,14 +33,6 @@ APP_CONTAINER = "app"
 # The app's listen backlog; the kernel caps it at net.core.somaxconn (4096 on Fargate's kernels).
 LISTEN_BACKLOG = 1024
 # Variables the program sets in the app container itself; the configuration may not set them.
-PROGRAM_VARIABLES = (
-    "AWS_XRAY_DAEMON_ADDRESS",
-    "LISTEN_BACKLOG",
-    "PORT",
-    "SERVICE_NAME",
-    "WORKER_THREADS",
-    "XRAY_SAMPLING_RATE",
-)
 XRAY_CONTAINER = "xray-daemon"
 APP_USER = "10001:10001"
 XRAY_USER = "1337"

@@ -185,11 +185,19 @@ def _run_program(job: tuple[str, bool]) -> tuple[program.ProgramResult | None, t
     try:
         return program.run(stack, first_preview=first_preview), None
     except Exception as err:  # noqa: BLE001 - sent back to the parent, which reports it
-        return None, (type(err).__name__, one_line(err), traceback.format_exc())
+        return None, (type(err).__name__, "\n".join(messages(err)), traceback.format_exc())
 
 
 # Errors that are the user's to fix: their message says what and where, with no traceback.
 USER_ERRORS = ("ConfigError", "StackFileError", "PolicyConfigError", "DuplicateResourceError")
+
+
+def messages(err: BaseException) -> list[str]:
+    """An error's messages, one line each: a configuration error lists every key at fault."""
+    listed = getattr(err, "errors", None)
+    if isinstance(listed, list) and listed and all(isinstance(e, str) for e in listed):
+        return [" ".join(e.split()) for e in listed]
+    return [one_line(err)]
 
 
 def one_line(err: BaseException) -> str:
@@ -264,14 +272,17 @@ def main(argv: list[str] | None = None) -> int:
                 kind, message, trace = error
                 if args.verbose:
                     print(trace, file=sys.stderr)
-                print(
-                    f"error: stack {stack}: {message}"
-                    if kind in USER_ERRORS
-                    else f"error: stack {stack}: the program failed: {kind}: {message}"
-                    + ("" if args.verbose else " (--verbose shows the traceback)"),
-                    file=sys.stderr,
-                )
-                summary.append(f"  {stack}: FAILED: {message}")
+                lines = message.split("\n")
+                for line in lines:
+                    print(
+                        f"error: stack {stack}: {line}"
+                        if kind in USER_ERRORS
+                        else f"error: stack {stack}: the program failed: {kind}: {line}"
+                        + ("" if args.verbose else " (--verbose shows the traceback)"),
+                        file=sys.stderr,
+                    )
+                more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+                summary.append(f"  {stack}: FAILED: {lines[0]}{more}")
                 continue
             try:
                 data = plan(stack, first_preview=args.first_preview, server=server, result=result)

@@ -135,7 +135,17 @@ def record(
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
     pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=first_preview, monitor=monitor)
-    _sync_await(run_pulumi_func(build))
+    # The Python language host also hands the program its config as PULUMI_CONFIG (what
+    # `pulumi.runtime.get_config_env()` reads, and config.py lists the namespace's keys from).
+    saved = os.environ.get("PULUMI_CONFIG")
+    os.environ["PULUMI_CONFIG"] = json.dumps(dict(config or {}))
+    try:
+        _sync_await(run_pulumi_func(build))
+    finally:
+        if saved is None:
+            os.environ.pop("PULUMI_CONFIG", None)
+        else:
+            os.environ["PULUMI_CONFIG"] = saved
     stack_resource = pulumi_settings.get_root_resource()
     outputs = {key: _resolve(value) for key, value in (getattr(stack_resource, "outputs", None) or {}).items()}
     return dict(monitor.registrations), outputs

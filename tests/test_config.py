@@ -238,6 +238,48 @@ def test_bad_value_names_its_key(raw, key, allowed):
     assert allowed in message, message
 
 
+def test_every_error_of_a_stack_file_is_reported_at_once():
+    with pytest.raises(config.ConfigError) as err:
+        load(
+            service={"cpu": 300, "colour": "blue", "environment": {"DB_PASSWORD": "x"}},
+            network={"cidr": "8.8.0.0/16"},
+            observability={"xraySamplingRate": 2},
+            protect="maybe",
+            servce={},
+        )
+    keys = sorted(line.split(" ")[0] for line in err.value.errors)
+    assert keys == [
+        "cicd:network.cidr",
+        "cicd:observability.xraySamplingRate",
+        "cicd:protect",
+        "cicd:servce",
+        "cicd:service.colour",
+        "cicd:service.cpu",
+        "cicd:service.environment.DB_PASSWORD",
+    ]
+    assert str(err.value).startswith("7 configuration errors:\n  cicd:servce is not a known key")
+
+
+@pytest.mark.parametrize(
+    "name", ["KEYCLOAK_URL", "MONKEY_MODE", "TOKENIZER", "PASSPORT_STRATEGY", "SECRETARY_EMAIL", "SONAR_PROJECT_KEY"]
+)
+def test_names_that_only_contain_a_secret_word_are_plain_variables(name):
+    assert load(service={"environment": {name: "x"}}).service.environment[name] == "x"
+
+
+@pytest.mark.parametrize(
+    "name", ["API_KEY", "db_password", "apiKey", "SMTP_PASS", "OAUTH_CLIENT_SECRET", "KEY", "STRIPE_SECRET_KEY"]
+)
+def test_names_with_a_secret_word_are_refused(name):
+    with pytest.raises(config.ConfigError, match=f"cicd:service.environment.{name} looks like a secret"):
+        load(service={"environment": {name: "x"}})
+
+
+def test_snake_case_keys_are_not_taken_for_their_camel_case_names():
+    with pytest.raises(config.ConfigError, match="cicd:service.container_port is not a known key"):
+        load(service={"container_port": 9000})
+
+
 def test_every_fargate_pair_aws_documents_is_accepted():
     accepted = 0
     for cpu, memories in config.FARGATE_MEMORY.items():
@@ -345,9 +387,9 @@ def test_ci_jobs_never_fall_back_to_a_local_build():
 
 def test_settings_are_frozen():
     settings = load()
-    import dataclasses
+    import pydantic
 
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         settings.service.cpu = 512  # type: ignore[misc]
 
 
@@ -429,3 +471,17 @@ def test_the_offline_plan_stands_in_for_secrets_with_what_config_accepts_uncheck
     from offline import program
 
     assert program.SECRET_PLACEHOLDER == config.OFFLINE_SECRET
+
+
+def test_the_policy_pack_judges_variable_names_as_config_does():
+    """The pack keeps its own copy of the secret-name rule (it runs in its own environment)."""
+    from components import facts
+    from policies import _util
+
+    assert (_util.SECRET_WORDS, _util.KEY_QUALIFIERS) == (facts.SECRET_WORDS, facts.KEY_QUALIFIERS)
+    names = ["API_KEY", "apiKey", "KEY", "DB_PASSWORD", "SONAR_PROJECT_KEY", "KEYCLOAK_URL", "MONKEY", "GITHUB_TOKEN",
+             "ACCESS_KEY_ID", "LOG_LEVEL", "clientSecret", "SIGNING_KEY", "PASSPORT"]  # fmt: skip
+    assert [_util.secret_word(n) for n in names] == [facts.secret_word(n) for n in names]
+    assert [n for n in names if facts.secret_word(n)] == [
+        "API_KEY", "apiKey", "KEY", "DB_PASSWORD", "GITHUB_TOKEN", "ACCESS_KEY_ID", "clientSecret", "SIGNING_KEY"
+    ]  # fmt: skip

@@ -218,12 +218,16 @@ def test_a_failing_stack_is_named_and_does_not_hide_the_others(tmp_path):
         os.remove(bad)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    # Every error of the stack file at once, a line each (this file also lacks the pipeline's backend).
     assert errors == [
         f"error: stack citest-{os.getpid()}: cicd:service.cpu must be one of 256, 512, 1024, 2048, "
-        "4096, 8192, 16384; got 300"
+        "4096, 8192, 16384; got 300",
+        f"error: stack citest-{os.getpid()}: cicd:pipeline.backendUrl is required: the Pulumi state backend "
+        "(s3://… or https://api.pulumi.com) the pipeline's deploy, preview and drift jobs log in to",
     ]
     assert "Plan for stack prod" in result.stdout  # the other stack is still planned and reported
     assert f"  citest-{os.getpid()}: FAILED: cicd:service.cpu" in result.stdout
+    assert "(and 1 more)" in result.stdout
     assert "  prod: passed: " in result.stdout
 
 

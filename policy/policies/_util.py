@@ -10,6 +10,7 @@ that could not run during preview.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -214,3 +215,26 @@ def stack_policy(
 
 def of_type(resources: list, typ: str) -> Iterator:
     return (r for r in resources if r.resource_type == typ)
+
+
+# A copy of components/facts.py's rule (the pack runs in its own environment); a test holds them equal.
+# Words that make a variable name look like it holds a secret, by its `_`- or camelCase-separated words:
+# one of SECRET_WORDS anywhere, or KEY alone or after one of KEY_QUALIFIERS. So API_KEY, apiKey,
+# DB_PASSWORD and KEY look secret; KEYCLOAK_URL, MONKEY_MODE and SONAR_PROJECT_KEY do not.
+SECRET_WORDS = ("PASSWORD", "PASSWD", "PASS", "PASSPHRASE", "SECRET", "TOKEN", "CREDENTIAL", "CREDENTIALS",
+                "PRIVATE", "APIKEY")  # fmt: skip
+KEY_QUALIFIERS = ("API", "ACCESS", "PRIVATE", "SECRET", "SIGNING", "ENCRYPTION", "MASTER", "LICENSE", "CLIENT")
+
+
+def secret_word(name: str) -> str | None:
+    """The secret-looking word of a variable name, or None (`DB_PASSWORD` -> PASSWORD, `API_KEY` -> API_KEY)."""
+    words = [w.upper() for w in re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", name) if w]
+    for i, word in enumerate(words):
+        if word in SECRET_WORDS:
+            return word
+        if word == "KEY" and (len(words) == 1 or (i > 0 and words[i - 1] in KEY_QUALIFIERS)):
+            return "_".join(words[max(0, i - 1) : i + 1])
+    return None
+
+
+AWS_KEY_RE = re.compile(r"(AKIA|ASIA)[0-9A-Z]{16}")

@@ -1,11 +1,10 @@
 """CodeBuild, CodePipeline and CodeCommit: no plaintext secrets, logs, KMS everywhere, reviews."""
 
-import re
-
 from pulumi_policy import Severity
 
 from ._util import (
     ADVISORY,
+    AWS_KEY_RE,
     as_list,
     dig,
     is_set,
@@ -14,6 +13,7 @@ from ._util import (
     of_type,
     plain,
     resource_policy,
+    secret_word,
     stack_policy,
     unknown,
 )
@@ -22,8 +22,6 @@ PROJECT = "aws:codebuild/project:Project"
 PIPELINE = "aws:codepipeline/pipeline:Pipeline"
 REPOSITORY = "aws:codecommit/repository:Repository"
 ASSOCIATION = "aws:codecommit/approvalRuleTemplateAssociation:ApprovalRuleTemplateAssociation"
-SECRET_NAME_RE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY)", re.I)
-AWS_KEY_RE = re.compile(r"(AKIA|ASIA)[0-9A-Z]{16}")
 IMAGE_BUILD_HINTS = ("image", "docker", "container")
 
 
@@ -44,7 +42,7 @@ def _no_plaintext_credentials(props, _args):
             value
         ):
             yield f"CodeBuild variable {name} must not carry AWS credentials. Use the project's service role."
-        elif SECRET_NAME_RE.search(name):
+        elif secret_word(name):
             yield (
                 f"CodeBuild variable {name} looks like a secret in plain text. Use type SECRETS_MANAGER or "
                 "PARAMETER_STORE."

@@ -6,6 +6,7 @@ from pulumi_policy import Severity
 
 from ._util import (
     ADVISORY,
+    AWS_KEY_RE,
     as_list,
     contains_unknown,
     dig,
@@ -16,6 +17,7 @@ from ._util import (
     parse_json,
     plain,
     resource_policy,
+    secret_word,
     stack_policy,
 )
 
@@ -23,8 +25,6 @@ CLUSTER = "aws:ecs/cluster:Cluster"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY")
-AWS_KEY_RE = re.compile(r"(AKIA|ASIA)[0-9A-Z]{16}")
 
 
 def _containers(props):
@@ -82,9 +82,9 @@ def _non_root(props, _args):
 def _plaintext_secrets(props, _args):
     for c in _containers(props):
         for variable in as_list(c.get("environment")):
-            name = str(variable.get("name", "")).upper()
+            name = str(variable.get("name", ""))
             value = str(variable.get("value", ""))
-            if any(word in name for word in SECRET_WORDS) or AWS_KEY_RE.search(value):
+            if secret_word(name) or AWS_KEY_RE.search(value):
                 yield (
                     f"Container {c.get('name')} must not carry {variable.get('name')} in plain environment. "
                     "Move it to secrets (valueFrom a Secrets Manager secret)."
