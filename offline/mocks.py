@@ -43,6 +43,9 @@ class Registration:
     output_object: Any = None
     outputs: dict[str, Any] = field(default_factory=dict)
     resource_id: str = ""
+    # The resource's former identities (`aliases` option): each a URN, or a spec the engine resolves
+    # ({"parentUrn", "noParent", "name", "type"}, empty where unchanged).
+    aliases: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _hex(seed: str, length: int) -> str:
@@ -369,6 +372,13 @@ def _plain(value: Any) -> bool:
     return False
 
 
+def _alias(alias: Any) -> dict[str, Any]:
+    if alias.WhichOneof("alias") == "urn":
+        return {"urn": alias.urn}
+    spec = alias.spec
+    return {"parentUrn": spec.parentUrn, "noParent": spec.noParent, "name": spec.name, "type": spec.type}
+
+
 class DuplicateResourceError(Exception):
     """Two registrations with one URN, which the engine rejects."""
 
@@ -424,6 +434,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             outputs=dict(registered.state),
             output_object=_with_outputs(request.object, self._planned_state(request, registered.state)),
             resource_id=registered.id,
+            aliases=[_alias(a) for a in request.aliases],
         )
         return response
 
