@@ -66,13 +66,30 @@ def assume_role_policy(service: str, conditions: Mapping[str, Any] | None = None
     return policy_document([statement])
 
 
+class Part(pulumi.ComponentResource):
+    """A component split out of a larger one (session 3). Its children were the larger one's until
+    then: `child_opts` and `stateful_opts` give each an alias to that former parent, so an existing
+    stack keeps every resource (tests/test_identity.py)."""
+
+    def __init__(self, type_: str, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(type_, name, None, opts)
+        self.former_parent = opts.parent if opts else None
+
+
+def _moved(parent: pulumi.Resource) -> list[pulumi.Alias] | None:
+    former = getattr(parent, "former_parent", None)
+    return [pulumi.Alias(parent=former)] if former is not None else None
+
+
 def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions(parent=parent, **kwargs)
+    return pulumi.ResourceOptions(parent=parent, aliases=_moved(parent), **kwargs)
 
 
 def stateful_opts(parent: pulumi.Resource, protect: bool, **kwargs: Any) -> pulumi.ResourceOptions:
     """Stateful resources in a protected stack can be neither deleted nor lost with the stack."""
-    return pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect, **kwargs)
+    return pulumi.ResourceOptions(
+        parent=parent, protect=protect, retain_on_delete=protect, aliases=_moved(parent), **kwargs
+    )
 
 
 def key_by_alias(context: AwsContext, alias: str, actions: Sequence[str], sid: str = "DataKey") -> dict[str, Any]:

@@ -596,3 +596,52 @@ def test_the_smoke_test_calls_the_test_listener(dev, prod):
             variables["HEALTH_PATH"] == "/health"
             and variables["LB_NAME"] == plan.one("aws:lb/loadBalancer:LoadBalancer").inputs["name"]
         )
+
+
+# -- exact values that make the release safe (held-out bugs of session 3) ------------------------
+
+
+def _by_id(plan, typ):
+    return {r.resource_id: r for r in plan.all(typ)}
+
+
+def test_the_tasks_admit_the_load_balancer_and_the_load_balancer_reaches_only_the_tasks(prod):
+    groups = {r.inputs["name"]: r.resource_id for r in prod.all("aws:ec2/securityGroup:SecurityGroup")}
+    alb, tasks = groups["web-prd-alb"], groups["web-prd-tasks"]
+    ingress = [r.inputs for r in prod.all("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    to_tasks = [r for r in ingress if r["securityGroupId"] == tasks]
+    assert [(r["fromPort"], r.get("referencedSecurityGroupId")) for r in to_tasks] == [(8080, alb)]
+    egress = [r.inputs for r in prod.all("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")]
+    from_alb = [r for r in egress if r["securityGroupId"] == alb]
+    assert [(r["fromPort"], r["toPort"], r.get("referencedSecurityGroupId")) for r in from_alb] == [(8080, 8080, tasks)]
+
+
+def test_one_unhealthy_target_or_the_error_rate_rolls_a_release_back(dev):
+    alarms = {a.inputs["name"]: a.inputs for a in dev.all("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    configured = json.loads(dev.result.config["cicd:observability"])["errorRatePercent"]
+    for role in ("blue", "green"):
+        unhealthy = alarms[f"web-dev-{role}-unhealthy-hosts"]
+        assert (unhealthy["comparisonOperator"], unhealthy["threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+        errors = alarms[f"web-dev-{role}-5xx-rate"]
+        assert (errors["comparisonOperator"], errors["threshold"]) == ("GreaterThanThreshold", configured)
+        for alarm in (unhealthy, errors):
+            assert alarm["treatMissingData"] == "notBreaching"
+            assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (2, 2)
+
+
+def test_the_execution_role_reads_each_secret_by_its_arn_with_the_random_suffix(dev):
+    policy = dev.one("aws:iam/rolePolicy:RolePolicy", "service-execution-policy").inputs["policy"]
+    statements = {s["Sid"]: s for s in json.loads(policy)["Statement"]}
+    assert statements["Secrets"]["Action"] == "secretsmanager:GetSecretValue"
+    # Secrets Manager appends six random characters: without them GetSecretValue is denied.
+    assert statements["Secrets"]["Resource"] == [
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:web-dev/API_KEY-??????"
+    ]
+
+
+def test_scaling_reacts_in_a_minute_and_scales_in_after_five(dev):
+    policies = dev.all("aws:appautoscaling/policy:Policy")
+    assert len(policies) == 3
+    for policy in policies:
+        tracking = policy.inputs["targetTrackingScalingPolicyConfiguration"]
+        assert (tracking["scaleOutCooldown"], tracking["scaleInCooldown"]) == (60, 300), policy.name

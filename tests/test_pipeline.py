@@ -494,3 +494,19 @@ def test_the_unit_tests_role_can_publish_its_report(dev):
         "codebuild:UpdateReport",
     ]
     assert reports["Resource"] == "arn:aws:codebuild:us-east-1:123456789012:report-group/web-dev-unit-tests-*"
+
+
+def test_the_pipeline_may_start_exactly_the_builds_its_stages_run(dev, prod):
+    for plan in (dev, prod):
+        pipeline = plan.one("aws:codepipeline/pipeline:Pipeline").inputs
+        projects = {
+            action["configuration"]["ProjectName"]
+            for stage in pipeline["stages"]
+            for action in stage["actions"]
+            if action.get("provider") == "CodeBuild"
+        }
+        assert {"web-dev-deploy", "web-prd-deploy"} & projects
+        policy = plan.one("aws:iam/rolePolicy:RolePolicy", "pipeline-pipeline-policy").inputs["policy"]
+        builds = next(s for s in json.loads(policy)["Statement"] if s["Sid"] == "Builds")
+        account = "arn:aws:codebuild:us-east-1:123456789012:project/"
+        assert sorted(builds["Resource"]) == sorted(account + p for p in projects)

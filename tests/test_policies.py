@@ -538,6 +538,15 @@ STACK_CASES = [
         ],
         [Resource(SERVICE, BG_SERVICE, name="svc")],
     ),
+    (
+        "ecs-service-rollback",
+        [Resource(SERVICE, BG_SERVICE, name="svc"), Resource(ALARM, {"name": "green-5xx"}, name="alarm")],
+        [
+            Resource(SERVICE, {**BG_SERVICE, "alarms": {**BG_SERVICE["alarms"], "rollback": False}}, name="svc"),
+            Resource(ALARM, {"name": "green-5xx"}, name="alarm"),
+        ],
+        [Resource(SERVICE, {k: v for k, v in BG_SERVICE.items() if k != "alarms"}, name="svc")],
+    ),
     ("s3-public-access-block", bucket_set(), bucket_set(block={"ignorePublicAcls": False}), bucket_set("block")),
     ("s3-default-encryption", bucket_set(), bucket_set(encryption={"bucket": "other"}), bucket_set("encryption")),
     (
@@ -891,6 +900,14 @@ def _role_policy(*statements):
             ),
             False,
         ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "tcp", "fromPort": 80, "toPort": 443},
+            ),
+            True,
+        ),  # both ends are web ports, the range between them is not
         (
             "sg-no-public-ingress",
             Resource(

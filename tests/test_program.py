@@ -287,3 +287,17 @@ def test_a_single_failing_stack_still_gets_its_summary_line(monkeypatch, capsys)
     assert plan_cli.main(["--stack", "dev"]) == 1
     out = capsys.readouterr().out
     assert "Summary:" in out and "  dev: FAILED: cicd:service.cpu must be one of 256" in out
+
+
+@pytest.mark.parametrize(
+    "deployment",
+    [{"strategy": "LINEAR", "linearStepPercent": 3}, {"strategy": "CANARY", "canaryPercent": 0.1}],
+    ids=["linear-3", "canary-0.1"],
+)
+def test_the_smallest_steps_config_accepts_pass_the_policy_pack(deployment, policy_server):
+    from conftest import run_plan
+
+    plan = run_plan("dev", **{"cicd:deployment": deployment})
+    result = analyzer.run_pack(POLICY_DIR, plan.registrations, policy_config=policy_config("dev"), server=policy_server)
+    assert [f for f in result.findings if f.policy == "ecs-blue-green-wiring"] == []
+    assert result.mandatory == []

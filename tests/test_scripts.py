@@ -176,6 +176,13 @@ def test_jobs_without_a_release_keep_the_running_image(tmp_path):
     assert f"pulumi config set --path cicd:service.image {RUNNING}" in calls(tmp_path)
 
 
+def test_a_running_image_by_tag_is_refused(tmp_path):
+    pulumi_stub(tmp_path, output=REPO + ":abc123")
+    result = run("pin-running-image.sh", [], tmp_path)
+    assert result.returncode == 1
+    assert not [c for c in calls(tmp_path) if c.startswith("pulumi config set")]
+
+
 def test_a_configured_digest_is_kept(tmp_path):
     other = REPO + "@sha256:" + "d" * 64
     pulumi_stub(tmp_path, configured=other)
