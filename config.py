@@ -21,10 +21,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from components.deploytime import DEPLOY_JOB_MAX_MINUTES, deploy_job_minutes, deploy_wait_seconds
 from components.facts import ARCHITECTURES, FARGATE_MEMORY, PROGRAM_VARIABLES, secret_word
 from components.observability import CHATBOT_REGIONS
 from components.regions import SERVICE_NAMES, SERVICE_REGIONS
-from components.service import DEPLOY_JOB_MAX_MINUTES, deploy_job_minutes, deploy_wait_seconds
 
 NAMESPACE = "cicd"
 # Set by every CI job that runs the program (deploy, drift, previews): no local image build there.
@@ -264,13 +264,17 @@ def _flag(value: Any) -> bool:
 # Sections
 
 
+def _snake(camel: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
+
+
 class Section(BaseModel):
     """A config object: camelCase keys, no unknown ones, strict types (no "8080" for 8080), frozen."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         validate_by_alias=True,
-        validate_by_name=False,
+        validate_by_name=True,
         extra="forbid",
         frozen=True,
         strict=True,
@@ -378,12 +382,13 @@ class DeploymentSettings(Section):
         }
         for other, defaults in owned.items():
             for name, default in defaults.items():
-                if other != strategy and name in data:
+                given = name in data or _snake(name) in data  # a stack file's key, or Python's field name
+                if other != strategy and given:
                     raise _error(
                         f"only applies when {NAMESPACE}:deployment.strategy is {other}; the strategy is {strategy}",
                         name,
                     )
-                if other == strategy:
+                if other == strategy and not given:
                     data = {name: default, **data}
         return data
 
@@ -729,7 +734,8 @@ def load_settings(
     values = {k: _parse(k, v) for k, v in raw.items() if k in TOP_LEVEL_KEYS and v is not None}
     identity = {"project": project, "stack": stack, "region": region, "requireImage": require_image}
     try:
-        settings = Settings.model_validate({**values, **identity})
+        # A stack file uses the camelCase names only (Python code may build sections by field name).
+        settings = Settings.model_validate({**values, **identity}, by_alias=True, by_name=False)
     except ValidationError as err:
         errors += [_describe(e) for e in err.errors(include_url=False)]
         settings = None

@@ -7,9 +7,11 @@ import pulumi
 import pytest
 from conftest import ROOT
 
+import config
 from components.common import AwsContext
 from components.encryption import KmsKey, KmsKeyArgs, ServiceGrant
 from components.image import ContainerImage, ContainerImageArgs, context_hash
+from components.loadbalancer import health_check_timeout
 from components.monitoring import MonitoringArgs
 from components.network import NetworkArgs
 from components.pipeline import BuildPipelineArgs
@@ -122,7 +124,9 @@ SERVICE_ARGS = {
     "image_cache_prefix": "web-dev-pub",
     "data_key_alias": "alias/k",
     "logs_key_arn": "k",
-    "log_retention_days": 7,
+    "service": config.ServiceSettings(),
+    "deployment": config.DeploymentSettings(),
+    "observability": config.ObservabilitySettings(),
 }
 
 
@@ -175,18 +179,7 @@ SERVICE_ARGS = {
             ),
             "NetworkArgs.availability_zones",
         ),
-        (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "ROLLING"}), "FargateServiceArgs.strategy"),
-        (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "CANARY"}), "FargateServiceArgs.canary_percent"),
-        (
-            lambda: FargateServiceArgs(**{**SERVICE_ARGS, "strategy": "LINEAR"}),
-            "FargateServiceArgs.linear_step_percent",
-        ),
-        (
-            lambda: FargateServiceArgs(**{**SERVICE_ARGS, "health_check_interval_seconds": 4}),
-            "FargateServiceArgs.health_check_interval_seconds",
-        ),
         (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "prefix": "x" * 25}), "FargateServiceArgs.prefix"),
-        (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "min_count": 3}), "FargateServiceArgs needs min_count"),
         (
             lambda: SourceRepositoryArgs(
                 context=CTX, prefix="p", source="github", repository_name="r", branch="main", kms_key_arn="k"
@@ -259,8 +252,23 @@ def test_args_reject_bad_decisions_by_field(make, field):
 
 
 def test_the_shortest_health_check_interval_gets_a_shorter_timeout():
-    assert FargateServiceArgs(**{**SERVICE_ARGS, "health_check_interval_seconds": 5}).health_check_timeout == 4
-    assert FargateServiceArgs(**SERVICE_ARGS).health_check_timeout == 5
+    assert health_check_timeout(5) == 4
+    assert health_check_timeout(10) == 5
+
+
+def test_service_sections_refuse_what_the_old_args_checked():
+    """Decisions come as validated config sections: a bad one cannot even be built."""
+    import pydantic
+
+    for make in (
+        lambda: config.DeploymentSettings(strategy="ROLLING"),
+        lambda: config.DeploymentSettings(health_check_interval_seconds=4),
+        lambda: config.ServiceSettings(min_count=3),
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            make()
+    canary = config.DeploymentSettings(strategy="CANARY")
+    assert (canary.canary_percent, canary.canary_bake_minutes) == (10.0, 5)
 
 
 @pytest.mark.parametrize(

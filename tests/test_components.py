@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from components import service
-from components.service import deploy_wait_seconds
+from components import deploytime, loadbalancer, taskdefinition
+from components.deploytime import deploy_wait_seconds
 
 WILDCARD_OK = {
     "ecr:GetAuthorizationToken",
@@ -211,7 +211,7 @@ def test_every_service_secret_starts_with_a_placeholder_that_pulumi_then_leaves_
         for secret in service_secrets:
             (version,) = [v for v in versions if v.dependencies == [secret.urn]]
             # ECS cannot start a task whose secret has no AWSCURRENT version: the first up needs this.
-            assert version.inputs["secretString"]["value"] == service.SECRET_PLACEHOLDER  # sent as a secret
+            assert version.inputs["secretString"]["value"] == taskdefinition.SECRET_PLACEHOLDER  # sent as a secret
             assert sorted(version.ignore_changes) == ["secretString", "versionStages"]
             assert version.retain_on_delete and "versionStages" not in version.inputs
 
@@ -376,30 +376,16 @@ def test_dev_deploys_wait_at_most_two_minutes(dev):
 
 
 def test_aws_defaults_would_wait_over_seven_minutes():
-    from components.common import AwsContext
-    from components.service import FargateServiceArgs
+    from types import SimpleNamespace
 
-    args = FargateServiceArgs(
-        context=AwsContext("123456789012", "us-east-1"),
-        prefix="web-dev",
-        vpc_id="vpc",
-        vpc_cidr="10.0.0.0/16",
-        public_subnet_ids=[],
-        private_subnet_ids=[],
-        image_ref="x",
-        repository_name="web-dev",
-        xray_image="x",
-        image_cache_prefix="web-dev-pub",
-        data_key_arn="k",
-        data_key_alias="alias/k",
-        logs_key_arn="k",
-        log_retention_days=7,
+    aws_defaults = SimpleNamespace(
+        strategy="BLUE_GREEN",
         health_check_interval_seconds=30,
         healthy_threshold=5,
         deregistration_delay_seconds=300,
         bake_time_minutes=0,
     )
-    assert deploy_wait_seconds(args)["total"] == 450
+    assert deploy_wait_seconds(aws_defaults)["total"] == 450
 
 
 @pytest.mark.parametrize(
@@ -410,30 +396,12 @@ def test_aws_defaults_would_wait_over_seven_minutes():
     ],
 )
 def test_traffic_shift_waits_count(strategy, extra, expected):
-    from components.common import AwsContext
-    from components.service import FargateServiceArgs
+    import config
 
-    args = FargateServiceArgs(
-        context=AwsContext("123456789012", "us-east-1"),
-        prefix="web-dev",
-        vpc_id="vpc",
-        vpc_cidr="10.0.0.0/16",
-        public_subnet_ids=[],
-        private_subnet_ids=[],
-        image_ref="x",
-        repository_name="web-dev",
-        xray_image="x",
-        image_cache_prefix="web-dev-pub",
-        data_key_arn="k",
-        data_key_alias="alias/k",
-        logs_key_arn="k",
-        log_retention_days=7,
-        strategy=strategy,
-        bake_time_minutes=0,
-        deregistration_delay_seconds=0,
-        **extra,
+    deployment = config.DeploymentSettings(
+        strategy=strategy, bake_time_minutes=0, deregistration_delay_seconds=0, **extra
     )
-    waits = deploy_wait_seconds(args)
+    waits = deploy_wait_seconds(deployment)
     assert waits["total"] == 20 + expected
 
 
@@ -442,12 +410,12 @@ def test_release_and_deploy_job_timeouts_follow_the_configured_waits(dev, prod):
     for plan in (dev, prod):
         svc = plan.one("aws:ecs/service:Service")
         total = plan.outputs["deployWaitSeconds"]["total"]
-        expected = max(20, -(-total // 60) + service.RELEASE_OVERHEAD_MINUTES)
+        expected = max(20, -(-total // 60) + deploytime.RELEASE_OVERHEAD_MINUTES)
         assert svc.custom_timeouts == {"create": f"{expected}m", "update": f"{expected}m"}
         deploy = plan.one("aws:codebuild/project:Project", "pipeline-deploy")
-        assert deploy.inputs["buildTimeout"] == expected + service.DEPLOY_JOB_OVERHEAD_MINUTES
-    long = service.deploy_job_minutes({"total": 300 * 60})
-    assert service.release_timeout_minutes({"total": 300 * 60}) == 315 and long == 335
+        assert deploy.inputs["buildTimeout"] == expected + deploytime.DEPLOY_JOB_OVERHEAD_MINUTES
+    long = deploytime.deploy_job_minutes({"total": 300 * 60})
+    assert deploytime.release_timeout_minutes({"total": 300 * 60}) == 315 and long == 335
 
 
 def test_ecs_owns_the_running_count_and_the_primary_target_group(dev):
@@ -505,8 +473,8 @@ def test_alb_logs_are_delivered_by_what_aws_publishes_for_the_region(dev):
     }
     # A region opened after August 2022 has no ELB account: the service principal alone. (No such region
     # has every pipeline service yet, so the configuration refuses it: asked of the helper directly.)
-    assert service.elb_log_account_arn("ca-west-1") is None
-    assert "ca-west-1" not in service.LEGACY_ELB_LOG_REGIONS
+    assert loadbalancer.elb_log_account_arn("ca-west-1") is None
+    assert "ca-west-1" not in loadbalancer.LEGACY_ELB_LOG_REGIONS
 
 
 def test_arns_and_endpoints_follow_the_partition_the_provider_reports():

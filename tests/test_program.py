@@ -17,6 +17,11 @@ COMPONENTS = {
     "cicd:source:SourceRepository",
     "cicd:pipeline:BuildPipeline",
     "cicd:monitoring:Monitoring",
+    "cicd:securitygroups:ServiceSecurityGroups",
+    "cicd:loadbalancer:LoadBalancer",
+    "cicd:taskdefinition:TaskDefinition",
+    "cicd:releasechecks:ReleaseChecks",
+    "cicd:bluegreen:BlueGreenService",
 }
 OPTIONAL = {"cicd:waf:WebFirewall"}  # with cicd:waf (prod's default)
 
