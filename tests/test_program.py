@@ -22,6 +22,10 @@ COMPONENTS = {
     "cicd:taskdefinition:TaskDefinition",
     "cicd:releasechecks:ReleaseChecks",
     "cicd:bluegreen:BlueGreenService",
+    "cicd:buildprojects:BuildProjects",
+    "cicd:releasepipeline:ReleasePipeline",
+    "cicd:drift:DriftDetection",
+    "cicd:previews:PullRequestPreviews",
 }
 OPTIONAL = {"cicd:waf:WebFirewall"}  # with cicd:waf (prod's default)
 

@@ -1,0 +1,245 @@
+"""The pipeline's jobs as data: what each CodeBuild project runs, with which variables, secrets and
+extra permissions. No resources here; components/buildprojects.py creates the projects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+from .facts import PLATFORMS
+
+if TYPE_CHECKING:
+    from .pipeline import BuildPipelineArgs
+
+# Versions the jobs install, pinned so a build is repeatable; bump them deliberately.
+PULUMI_VERSION = "3.272.0"
+TRIVY_VERSION = "0.58.1"
+SCAN_ACTIONS = ("unit-tests", "sonarqube", "trivy")
+
+
+@dataclass(frozen=True)
+class Project:
+    """One CodeBuild project: its buildspec, environment and the extra permissions it needs.
+    ``in_pipeline``: run by the pipeline (its source and artifacts), else it clones the repository."""
+
+    role: str
+    description: str
+    buildspec: str
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    statements: Sequence[Mapping[str, Any]] = ()
+    privileged: bool = False
+    in_pipeline: bool = True
+    timeout_minutes: int = 30
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What the jobs refer to: the token secrets by key, the repositories they read and push."""
+
+    secret_names: Mapping[str, str]
+    repository_arn: pulumi.Input[str] | None
+    ecr_repository_uri: pulumi.Input[str]
+
+
+def secret_read(args: BuildPipelineArgs, jobs: JobContext, key: str, sid: str) -> dict[str, Any]:
+    # Secrets Manager appends six random characters to a secret's ARN.
+    arn = args.context.arn("secretsmanager", f"secret:{jobs.secret_names[key]}-??????")
+    return {"Sid": sid, "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}
+
+
+def pipeline_jobs(args: BuildPipelineArgs, jobs: JobContext) -> list[Project]:
+    """Unit tests, SonarQube and Trivy in parallel, then the image, then the deploy; the drift check
+    beside the pipeline, and with CodeCommit the pull-request preview."""
+    ctx, settings = args.context, args.pipeline
+    ecr_arn = ctx.arn("ecr", f"repository/{args.ecr_repository_name}")
+    pulumi_env, pulumi_secrets, pulumi_statements = _pulumi_job(args, jobs)
+    specs = [
+        Project(
+            "unit-tests",
+            "Runs the unit tests and publishes a JUnit report",
+            "buildspecs/unit-tests.yml",
+            statements=[
+                {
+                    "Sid": "Reports",
+                    "Effect": "Allow",
+                    "Action": [
+                        "codebuild:BatchPutCodeCoverages",
+                        "codebuild:BatchPutTestCases",
+                        "codebuild:CreateReport",
+                        "codebuild:CreateReportGroup",
+                        "codebuild:UpdateReport",
+                    ],
+                    "Resource": ctx.arn("codebuild", f"report-group/{args.prefix}-unit-tests-*"),
+                }
+            ],
+        ),
+        Project(
+            "sonarqube",
+            "SonarQube analysis; a failed quality gate fails the build",
+            "buildspecs/sonarqube.yml",
+            environment={
+                "SONAR_HOST_URL": settings.sonar_host_url,
+                "SONAR_PROJECT_KEY": settings.sonar_project_key,
+                **({"SONAR_ORGANIZATION": settings.sonar_organization} if settings.sonar_organization else {}),
+            },
+            secrets={"SONAR_TOKEN": jobs.secret_names["sonar-token"]},
+            statements=[secret_read(args, jobs, "sonar-token", "SonarToken")],
+        ),
+        Project(
+            "trivy",
+            "Trivy scans of the source tree and the IaC; findings at the severity fail the build",
+            "buildspecs/trivy.yml",
+            environment={"TRIVY_VERSION": TRIVY_VERSION, "TRIVY_SEVERITY": settings.trivy_severity},
+        ),
+        Project(
+            "image",
+            "Builds the image, scans it with Trivy, and pushes it only when clean",
+            "buildspecs/image.yml",
+            environment={
+                "TRIVY_VERSION": TRIVY_VERSION,
+                "TRIVY_SEVERITY": settings.trivy_severity,
+                "REPOSITORY_URI": jobs.ecr_repository_uri,
+                "PLATFORM": PLATFORMS[args.architecture],
+                "XRAY_IMAGE": args.xray_image,
+            },
+            # Docker builds need a privileged build container; only this project has one.
+            privileged=True,
+            statements=[
+                # GetAuthorizationToken has no resource-level permissions: AWS requires "*".
+                {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+                {
+                    "Sid": "EcrPush",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:BatchGetImage",
+                        "ecr:CompleteLayerUpload",
+                        "ecr:DescribeImages",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:InitiateLayerUpload",
+                        "ecr:PutImage",
+                        "ecr:UploadLayerPart",
+                    ],
+                    "Resource": ecr_arn,
+                },
+                # Pulling the X-Ray daemon through the cache imports it (and creates its repository).
+                {
+                    "Sid": "EcrPullThroughCache",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:BatchGetImage",
+                        "ecr:BatchImportUpstreamImage",
+                        "ecr:CreateRepository",
+                        "ecr:GetDownloadUrlForLayer",
+                    ],
+                    "Resource": ctx.arn("ecr", f"repository/{args.image_cache_prefix}/*"),
+                },
+            ],
+        ),
+        Project(
+            "deploy",
+            "Previews with the policy pack, then runs pulumi up with the scanned digest",
+            "buildspecs/deploy.yml",
+            environment=pulumi_env,
+            secrets=pulumi_secrets,
+            statements=pulumi_statements,
+            timeout_minutes=args.deploy_timeout_minutes,
+        ),
+        Project(
+            "drift",
+            "Compares the live stack with git (pulumi preview --refresh --expect-no-changes)",
+            "buildspecs/drift.yml",
+            environment=pulumi_env,
+            secrets=pulumi_secrets,
+            statements=pulumi_statements + _source_read_statements(args, jobs),
+            in_pipeline=False,
+        ),
+    ]
+    if settings.source == "codecommit":
+        specs.append(_preview_job(args, jobs))
+    return specs
+
+
+def _pulumi_job(args: BuildPipelineArgs, jobs: JobContext) -> tuple[dict, dict, list]:
+    """Environment, secrets and statements of a job that runs the Pulumi CLI."""
+    settings = args.pipeline
+    environment = {
+        "PULUMI_VERSION": PULUMI_VERSION,
+        "PULUMI_BACKEND_URL": settings.backend_url,
+        "PULUMI_STACK": args.stack,
+        "DEPLOY_ROLE_ARN": settings.deploy_role_arn,
+        # The program refuses to build the image itself: these jobs deploy a digest, or the one
+        # the stack runs now (buildspecs/scripts/pin-running-image.sh), never a local build.
+        "CICD_REQUIRE_IMAGE": "1",
+    }
+    secrets = {}
+    statements: list[dict] = [
+        {"Sid": "AssumeDeployRole", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": settings.deploy_role_arn}
+    ]
+    if args.pulumi_cloud:
+        secrets["PULUMI_ACCESS_TOKEN"] = jobs.secret_names["pulumi-access-token"]
+        statements.append(secret_read(args, jobs, "pulumi-access-token", "PulumiToken"))
+    return environment, secrets, statements
+
+
+def _preview_job(args: BuildPipelineArgs, jobs: JobContext) -> Project:
+    """The pull-request preview, built from nothing: it runs code nobody has reviewed yet, so it
+    gets only the pull request itself and, when a preview role is configured, that read-only role
+    and a read-only Pulumi Cloud token. Never the deploy role nor the deploy jobs' token."""
+    settings = args.pipeline
+    environment = {
+        "PULUMI_VERSION": PULUMI_VERSION,
+        "PULUMI_BACKEND_URL": settings.backend_url,
+        "PULUMI_STACK": args.stack,
+        "PREVIEW_ROLE_ARN": settings.preview_role_arn,
+        "REPOSITORY_NAME": settings.repository_name,
+    }
+    secrets: dict[str, str] = {}
+    statements: list[dict] = [
+        {
+            "Sid": "PullRequests",
+            "Effect": "Allow",
+            "Action": ["codecommit:GetPullRequest", "codecommit:GitPull", "codecommit:PostCommentForPullRequest"],
+            "Resource": jobs.repository_arn,
+        }
+    ]
+    if settings.preview_role_arn:
+        statements.append(
+            {
+                "Sid": "AssumePreviewRole",
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Resource": settings.preview_role_arn,
+            }
+        )
+        if args.pulumi_cloud:
+            secrets["PULUMI_ACCESS_TOKEN"] = jobs.secret_names["pulumi-preview-token"]
+            statements.append(secret_read(args, jobs, "pulumi-preview-token", "PulumiPreviewToken"))
+    return Project(
+        "preview",
+        "Previews a pull request with the policy pack and comments the result on it",
+        "buildspecs/preview.yml",
+        environment=environment,
+        secrets=secrets,
+        statements=statements,
+        in_pipeline=False,
+    )
+
+
+def _source_read_statements(args: BuildPipelineArgs, jobs: JobContext) -> list[dict]:
+    """What a project outside the pipeline needs to clone the repository itself."""
+    if args.pipeline.source == "codecommit":
+        return [{"Sid": "Clone", "Effect": "Allow", "Action": "codecommit:GitPull", "Resource": jobs.repository_arn}]
+    return [
+        {
+            "Sid": "Clone",
+            "Effect": "Allow",
+            "Action": ["codeconnections:GetConnectionToken", "codeconnections:UseConnection"],
+            "Resource": args.pipeline.connection_arn,
+        }
+    ]

@@ -1,0 +1,283 @@
+"""The CodePipeline V2 pipeline: Source -> Test & Scan (three jobs in parallel) -> Image ->
+[manual approval] -> Deploy, started by every push to the release branch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+
+from .common import AwsContext, Part, assume_role_policy, child_opts, key_by_alias, role_with_policy
+from .events import event_rule
+
+if TYPE_CHECKING:
+    from config import PipelineSettings
+
+
+@dataclass(frozen=True)
+class ReleasePipelineArgs:
+    """``settings``: the validated `cicd:pipeline` section (source, branch, approval). ``projects``:
+    the CodeBuild projects by job role; the pipeline may start exactly those it runs. Artifacts go to
+    ``artifacts_bucket`` encrypted with ``data_key_arn``. An approval notifies
+    ``notification_topic_arn`` (``notification_topic_policy_arn`` is the same ARN from known parts,
+    for the role's policy; ``notification_key_alias`` the topic's key)."""
+
+    context: AwsContext
+    prefix: str
+    stack: str
+    settings: PipelineSettings
+    projects: Mapping[str, aws.codebuild.Project]
+    artifacts_bucket: pulumi.Input[str]
+    artifacts_arn: pulumi.Input[str]
+    data_key_arn: pulumi.Input[str]
+    data_key_alias: str
+    notification_topic_arn: pulumi.Input[str]
+    notification_topic_policy_arn: pulumi.Input[str]
+    notification_key_alias: str
+    repository_arn: pulumi.Input[str] | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class ReleasePipeline(Part):
+    """`pipeline` (the resource), its known `name` and `stage_names`."""
+
+    def __init__(self, name: str, args: ReleasePipelineArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cicd:releasepipeline:ReleasePipeline", name, opts)
+        settings = args.settings
+        self.name = args.prefix
+        stages, runs = _stages(args)
+        self.stage_names = [s.name for s in stages]
+        role = role_with_policy(
+            self,
+            f"{name}-pipeline",
+            role_name=f"{args.prefix}-pipeline",
+            description=f"CodePipeline {self.name}: moves artifacts and starts the builds",
+            trust=assume_role_policy(
+                "codepipeline.amazonaws.com", {"StringEquals": {"aws:SourceAccount": args.context.account_id}}
+            ),
+            statements=_statements(args, runs),
+            tags=args.tags,
+        )
+        triggers = None
+        if settings.source == "github":
+            git = aws.codepipeline.PipelineTriggerGitConfigurationArgs(
+                source_action_name="Source",
+                pushes=[
+                    aws.codepipeline.PipelineTriggerGitConfigurationPushArgs(
+                        branches=aws.codepipeline.PipelineTriggerGitConfigurationPushBranchesArgs(
+                            includes=[settings.branch]
+                        )
+                    )
+                ],
+            )
+            triggers = [
+                aws.codepipeline.PipelineTriggerArgs(provider_type="CodeStarSourceConnection", git_configuration=git)
+            ]
+        self.pipeline = aws.codepipeline.Pipeline(
+            f"{name}-pipeline",
+            name=self.name,
+            pipeline_type="V2",
+            # Releases go out one at a time and in order: a newer push waits, it never cuts in.
+            execution_mode="QUEUED",
+            role_arn=role.arn,
+            artifact_stores=[
+                aws.codepipeline.PipelineArtifactStoreArgs(
+                    location=args.artifacts_bucket,
+                    type="S3",
+                    encryption_key=aws.codepipeline.PipelineArtifactStoreEncryptionKeyArgs(
+                        id=args.data_key_arn, type="KMS"
+                    ),
+                )
+            ],
+            stages=stages,
+            triggers=triggers,
+            tags=dict(args.tags),
+            opts=child_opts(self, depends_on=list(args.projects.values())),
+        )
+        if settings.source == "codecommit":
+            # CodePipeline V2 triggers serve connection sources only; CodeCommit pushes arrive as events.
+            event_rule(
+                self,
+                name,
+                "on-push",
+                f"Starts {self.name} on every push to {settings.branch}",
+                context=args.context,
+                prefix=args.prefix,
+                target_arn=self.pipeline.arn,
+                pattern={
+                    "source": ["aws.codecommit"],
+                    "detail-type": ["CodeCommit Repository State Change"],
+                    "resources": [args.repository_arn],
+                    "detail": {
+                        "event": ["referenceCreated", "referenceUpdated"],
+                        "referenceType": ["branch"],
+                        "referenceName": [settings.branch],
+                    },
+                },
+                start=("codepipeline:StartPipelineExecution", args.context.arn("codepipeline", self.name)),
+                tags=args.tags,
+            )
+        self.register_outputs({"pipeline_name": self.name, "pipeline_arn": self.pipeline.arn})
+
+
+def _stages(args: ReleasePipelineArgs) -> tuple[list[aws.codepipeline.PipelineStageArgs], list[str]]:
+    """The stages, and the job roles they run (in order)."""
+    sha = {"GIT_SHA": "#{SourceVariables.CommitId}"}
+    runs: list[str] = []
+
+    def build(name: str, role: str, **kw: Any) -> aws.codepipeline.PipelineStageActionArgs:
+        runs.append(role)
+        return _build_action(args.projects[role].name, name, **kw)
+
+    stages = [
+        aws.codepipeline.PipelineStageArgs(name="Source", actions=[_source_action(args.settings)]),
+        aws.codepipeline.PipelineStageArgs(
+            name="TestAndScan",
+            actions=[
+                # One run order: the three scans run in parallel and all must pass.
+                build("UnitTests", "unit-tests", variables=sha),
+                build("SonarQube", "sonarqube", variables=sha),
+                build("Trivy", "trivy", variables=sha),
+            ],
+        ),
+        aws.codepipeline.PipelineStageArgs(
+            name="Image", actions=[build("BuildScanPush", "image", namespace="ImageVariables", variables=sha)]
+        ),
+    ]
+    if args.settings.require_approval:
+        approve = aws.codepipeline.PipelineStageActionArgs(
+            name="ApproveRelease",
+            category="Approval",
+            owner="AWS",
+            provider="Manual",
+            version="1",
+            configuration={
+                "NotificationArn": args.notification_topic_arn,
+                "CustomData": f"Release #{{ImageVariables.IMAGE_URI}} to {args.stack}?",
+            },
+        )
+        stages.append(aws.codepipeline.PipelineStageArgs(name="Approval", actions=[approve]))
+    deploy = build("PulumiUp", "deploy", variables={"IMAGE_URI": "#{ImageVariables.IMAGE_URI}", **sha})
+    stages.append(aws.codepipeline.PipelineStageArgs(name="Deploy", actions=[deploy]))
+    return stages, runs
+
+
+def _build_action(
+    project_name: pulumi.Input[str],
+    name: str,
+    *,
+    namespace: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> aws.codepipeline.PipelineStageActionArgs:
+    configuration = {"ProjectName": project_name}
+    env = [{"name": k, "value": v, "type": "PLAINTEXT"} for k, v in (variables or {}).items()]
+    if env:
+        configuration["EnvironmentVariables"] = json.dumps(env)
+    return aws.codepipeline.PipelineStageActionArgs(
+        name=name,
+        category="Build",
+        owner="AWS",
+        provider="CodeBuild",
+        version="1",
+        input_artifacts=["source"],
+        configuration=configuration,
+        run_order=1,
+        namespace=namespace,
+    )
+
+
+def _source_action(settings: PipelineSettings) -> aws.codepipeline.PipelineStageActionArgs:
+    if settings.source == "codecommit":
+        configuration = {
+            "RepositoryName": settings.repository_name,
+            "BranchName": settings.branch,
+            # An EventBridge rule starts the pipeline; polling would only add delay.
+            "PollForSourceChanges": "false",
+            "OutputArtifactFormat": "CODE_ZIP",
+        }
+        provider = "CodeCommit"
+    else:
+        configuration = {
+            "ConnectionArn": settings.connection_arn,
+            "FullRepositoryId": settings.github_repository,
+            "BranchName": settings.branch,
+            "OutputArtifactFormat": "CODE_ZIP",
+        }
+        provider = "CodeStarSourceConnection"
+    return aws.codepipeline.PipelineStageActionArgs(
+        name="Source",
+        category="Source",
+        owner="AWS",
+        provider=provider,
+        version="1",
+        output_artifacts=["source"],
+        configuration=configuration,
+        namespace="SourceVariables",
+    )
+
+
+def _statements(args: ReleasePipelineArgs, runs: Sequence[str]) -> list[Mapping[str, Any]]:
+    """Artifacts, the data key, exactly the builds the stages run, the source, and the approval notice."""
+    ctx, settings = args.context, args.settings
+    statements: list[Mapping[str, Any]] = [
+        {
+            "Sid": "Artifacts",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            "Resource": pulumi.Output.concat(args.artifacts_arn, "/*"),
+        },
+        {
+            "Sid": "ArtifactBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketVersioning", "s3:GetBucketLocation"],
+            "Resource": args.artifacts_arn,
+        },
+        key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
+        {
+            "Sid": "Builds",
+            "Effect": "Allow",
+            "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"],
+            "Resource": [ctx.arn("codebuild", f"project/{args.prefix}-{role}") for role in runs],
+        },
+    ]
+    if settings.source == "codecommit":
+        source_actions = [
+            "codecommit:CancelUploadArchive",
+            "codecommit:GetBranch",
+            "codecommit:GetCommit",
+            "codecommit:GetRepository",
+            "codecommit:GetUploadArchiveStatus",
+            "codecommit:UploadArchive",
+        ]
+        statements.append(
+            {"Sid": "Source", "Effect": "Allow", "Action": source_actions, "Resource": args.repository_arn}
+        )
+    else:
+        statements.append(
+            {
+                "Sid": "Source",
+                "Effect": "Allow",
+                "Action": ["codeconnections:UseConnection", "codestar-connections:UseConnection"],
+                "Resource": settings.connection_arn,
+            }
+        )
+    if settings.require_approval:
+        statements.append(
+            {
+                "Sid": "ApprovalNotice",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": args.notification_topic_policy_arn,
+            }
+        )
+        # The topic is encrypted: a publisher needs its key, here only through SNS in this region.
+        key = key_by_alias(
+            ctx, args.notification_key_alias, ["kms:Decrypt", "kms:GenerateDataKey"], sid="ApprovalNoticeKey"
+        )
+        key["Condition"]["StringEquals"] = {"kms:ViaService": f"sns.{ctx.region}.{ctx.dns_suffix}"}
+        statements.append(key)
+    return statements
