@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .common import AwsContext, Part, assume_role_policy, child_opts, key_by_alias, log_group, role_with_policy
+from .facts import KMS_READ_WRITE
 from .jobs import Project
 
 BUILD_IMAGES = {
@@ -70,7 +71,7 @@ class BuildProjects(Part):
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": ctx.arn("logs", f"log-group:{log_group_name}:log-stream:*"),
             },
-            key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
+            key_by_alias(ctx, args.data_key_alias, KMS_READ_WRITE),
         ]
         if job.in_pipeline:
             statements.append(

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .common import AwsContext, child_opts, policy_document, stateful_opts
+from .facts import KMS_PUBLISH, KMS_USE
 
 # Explicit actions instead of kms:*: the account (and through it IAM) administers and uses the key.
 KEY_ADMIN_ACTIONS = (
@@ -38,15 +39,6 @@ KEY_ADMIN_ACTIONS = (
     "kms:UpdateAlias",
     "kms:UpdateKeyDescription",
 )
-KEY_USE_ACTIONS = (
-    "kms:Decrypt",
-    "kms:DescribeKey",
-    "kms:Encrypt",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-)
 
 
 @dataclass(frozen=True)
@@ -54,7 +46,7 @@ class ServiceGrant:
     """Lets an AWS service principal use the key, optionally under conditions."""
 
     service: str
-    actions: Sequence[str] = ("kms:Decrypt", "kms:GenerateDataKey")
+    actions: Sequence[str] = KMS_PUBLISH
     conditions: Mapping[str, Any] | None = None
 
 
@@ -96,7 +88,7 @@ class KmsKey(pulumi.ComponentResource):
                 "Sid": "AccountAdministersKey",
                 "Effect": "Allow",
                 "Principal": {"AWS": root},
-                "Action": list(KEY_ADMIN_ACTIONS + KEY_USE_ACTIONS),
+                "Action": list(KEY_ADMIN_ACTIONS + KMS_USE),
                 # In a key policy, "*" means this key and nothing else.
                 "Resource": "*",
             }

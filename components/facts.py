@@ -24,6 +24,19 @@ FARGATE_MEMORY = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 
+# KMS actions, by what a principal does with a key.
+KMS_USE = (
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+)  # everything but administration: the account's own use, and services that encrypt for it
+KMS_READ_WRITE = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")  # a job's artifacts
+KMS_PUBLISH = ("kms:Decrypt", "kms:GenerateDataKey")  # publishing to an encrypted topic
+
 # Variables the program sets in the app container itself; config may not set them.
 PROGRAM_VARIABLES = (
     "AWS_XRAY_DAEMON_ADDRESS",

@@ -10,16 +10,8 @@ import pulumi_aws as aws
 
 from .common import AwsContext, assume_role_policy, child_opts, policy_document, role_with_policy
 from .encryption import KmsKey, KmsKeyArgs, ServiceGrant
+from .facts import KMS_PUBLISH, KMS_USE
 
-ENCRYPT_ACTIONS = (
-    "kms:Decrypt",
-    "kms:DescribeKey",
-    "kms:Encrypt",
-    "kms:GenerateDataKey",
-    "kms:GenerateDataKeyWithoutPlaintext",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-)
 # AWS Chatbot (Amazon Q Developer in chat applications) serves its API only in these regions; a
 # configuration there can still subscribe to topics in any region.
 CHATBOT_REGIONS = ("us-east-2", "us-west-2", "eu-west-1", "ap-southeast-1")
@@ -75,7 +67,7 @@ class Observability(pulumi.ComponentResource):
                 service_grants=[
                     ServiceGrant(
                         f"logs.{region}.{ctx.dns_suffix}",
-                        ENCRYPT_ACTIONS,
+                        KMS_USE,
                         {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": ctx.arn("logs", "log-group:*")}},
                     ),
                     # Alarms, EventBridge and CodeStar Notifications publish to the encrypted topic, and may
@@ -83,7 +75,7 @@ class Observability(pulumi.ComponentResource):
                     *[
                         ServiceGrant(
                             p,
-                            ("kms:Decrypt", "kms:GenerateDataKey"),
+                            KMS_PUBLISH,
                             {"StringEquals": {"kms:ViaService": f"sns.{region}.{ctx.dns_suffix}"}},
                         )
                         for p in PUBLISHERS

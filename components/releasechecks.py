@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from .alarms import error_rate_queries
 from .common import AwsContext, Part, assume_role_policy, child_opts, log_group, role_with_policy
 
 LAMBDA_DIR = os.path.join(os.path.dirname(__file__), "lambdas")
@@ -74,13 +75,6 @@ class ReleaseChecks(Part):
         alarms, names = [], []
         for role, suffix in args.target_group_arn_suffixes.items():
             dims = {"LoadBalancer": args.load_balancer_arn_suffix, "TargetGroup": suffix}
-            count = lambda id_, metric, dims=dims: aws.cloudwatch.MetricAlarmMetricQueryArgs(  # noqa: E731
-                id=id_,
-                return_data=False,
-                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace="AWS/ApplicationELB", metric_name=metric, dimensions=dims, period=60, stat="Sum"
-                ),
-            )
             common = lambda: {  # noqa: E731 - fresh options for each alarm
                 "evaluation_periods": 2,
                 "datapoints_to_alarm": 2,
@@ -99,16 +93,7 @@ class ReleaseChecks(Part):
                     "target group; rolls back a deployment",
                     comparison_operator="GreaterThanThreshold",
                     threshold=args.error_rate_percent,
-                    metric_queries=[
-                        count("errors", "HTTPCode_Target_5XX_Count"),
-                        count("requests", "RequestCount"),
-                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                            id="rate",
-                            label="5xx %",
-                            return_data=True,
-                            expression="IF(requests > 0, 100 * errors / requests, 0)",
-                        ),
-                    ],
+                    metric_queries=error_rate_queries("HTTPCode_Target_5XX_Count", dims),
                     **common(),
                 )
             )

@@ -13,6 +13,7 @@ import pulumi_aws as aws
 
 from .common import AwsContext, Part, assume_role_policy, child_opts, key_by_alias, role_with_policy
 from .events import event_rule
+from .facts import KMS_PUBLISH, KMS_READ_WRITE
 
 if TYPE_CHECKING:
     from config import PipelineSettings
@@ -236,7 +237,7 @@ def _statements(args: ReleasePipelineArgs, runs: Sequence[str]) -> list[Mapping[
             "Action": ["s3:GetBucketVersioning", "s3:GetBucketLocation"],
             "Resource": args.artifacts_arn,
         },
-        key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]),
+        key_by_alias(ctx, args.data_key_alias, KMS_READ_WRITE),
         {
             "Sid": "Builds",
             "Effect": "Allow",
@@ -275,9 +276,7 @@ def _statements(args: ReleasePipelineArgs, runs: Sequence[str]) -> list[Mapping[
             }
         )
         # The topic is encrypted: a publisher needs its key, here only through SNS in this region.
-        key = key_by_alias(
-            ctx, args.notification_key_alias, ["kms:Decrypt", "kms:GenerateDataKey"], sid="ApprovalNoticeKey"
-        )
+        key = key_by_alias(ctx, args.notification_key_alias, KMS_PUBLISH, sid="ApprovalNoticeKey")
         key["Condition"]["StringEquals"] = {"kms:ViaService": f"sns.{ctx.region}.{ctx.dns_suffix}"}
         statements.append(key)
     return statements

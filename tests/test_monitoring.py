@@ -6,7 +6,7 @@ import json
 import pytest
 from filter_pattern import matches
 
-from components import monitoring
+from components import dashboard, delivery, monitoring
 
 # Events as the AWS event reference documents them.
 PIPELINE_EVENT = {
@@ -171,7 +171,7 @@ def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
     assert by_title["DORA: deployments per day"]["properties"]["period"] == 86400
     assert (
         by_title["DORA: time to restore (minutes a rollback alarm stayed in ALARM)"]["properties"]["query"]
-        == f"SOURCE '/aws/events/web-dev-delivery' | {monitoring.TIME_TO_RESTORE_QUERY}"
+        == f"SOURCE '/aws/events/web-dev-delivery' | {dashboard.TIME_TO_RESTORE_QUERY}"
     )
     for widget in body["widgets"]:
         assert widget["x"] + widget["width"] <= 24
@@ -226,16 +226,16 @@ def test_metric_filters_count_what_their_names_say(dev):
 def test_restores_count_only_alarm_to_ok_transitions():
     going_bad = copy.deepcopy(ALARM_EVENT)
     going_bad["detail"]["state"]["value"], going_bad["detail"]["previousState"]["value"] = "ALARM", "OK"
-    assert matches(monitoring.RESTORED_PATTERN, ALARM_EVENT)
-    assert not matches(monitoring.RESTORED_PATTERN, going_bad)
-    assert not matches(monitoring.SUCCEEDED_PATTERN, ALARM_EVENT)
+    assert matches(delivery.RESTORED_PATTERN, ALARM_EVENT)
+    assert not matches(delivery.RESTORED_PATTERN, going_bad)
+    assert not matches(delivery.SUCCEEDED_PATTERN, ALARM_EVENT)
 
 
 def time_to_restore_minutes(event):
     """The Logs Insights query's arithmetic, with its own regular expressions, in Python."""
     import re
 
-    patterns = re.findall(r"parse (\S+) /(.+?)/ ", monitoring.TIME_TO_RESTORE_QUERY)
+    patterns = re.findall(r"parse (\S+) /(.+?)/ ", dashboard.TIME_TO_RESTORE_QUERY)
     assert [p[0] for p in patterns] == ["detail.previousState.timestamp", "detail.state.timestamp"]
     values = {}
     for field, regex in patterns:
@@ -255,7 +255,7 @@ def test_time_to_restore_is_the_alarm_episode_length():
     overnight["detail"]["previousState"]["timestamp"] = "2026-11-20T23:58:00.000+0000"
     overnight["detail"]["state"]["timestamp"] = "2026-11-21T00:03:00.000+0000"
     assert time_to_restore_minutes(overnight) == 5
-    assert "stats avg(minutes)" in monitoring.TIME_TO_RESTORE_QUERY
+    assert "stats avg(minutes)" in dashboard.TIME_TO_RESTORE_QUERY
 
 
 def test_filter_pattern_reader_rejects_what_it_cannot_read():

@@ -26,6 +26,8 @@ COMPONENTS = {
     "cicd:releasepipeline:ReleasePipeline",
     "cicd:drift:DriftDetection",
     "cicd:previews:PullRequestPreviews",
+    "cicd:alarms:ServiceAlarms",
+    "cicd:delivery:DeliveryMetrics",
 }
 OPTIONAL = {"cicd:waf:WebFirewall"}  # with cicd:waf (prod's default)
 
