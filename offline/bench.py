@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
+    program.tune_gc()
     warm: dict[str, list[float]] = {s: [] for s in STACKS}
     counts: dict[str, int] = {}
     serving = []

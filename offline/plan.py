@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true", help="print the traceback of a program error")
     args = parser.parse_args(argv)
+    program.tune_gc()
     stacks = [s.strip() for s in args.stack.split(",") if s.strip()]
     if args.json:
         try:

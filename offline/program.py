@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import runpy
@@ -114,6 +115,17 @@ def preload(root: str = ROOT) -> None:
     import components.pipeline  # noqa: F401
     import components.service  # noqa: F401
     import config  # noqa: F401
+
+    gc.freeze()  # what was just imported lives as long as the process
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a short-lived plan: the imported SDKs (hundreds of
+    thousands of objects) move out of the collector's sight, and a program run, which allocates
+    mostly objects that live until its end, triggers full collections less often. (Measured with
+    `make bench`: about a third of a program run was collection.)"""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def record(

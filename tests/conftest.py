@@ -15,6 +15,9 @@ sys.path.insert(0, os.path.join(ROOT, "policy"))
 from offline import analyzer, program  # noqa: E402
 
 POLICY_DIR = os.path.join(ROOT, "policy")
+# The suite runs the program dozens of times in one process: collect garbage as the plan does.
+program.preload()
+program.tune_gc()
 
 
 def policy_config(stack: str) -> dict:
