@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_aws as aws
@@ -18,6 +19,9 @@ from .alarms import ServiceAlarms, ServiceAlarmsArgs
 from .common import AwsContext, child_opts
 from .dashboard import DashboardArgs, dashboard_body
 from .delivery import DeliveryMetrics, DeliveryMetricsArgs
+
+if TYPE_CHECKING:
+    from config import ObservabilitySettings
 
 PIPELINE_EVENTS = (
     "codepipeline-pipeline-pipeline-execution-failed",
@@ -30,16 +34,17 @@ PIPELINE_EVENTS = (
 class MonitoringArgs:
     """Inputs of Monitoring.
 
-    ``error_rate_percent`` and ``p99_latency_ms``: alarm thresholds. ``xray_sampling_rate``: the
-    fixed rate of the service's sampling rule (0..1). ``rollback_alarm_names``: the service's
-    deployment alarms, whose episodes are recorded for time to restore.
+    ``observability``: the validated `cicd:observability` section: the alarm thresholds
+    (``error_rate_percent``, ``p99_latency_ms``), the fixed rate of the service's sampling rule
+    (``xray_sampling_rate``) and the log retention. ``rollback_alarm_names``: the service's deployment
+    alarms, whose episodes are recorded for time to restore.
     """
 
     context: AwsContext
     prefix: str
     topic_arn: pulumi.Input[str]
     logs_key_arn: pulumi.Input[str]
-    log_retention_days: int
+    observability: ObservabilitySettings
     load_balancer_arn_suffix: pulumi.Input[str]
     target_group_arn_suffixes: Mapping[str, pulumi.Input[str]]
     cluster_name: str
@@ -47,17 +52,8 @@ class MonitoringArgs:
     pipeline_name: str
     pipeline_arn: pulumi.Input[str]
     rollback_alarm_names: Sequence[str]
-    error_rate_percent: float = 1.0
-    p99_latency_ms: int = 500
-    xray_sampling_rate: float = 0.05
     protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.xray_sampling_rate <= 1:
-            raise ValueError("MonitoringArgs.xray_sampling_rate must be 0..1")
-        if not 0 < self.error_rate_percent <= 100:
-            raise ValueError("MonitoringArgs.error_rate_percent must be above 0 and at most 100")
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -74,8 +70,8 @@ class Monitoring(pulumi.ComponentResource):
                 load_balancer_arn_suffix=args.load_balancer_arn_suffix,
                 cluster_name=args.cluster_name,
                 service_name=args.service_name,
-                error_rate_percent=args.error_rate_percent,
-                p99_latency_ms=args.p99_latency_ms,
+                error_rate_percent=args.observability.error_rate_percent,
+                p99_latency_ms=args.observability.p99_latency_ms,
                 tags=args.tags,
             ),
             opts=child_opts(self),
@@ -89,7 +85,7 @@ class Monitoring(pulumi.ComponentResource):
                 pipeline_name=args.pipeline_name,
                 rollback_alarm_names=args.rollback_alarm_names,
                 logs_key_arn=args.logs_key_arn,
-                log_retention_days=args.log_retention_days,
+                log_retention_days=args.observability.log_retention_days,
                 protect=args.protect,
                 tags=args.tags,
             ),
@@ -99,7 +95,7 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-sampling",
             rule_name=args.prefix,
             priority=1000,
-            fixed_rate=args.xray_sampling_rate,
+            fixed_rate=args.observability.xray_sampling_rate,
             # One traced request a second before the fixed rate applies: low traffic stays visible.
             reservoir_size=1,
             service_name=args.prefix,
@@ -148,7 +144,7 @@ class Monitoring(pulumi.ComponentResource):
                     service_name=args.service_name,
                     namespace=namespace,
                     events_log_group_name=delivery.log_group_name,
-                    p99_latency_ms=args.p99_latency_ms,
+                    p99_latency_ms=args.observability.p99_latency_ms,
                 )
             ),
             opts=child_opts(self),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_aws as aws
@@ -20,6 +21,9 @@ NAT_STRATEGIES = {
 
 # What a private Fargate task needs to reach without a NAT gateway: pull images (ecr.api, ecr.dkr and
 # S3 for the layers), ship logs, read secrets, send traces, and (for the smoke test) find the ALB.
+if TYPE_CHECKING:
+    from config import NetworkSettings
+
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "xray", "ec2")
 
 
@@ -27,27 +31,20 @@ INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "xray", "
 class NetworkArgs:
     """Inputs of a Network.
 
-    ``cidr``: a private IPv4 range, /16 to /24. ``availability_zones``: 2 or 3.
-    ``nat_gateways``: none | single | perAz; with none, tasks sit in isolated subnets and reach AWS
-    through VPC endpoints. ``log_retention_days`` and ``logs_key_arn`` apply to the flow logs.
+    ``network``: the validated `cicd:network` section: a private IPv4 ``cidr`` (/16 to /24), 2 or 3
+    ``availability_zones``, and ``nat_gateways`` none | single | perAz; with none, tasks sit in
+    isolated subnets and reach AWS through VPC endpoints. ``log_retention_days`` and ``logs_key_arn``
+    apply to the flow logs.
     ``protect``: protect and retain the flow-log group; default False.
     """
 
     context: AwsContext
     prefix: str
-    cidr: str
-    availability_zones: int
-    nat_gateways: str
+    network: NetworkSettings
     log_retention_days: int
     logs_key_arn: pulumi.Input[str]
     protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.nat_gateways not in NAT_STRATEGIES:
-            raise ValueError(f"NetworkArgs.nat_gateways must be one of {', '.join(NAT_STRATEGIES)}")
-        if self.availability_zones not in (2, 3):
-            raise ValueError("NetworkArgs.availability_zones must be 2 or 3")
 
     @property
     def subnet_masks(self) -> tuple[int, int]:
@@ -55,8 +52,8 @@ class NetworkArgs:
 
         Public subnets hold the ALB, which AWS wants in subnets of /27 or larger.
         """
-        prefix = ipaddress.ip_network(self.cidr).prefixlen
-        private = prefix + (2 if self.availability_zones == 2 else 3)
+        prefix = ipaddress.ip_network(self.network.cidr).prefixlen
+        private = prefix + (2 if self.network.availability_zones == 2 else 3)
         return prefix + 3, private
 
 
@@ -71,14 +68,16 @@ class Network(pulumi.ComponentResource):
         super().__init__("cicd:network:Network", name, None, opts)
         self._args = args
         public_mask, private_mask = args.subnet_masks
-        private_type = awsx.ec2.SubnetType.ISOLATED if args.nat_gateways == "none" else awsx.ec2.SubnetType.PRIVATE
+        private_type = (
+            awsx.ec2.SubnetType.ISOLATED if args.network.nat_gateways == "none" else awsx.ec2.SubnetType.PRIVATE
+        )
         self.vpc = awsx.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=args.cidr,
-            number_of_availability_zones=args.availability_zones,
+            cidr_block=args.network.cidr,
+            number_of_availability_zones=args.network.availability_zones,
             enable_dns_hostnames=True,
             enable_dns_support=True,
-            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=NAT_STRATEGIES[args.nat_gateways]),
+            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=NAT_STRATEGIES[args.network.nat_gateways]),
             subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
             subnet_specs=[
                 awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, cidr_mask=public_mask, name="public"),
@@ -90,7 +89,7 @@ class Network(pulumi.ComponentResource):
         self.vpc_id = self.vpc.vpc_id
         self.public_subnet_ids = self.vpc.public_subnet_ids
         self.private_subnet_ids = (
-            self.vpc.isolated_subnet_ids if args.nat_gateways == "none" else self.vpc.private_subnet_ids
+            self.vpc.isolated_subnet_ids if args.network.nat_gateways == "none" else self.vpc.private_subnet_ids
         )
         # Every VPC comes with a default security group that admits its own members and lets all out.
         # Nothing here uses it: adopting it with no rules strips AWS's defaults, so nothing can.
@@ -102,7 +101,7 @@ class Network(pulumi.ComponentResource):
         )
         self._create_flow_logs(name)
         self.endpoints: list[aws.ec2.VpcEndpoint] = []
-        if args.nat_gateways == "none":
+        if args.network.nat_gateways == "none":
             self._create_endpoints(name)
         self.register_outputs(
             {
@@ -181,7 +180,7 @@ class Network(pulumi.ComponentResource):
                     protocol="tcp",
                     from_port=443,
                     to_port=443,
-                    cidr_blocks=[args.cidr],
+                    cidr_blocks=[args.network.cidr],
                 )
             ],
             egress=[],

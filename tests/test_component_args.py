@@ -12,7 +12,6 @@ from components.common import AwsContext
 from components.encryption import KmsKey, KmsKeyArgs, ServiceGrant
 from components.image import ContainerImage, ContainerImageArgs, context_hash
 from components.loadbalancer import health_check_timeout
-from components.monitoring import MonitoringArgs
 from components.network import NetworkArgs
 from components.pipeline import BuildPipelineArgs
 from components.service import FargateServiceArgs
@@ -21,6 +20,9 @@ from components.source import SourceRepositoryArgs
 CTX = AwsContext(account_id="123456789012", region="us-east-1")
 DIGEST = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "b" * 64
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+PIPELINE = config.PipelineSettings(
+    backend_url="s3://b-state", deploy_role_arn="arn:aws:iam::123456789012:role/d", sonar_organization="o"
+)
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 
 
@@ -155,44 +157,12 @@ SERVICE_ARGS = {
             ),
             "ContainerImageArgs.keep_tagged_images",
         ),
-        (
-            lambda: NetworkArgs(
-                context=CTX,
-                prefix="p",
-                cidr="10.0.0.0/16",
-                availability_zones=2,
-                nat_gateways="two",
-                log_retention_days=7,
-                logs_key_arn="k",
-            ),
-            "NetworkArgs.nat_gateways",
-        ),
-        (
-            lambda: NetworkArgs(
-                context=CTX,
-                prefix="p",
-                cidr="10.0.0.0/16",
-                availability_zones=4,
-                nat_gateways="none",
-                log_retention_days=7,
-                logs_key_arn="k",
-            ),
-            "NetworkArgs.availability_zones",
-        ),
         (lambda: FargateServiceArgs(**{**SERVICE_ARGS, "prefix": "x" * 25}), "FargateServiceArgs.prefix"),
         (
             lambda: SourceRepositoryArgs(
-                context=CTX, prefix="p", source="github", repository_name="r", branch="main", kms_key_arn="k"
-            ),
-            "SourceRepositoryArgs.github_repository",
-        ),
-        (
-            lambda: SourceRepositoryArgs(
                 context=CTX,
                 prefix="p",
-                source="codecommit",
-                repository_name="r",
-                branch="main",
+                pipeline=PIPELINE,
                 kms_key_arn="k",
                 approvals=0,
             ),
@@ -221,24 +191,6 @@ SERVICE_ARGS = {
                 image_cache_prefix="r-pub",
             ),
             "BuildPipelineArgs.clone_url",
-        ),
-        (
-            lambda: MonitoringArgs(
-                context=CTX,
-                prefix="p",
-                topic_arn="t",
-                logs_key_arn="k",
-                log_retention_days=7,
-                load_balancer_arn_suffix="a",
-                target_group_arn_suffixes={},
-                cluster_name="c",
-                service_name="s",
-                pipeline_name="p",
-                pipeline_arn="a",
-                rollback_alarm_names=[],
-                xray_sampling_rate=2,
-            ),
-            "MonitoringArgs.xray_sampling_rate",
         ),
     ],
 )
@@ -275,9 +227,7 @@ def test_subnets_fit_the_vpc_and_alb_subnets_stay_at_least_slash_27(cidr, azs, m
     args = NetworkArgs(
         context=CTX,
         prefix="p",
-        cidr=cidr,
-        availability_zones=azs,
-        nat_gateways="single",
+        network=config.NetworkSettings(cidr=cidr, availability_zones=azs),
         log_retention_days=7,
         logs_key_arn="k",
     )
@@ -297,9 +247,7 @@ def test_the_approval_rule_asks_for_the_configured_number_of_approvals(record):
             SourceRepositoryArgs(
                 context=CTX,
                 prefix="web-dev",
-                source="codecommit",
-                repository_name="web",
-                branch="main",
+                pipeline=PIPELINE,
                 kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
                 approvals=2,
             ),
