@@ -421,6 +421,31 @@ class NetworkSettings(Section):
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
 
 
+# What only a building stack configures: where the code lives, how it is tested and scanned.
+BUILD_ONLY = (
+    "source",
+    "repository_name",
+    "branch",
+    "github_repository",
+    "connection_arn",
+    "sonar_host_url",
+    "sonar_project_key",
+    "sonar_organization",
+    "trivy_severity",
+    "preview_role_arn",
+)
+
+
+def _camel(snake: str) -> str:
+    return to_camel(snake)
+
+
+def _promote_from(value: Any) -> str:
+    if value == "" or value in ENVIRONMENTS:
+        return value
+    raise _error(f"must be empty (this stack builds) or one of {', '.join(ENVIRONMENTS)}; got {value!r}")
+
+
 class PipelineSettings(Section):
     """`cicd:pipeline`: where the code lives and how it is built."""
 
@@ -448,9 +473,27 @@ class PipelineSettings(Section):
     deploy_role_arn: OptionalMatching(ROLE_ARN, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)") = ""
     # A read-only role for pull-request previews; empty: previews run the offline plan, without AWS.
     preview_role_arn: OptionalMatching(ROLE_ARN, "an IAM role ARN or empty") = ""
+    # The environment this stack takes its releases from; empty: this stack builds them (from git).
+    promote_from: Annotated[str, BeforeValidator(_promote_from)] = ""
+
+    @property
+    def builds(self) -> bool:
+        return not self.promote_from
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSettings:
+        if self.promote_from:
+            given = sorted(_camel(f) for f in self.model_fields_set & set(BUILD_ONLY))
+            if given:
+                raise _error(
+                    f"only applies to a stack that builds; this one promotes releases of {self.promote_from} "
+                    f"({NAMESPACE}:pipeline.promoteFrom) and never builds. Remove it",
+                    given[0],
+                )
+            for name, value in (("backendUrl", self.backend_url), ("deployRoleArn", self.deploy_role_arn)):
+                if not value:
+                    raise _error("is required: the Pulumi state and role the deploy job uses", name)
+            return self
         if not self.backend_url:
             raise _error(
                 "is required: the Pulumi state backend (s3://… or https://api.pulumi.com) the pipeline's "
@@ -599,6 +642,12 @@ class Settings(Section):
                 f"own region); got {self.certificate_arn}",
                 "certificateArn",
             )
+        if self.pipeline.promote_from == self.environment:
+            raise _error(
+                f"must name another environment: a stack cannot promote its own releases (this one is "
+                f"{self.environment})",
+                "pipeline.promoteFrom",
+            )
         if self.require_image and not self.service.image:
             raise _error(
                 f"is empty, and this job must never build the image itself ({REQUIRE_IMAGE_VARIABLE} is "
@@ -606,7 +655,7 @@ class Settings(Section):
                 "stack runs now (buildspecs/scripts/pin-running-image.sh)",
                 "service.image",
             )
-        _check_region(self.region, self.pipeline.source)
+        _check_region(self.region, self.pipeline.source if self.pipeline.builds else "")
         return self
 
     @property
@@ -634,16 +683,46 @@ TOP_LEVEL_KEYS = tuple(
 )
 
 
+def promotion_errors(stacks: Mapping[str, tuple[str, str]], only: str | None = None) -> list[str]:
+    """What is wrong with a project's promotion chain: `stacks` maps each stack to its environment and
+    the environment it promotes from (empty: it builds). A stack may promote only from an environment
+    some stack of the project has, and the chain may not loop. `only`: just that stack's chain."""
+    errors = []
+    environments = {env: stack for stack, (env, _) in stacks.items()}
+    upstream = dict(stacks.values())
+    for stack, (_env, source) in sorted(stacks.items()):
+        if only is not None and stack != only:
+            continue
+        if source and source not in environments:
+            errors.append(
+                f"{NAMESPACE}:pipeline.promoteFrom of stack {stack} is {source}, but no stack of this project has "
+                f"{NAMESPACE}:environment {source} (stacks: {', '.join(sorted(stacks))})"
+            )
+    starts = [stacks[only][0]] if only is not None and only in stacks else list(upstream)
+    for env in starts:
+        seen, current = [env], upstream.get(env)
+        while current:
+            if current in seen:
+                cycle = seen[seen.index(current) :]
+                first = cycle.index(min(cycle))
+                cycle = cycle[first:] + cycle[:first]
+                loop = " -> ".join([*cycle, cycle[0]])
+                message = f"{NAMESPACE}:pipeline.promoteFrom makes a loop ({loop}): one stack must build"
+                if message not in errors:
+                    errors.append(message)
+                break
+            seen.append(current)
+            current = upstream.get(current)
+    return errors
+
+
 def _check_region(region: str, source: str) -> None:
     """Every service the stack needs must have an endpoint in its region (commercial partition)."""
     if not region or region.startswith(("cn-", "us-gov-", "us-iso")):
         return
-    needed = [
-        "codepipeline",
-        "codebuild",
-        "codestar-notifications",
-        "codecommit" if source == "codecommit" else "codestar-connections",
-    ]
+    needed = ["codepipeline", "codebuild", "codestar-notifications"]
+    if source:  # a building stack's source; a promoting stack reads its upstream's releases
+        needed.append("codecommit" if source == "codecommit" else "codestar-connections")
     missing = [SERVICE_NAMES[s] for s in needed if region not in SERVICE_REGIONS[s]]
     if missing:
         usable = sorted(set.intersection(*(set(SERVICE_REGIONS[s]) for s in needed)))
@@ -754,6 +833,23 @@ def _undeclared_keys() -> list[str]:
     return sorted(k.partition(":")[2] for k in keys if k.partition(":")[0] == NAMESPACE)
 
 
+def project_stacks(root: str = os.path.dirname(os.path.abspath(__file__))) -> dict[str, tuple[str, str]]:
+    """Each stack file's environment and promoteFrom, as promotion_errors takes them."""
+    import glob
+
+    import yaml
+
+    stacks = {}
+    for path in sorted(glob.glob(os.path.join(root, "Pulumi.*.yaml"))):
+        stack = os.path.basename(path)[len("Pulumi.") : -len(".yaml")]
+        with open(path, encoding="utf-8") as handle:
+            values = (yaml.safe_load(handle) or {}).get("config") or {}
+        pipeline = values.get(f"{NAMESPACE}:pipeline")
+        source = pipeline.get("promoteFrom", "") if isinstance(pipeline, dict) else ""
+        stacks[stack] = (str(values.get(f"{NAMESPACE}:environment") or "dev"), str(source or ""))
+    return stacks
+
+
 def load() -> Settings:
     """Read the `cicd` namespace of the running stack and validate all of it."""
     cfg = pulumi.Config(NAMESPACE)
@@ -762,10 +858,18 @@ def load() -> Settings:
     region = pulumi.Config("aws").get("region") or ""
     if not region:
         raise ConfigError(["aws:region is required (for example `pulumi config set aws:region us-east-1`)"])
-    return load_settings(
+    settings = load_settings(
         raw,
         project=pulumi.get_project(),
         stack=pulumi.get_stack(),
         region=region,
         require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"),
     )
+    # The other stacks of the project are files beside this one: a chain that loops, or an upstream
+    # no stack has, is an error here as well as in the offline plan.
+    stacks = project_stacks()
+    stacks[settings.stack] = (settings.environment, settings.pipeline.promote_from)
+    errors = promotion_errors(stacks, only=settings.stack)
+    if errors:
+        raise ConfigError(errors)
+    return settings
