@@ -10,6 +10,7 @@ from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.observability import Observability, ObservabilityArgs
 from components.pipeline import BuildPipeline, BuildPipelineArgs
+from components.release import release_parameter, released_image
 from components.service import FargateService, FargateServiceArgs
 from components.source import SourceRepository, SourceRepositoryArgs
 
@@ -19,8 +20,14 @@ prefix = settings.prefix
 svc = settings.service
 obs = settings.observability
 pipe = settings.pipeline
+upstream_key_alias = f"alias/{settings.upstream_prefix}-data" if not pipe.builds else ""
 
 context = AwsContext.of_provider(settings.region)
+
+# What to run: the configured digest, else the newest release recorded for this environment (or, for a
+# promoting stack before its first, its upstream's). A building stack with neither builds app/ (never in CI).
+released, released_from = released_image(settings.project, svc.name, settings.release_environments)
+image_ref = config.image_to_deploy(settings, "" if svc.image else released)
 
 observability = Observability(
     "observability",
@@ -64,12 +71,16 @@ network = Network(
 image = ContainerImage(
     "image",
     ContainerImageArgs(
-        repository_name=prefix,
+        # A promoting stack runs its upstream's images, from the upstream's repository.
+        repository_name=prefix if pipe.builds else settings.upstream_prefix,
+        owns_repository=pipe.builds,
+        cache_name=prefix,
         kms_key_arn=data_key.arn,
         architecture=svc.architecture,
         context=context,
         kms_key_alias=data_key_alias,
-        image=svc.image,
+        image=image_ref,
+        promoted_to=settings.promoted_to,
         protect=settings.protect,
         tags=tags,
     ),
@@ -99,23 +110,28 @@ service = FargateService(
         protect=settings.protect,
         waf=settings.waf,
         alarm_topic_arn=observability.topic_arn,
+        image_key_alias=upstream_key_alias,
         tags=tags,
     ),
     opts=pulumi.ResourceOptions(depends_on=[network]),
 )
 
-source = SourceRepository(
-    "source",
-    SourceRepositoryArgs(
-        context=context,
-        prefix=prefix,
-        pipeline=pipe,
-        kms_key_arn=data_key.arn,
-        notification_topic_arn=observability.topic_arn,
-        protect=settings.protect,
-        tags=tags,
-    ),
-)
+# One source repository, owned by the stack that builds; a promoting stack deploys the source each
+# release carries.
+source = None
+if pipe.builds:
+    source = SourceRepository(
+        "source",
+        SourceRepositoryArgs(
+            context=context,
+            prefix=prefix,
+            pipeline=pipe,
+            kms_key_arn=data_key.arn,
+            notification_topic_arn=observability.topic_arn,
+            protect=settings.protect,
+            tags=tags,
+        ),
+    )
 
 pipeline = BuildPipeline(
     "pipeline",
@@ -123,8 +139,14 @@ pipeline = BuildPipeline(
         context=context,
         prefix=prefix,
         stack=settings.stack,
+        project=settings.project,
+        environment=settings.environment,
+        service_name=svc.name,
         pipeline=pipe,
-        clone_url=source.clone_url,
+        clone_url=source.clone_url if source else None,
+        rollback_alarm_names=service.deployment_alarm_names,
+        upstream_prefix=settings.upstream_prefix,
+        upstream_data_key_alias=upstream_key_alias,
         ecr_repository_name=prefix,
         architecture=svc.architecture,
         data_key_arn=data_key.arn,
@@ -141,7 +163,7 @@ pipeline = BuildPipeline(
         protect=settings.protect,
         tags=tags,
     ),
-    opts=pulumi.ResourceOptions(depends_on=[source, image]),
+    opts=pulumi.ResourceOptions(depends_on=[r for r in (source, image) if r is not None]),
 )
 
 monitoring = Monitoring(
@@ -172,5 +194,12 @@ pulumi.export("serviceName", service.service_name)
 pulumi.export("alertTopicArn", observability.topic_arn)
 pulumi.export("pipelineName", pipeline.pipeline_name)
 pulumi.export("dashboardName", monitoring.dashboard_name)
-pulumi.export("repositoryCloneUrl", source.clone_url)
+if source is not None:
+    pulumi.export("repositoryCloneUrl", source.clone_url)
+pulumi.export("releaseRole", "builds" if pipe.builds else f"promotes from {pipe.promote_from}")
+pulumi.export("releaseRecord", release_parameter(settings.project, svc.name, settings.environment))
+pulumi.export(
+    "imageSource",
+    "config" if svc.image else f"release record of {released_from}" if released else "local build of app/",
+)
 pulumi.export("deployWaitSeconds", service.deploy_wait)

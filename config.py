@@ -589,6 +589,8 @@ class Settings(Section):
     stack: str = Field(exclude=True)
     region: str = Field(exclude=True)
     require_image: bool = Field(default=False, exclude=True)
+    # The environments that promote this one's releases (from the project's stack files).
+    promoted_to: tuple[str, ...] = Field(default=(), exclude=True)
 
     environment: OneOf(*ENVIRONMENTS) = "dev"
     service: ServiceSettings = Field(default_factory=ServiceSettings)
@@ -648,19 +650,24 @@ class Settings(Section):
                 f"{self.environment})",
                 "pipeline.promoteFrom",
             )
-        if self.require_image and not self.service.image:
-            raise _error(
-                f"is empty, and this job must never build the image itself ({REQUIRE_IMAGE_VARIABLE} is "
-                "set): deploy a digest (<repo>@sha256:…), as the pipeline's jobs do with the digest the "
-                "stack runs now (buildspecs/scripts/pin-running-image.sh)",
-                "service.image",
-            )
         _check_region(self.region, self.pipeline.source if self.pipeline.builds else "")
         return self
 
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    @property
+    def upstream_prefix(self) -> str:
+        """The physical-name prefix of the environment this stack promotes from ("" when it builds)."""
+        source = self.pipeline.promote_from
+        return f"{self.service.name}-{ENVIRONMENT_CODES[source]}" if source else ""
+
+    @property
+    def release_environments(self) -> list[str]:
+        """Whose release record gives the image when none is configured: this environment's own
+        newest release, then (for a promoting stack, before its first) its upstream's."""
+        return [self.environment] + ([self.pipeline.promote_from] if self.pipeline.promote_from else [])
 
     @property
     def prefix(self) -> str:
@@ -679,7 +686,9 @@ class Settings(Section):
 
 
 TOP_LEVEL_KEYS = tuple(
-    f.alias or n for n, f in Settings.model_fields.items() if n not in ("project", "stack", "region", "require_image")
+    f.alias or n
+    for n, f in Settings.model_fields.items()
+    if n not in ("project", "stack", "region", "require_image", "promoted_to")
 )
 
 
@@ -714,6 +723,31 @@ def promotion_errors(stacks: Mapping[str, tuple[str, str]], only: str | None = N
             seen.append(current)
             current = upstream.get(current)
     return errors
+
+
+def image_to_deploy(settings: Settings, released: str) -> str:
+    """The image the stack runs: `cicd:service.image`, else the release record's (`released`); empty
+    means a local build of app/, which only a building stack outside CI may do."""
+    image = settings.service.image or released
+    if image:
+        return image
+    if settings.pipeline.promote_from:
+        raise ConfigError(
+            [
+                f"{NAMESPACE}:service.image is empty and {settings.pipeline.promote_from} has recorded no release "
+                f"yet: this stack promotes releases of {settings.pipeline.promote_from} and never builds. Release "
+                f"{settings.pipeline.promote_from} first (README, bootstrap), or set a digest"
+            ]
+        )
+    if settings.require_image:
+        raise ConfigError(
+            [
+                f"{NAMESPACE}:service.image is empty and the stack has no release record, and this job must never "
+                f"build the image itself ({REQUIRE_IMAGE_VARIABLE} is set): deploy a digest (<repo>@sha256:…), as "
+                "the pipeline's jobs do with the digest the stack runs now (buildspecs/scripts/pin-running-image.sh)"
+            ]
+        )
+    return ""
 
 
 def _check_region(region: str, source: str) -> None:
@@ -797,7 +831,13 @@ def _parse(key: str, value: Any) -> Any:
 
 
 def load_settings(
-    raw: Mapping[str, Any], *, project: str, stack: str, region: str, require_image: bool = False
+    raw: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    region: str,
+    require_image: bool = False,
+    promoted_to: tuple[str, ...] = (),
 ) -> Settings:
     """Validate raw values keyed by their name inside the namespace (`service`, `protect`, ...).
 
@@ -811,7 +851,13 @@ def load_settings(
         for k in unknown
     ]
     values = {k: _parse(k, v) for k, v in raw.items() if k in TOP_LEVEL_KEYS and v is not None}
-    identity = {"project": project, "stack": stack, "region": region, "requireImage": require_image}
+    identity = {
+        "project": project,
+        "stack": stack,
+        "region": region,
+        "requireImage": require_image,
+        "promotedTo": tuple(promoted_to),
+    }
     try:
         # A stack file uses the camelCase names only (Python code may build sections by field name).
         settings = Settings.model_validate({**values, **identity}, by_alias=True, by_name=False)
@@ -858,16 +904,21 @@ def load() -> Settings:
     region = pulumi.Config("aws").get("region") or ""
     if not region:
         raise ConfigError(["aws:region is required (for example `pulumi config set aws:region us-east-1`)"])
+    # The other stacks of the project are files beside this one: who promotes from this environment,
+    # and (an error here as in the offline plan) a chain that loops or an upstream no stack has.
+    stacks = project_stacks()
+    environment = str(raw.get("environment") or "dev")
+    promoted_to = tuple(
+        sorted({env for name, (env, source) in stacks.items() if source == environment and name != pulumi.get_stack()})
+    )
     settings = load_settings(
         raw,
         project=pulumi.get_project(),
         stack=pulumi.get_stack(),
         region=region,
         require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"),
+        promoted_to=promoted_to,
     )
-    # The other stacks of the project are files beside this one: a chain that loops, or an upstream
-    # no stack has, is an error here as well as in the offline plan.
-    stacks = project_stacks()
     stacks[settings.stack] = (settings.environment, settings.pipeline.promote_from)
     errors = promotion_errors(stacks, only=settings.stack)
     if errors:

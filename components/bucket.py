@@ -26,14 +26,15 @@ def private_bucket(
     *,
     bucket_name: pulumi.Input[str],
     partition: str,
-    expiration_days: int,
+    expiration_days: int | None,
     protect: bool,
     tags: Mapping[str, str],
     kms_key_arn: pulumi.Input[str] | None = None,
     statements: Callable[[pulumi.Output[str]], Sequence[Mapping[str, Any]]] = lambda arn: (),
 ) -> PrivateBucket:
     """All public access blocked, ACLs disabled, default encryption (KMS when a key is given, else
-    SSE-S3), versioning, TLS-only access, and objects that expire after `expiration_days`.
+    SSE-S3), versioning, TLS-only access, and objects that expire after `expiration_days` (None: kept;
+    replaced versions expire after a week either way).
 
     `statements(bucket_arn)` adds statements to the bucket policy (who may write, for example).
     """
@@ -93,7 +94,9 @@ def private_bucket(
                 id="expire",
                 status="Enabled",
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expiration_days),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expiration_days)
+                if expiration_days is not None
+                else None,
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=7
                 ),

@@ -24,7 +24,8 @@ AUTO_DISCOVER = "CODEBUILD_CONFIG_AUTO_DISCOVER"
 class BuildProjectsArgs:
     """``jobs``: what to create (components/jobs.py). Pipeline jobs read and write ``artifacts_arn``;
     the others clone the repository themselves: CodeCommit through ``clone_url``, GitHub through
-    ``connection_arn``. Every project runs on ``architecture`` and encrypts with ``data_key_arn``."""
+    ``connection_arn``, or (source ``s3``) read the release bundle at ``s3_location``. Every project
+    runs on ``architecture`` and encrypts with ``data_key_arn``."""
 
     context: AwsContext
     prefix: str
@@ -37,6 +38,8 @@ class BuildProjectsArgs:
     logs_key_arn: pulumi.Input[str]
     log_retention_days: int
     clone_url: pulumi.Input[str] | None = None
+    # With source "s3" (a promoting stack): the bundle the jobs outside the pipeline run, bucket/key.
+    s3_location: pulumi.Input[str] | None = None
     github_repository: str = ""
     connection_arn: str = ""
     protect: bool = False
@@ -145,6 +148,8 @@ class BuildProjects(Part):
 
 
 def _standalone_source(args: BuildProjectsArgs, buildspec: str) -> aws.codebuild.ProjectSourceArgs:
+    if args.source == "s3":
+        return aws.codebuild.ProjectSourceArgs(type="S3", location=args.s3_location, buildspec=buildspec)
     if args.source == "codecommit":
         return aws.codebuild.ProjectSourceArgs(
             type="CODECOMMIT", location=args.clone_url, buildspec=buildspec, git_clone_depth=1

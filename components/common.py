@@ -74,6 +74,9 @@ class Part(pulumi.ComponentResource):
     def __init__(self, type_: str, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_, name, None, opts)
         self.former_parent = opts.parent if opts else None
+        # The aliases name the component that held these resources: a Part is always built by it.
+        if self.former_parent is None or isinstance(self.former_parent, Part):
+            raise ValueError(f"{type_} {name!r} must be created with its former owner as parent (not a Part)")
 
 
 def _moved(parent: pulumi.Resource) -> list[pulumi.Alias] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -21,6 +21,8 @@ from .facts import PLATFORMS
 PUBLIC_REGISTRY = "public.ecr.aws"
 XRAY_DAEMON = "xray/aws-xray-daemon:3.x"
 CACHED_IMAGES_KEPT = 5
+# The release job tags each released image `release-<environment>-<commit>` (buildspecs/scripts/publish-release.sh).
+RELEASE_TAG_PREFIX = "release-"
 
 
 def context_hash(path: str) -> str:
@@ -47,6 +49,9 @@ class ContainerImageArgs:
     ``keep_tagged_images``: the lifecycle policy keeps this many images; default 30.
     ``untagged_expiry_days``: untagged images (failed or superseded pushes) expire after; default 1.
     ``protect``: protect and retain the repository, and refuse to delete it while it holds images.
+    ``owns_repository``: False for a stack that promotes another environment's releases: it deploys
+    ``image`` (required then) from that environment's ``repository_name`` and creates no repository;
+    its pull-through cache is then named after ``cache_name``. Default True.
     """
 
     repository_name: str
@@ -59,9 +64,17 @@ class ContainerImageArgs:
     keep_tagged_images: int = 30
     untagged_expiry_days: int = 1
     protect: bool = False
+    owns_repository: bool = True
+    cache_name: str = ""
+    # Other environments deploy this repository's released images (they promote from this one): the
+    # repository is then protected and retained whatever ``protect`` says, and images the release job
+    # tagged `release-…` outlive the lifecycle's count (up to 1000 of them).
+    promoted_to: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.owns_repository and not self.image:
+            raise ValueError("ContainerImageArgs.image is required when the repository is another stack's")
         if self.architecture not in PLATFORMS:
             raise ValueError(f"ContainerImageArgs.architecture must be one of {', '.join(PLATFORMS)}")
         if not 1 <= self.keep_tagged_images <= 1000:
@@ -76,7 +89,7 @@ class ContainerImageArgs:
 
     @property
     def public_cache_prefix(self) -> str:
-        return f"{self.repository_name}-pub"
+        return f"{self.cache_name or self.repository_name}-pub"
 
 
 class ContainerImage(pulumi.ComponentResource):
@@ -86,6 +99,17 @@ class ContainerImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ContainerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cicd:image:ContainerImage", name, None, opts)
+        self._create_public_cache(name, args)
+        if not args.owns_repository:
+            # A promoted release: the upstream environment's image, by digest, from its repository.
+            self.repository = None
+            self.repository_url = pulumi.Output.concat(self.registry, "/", args.repository_name)
+            self.image_ref = self.task_image_ref = pulumi.Output.from_input(args.image)
+            self.image = None
+            self.image_ready = []
+            self.register_outputs({"image_ref": self.image_ref, "xray_image": self.xray_image})
+            return
+        keep = args.protect or bool(args.promoted_to)
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
             name=args.repository_name,
@@ -94,10 +118,11 @@ class ContainerImage(pulumi.ComponentResource):
             encryption_configurations=[
                 aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS", kms_key=args.kms_key_arn)
             ],
-            # Outside prod a stack can be torn down with its images; prod keeps them.
-            force_delete=not args.protect,
+            # Outside prod a stack can be torn down with its images; prod, and a repository other
+            # environments run releases from, keep them.
+            force_delete=not keep,
             tags=dict(args.tags),
-            opts=stateful_opts(self, args.protect),
+            opts=stateful_opts(self, keep),
         )
         self.lifecycle_policy = aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
@@ -105,8 +130,27 @@ class ContainerImage(pulumi.ComponentResource):
             policy=json.dumps(
                 {
                     "rules": [
+                        *(
+                            [
+                                {
+                                    # An image a matching rule keeps is never expired by a later rule:
+                                    # released images outlive the count below.
+                                    "rulePriority": 1,
+                                    "description": "Keep the last 1000 released images (tagged release-)",
+                                    "selection": {
+                                        "tagStatus": "tagged",
+                                        "tagPrefixList": [RELEASE_TAG_PREFIX],
+                                        "countType": "imageCountMoreThan",
+                                        "countNumber": 1000,
+                                    },
+                                    "action": {"type": "expire"},
+                                }
+                            ]
+                            if args.promoted_to
+                            else []
+                        ),
                         {
-                            "rulePriority": 1,
+                            "rulePriority": 2 if args.promoted_to else 1,
                             "description": f"Expire untagged images after {args.untagged_expiry_days} day(s)",
                             "selection": {
                                 "tagStatus": "untagged",
@@ -118,7 +162,7 @@ class ContainerImage(pulumi.ComponentResource):
                         },
                         {
                             # An "any" rule must have the highest priority number (AWS evaluates it last).
-                            "rulePriority": 2,
+                            "rulePriority": 3 if args.promoted_to else 2,
                             "description": f"Keep the last {args.keep_tagged_images} images",
                             "selection": {
                                 "tagStatus": "any",
@@ -134,7 +178,6 @@ class ContainerImage(pulumi.ComponentResource):
             opts=child_opts(self),
         )
         self.repository_url = self.repository.repository_url
-        self._create_public_cache(name, args)
         if args.image:
             self.image_ref = pulumi.Output.from_input(args.image)
             self.task_image_ref = self.image_ref

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from .common import key_by_alias
 from .facts import PLATFORMS
 
 if TYPE_CHECKING:
@@ -38,11 +39,16 @@ class Project:
 
 @dataclass(frozen=True)
 class JobContext:
-    """What the jobs refer to: the token secrets by key, the repositories they read and push."""
+    """What the jobs refer to: the token secrets by key, the repositories they read and push, and
+    where releases are recorded (this environment's, and for a promoting stack its upstream's)."""
 
     secret_names: Mapping[str, str]
     repository_arn: pulumi.Input[str] | None
     ecr_repository_uri: pulumi.Input[str]
+    releases_bucket: pulumi.Input[str]
+    release_parameter: str
+    upstream_releases_bucket: pulumi.Input[str] | None = None
+    upstream_release_parameter: str = ""
 
 
 def secret_read(args: BuildPipelineArgs, jobs: JobContext, key: str, sid: str) -> dict[str, Any]:
@@ -57,6 +63,8 @@ def pipeline_jobs(args: BuildPipelineArgs, jobs: JobContext) -> list[Project]:
     ctx, settings = args.context, args.pipeline
     ecr_arn = ctx.arn("ecr", f"repository/{args.ecr_repository_name}")
     pulumi_env, pulumi_secrets, pulumi_statements = _pulumi_job(args, jobs)
+    if not settings.builds:
+        return _promoting_jobs(args, jobs, pulumi_env, pulumi_secrets, pulumi_statements)
     specs = [
         Project(
             "unit-tests",
@@ -159,10 +167,169 @@ def pipeline_jobs(args: BuildPipelineArgs, jobs: JobContext) -> list[Project]:
             statements=pulumi_statements + _source_read_statements(args, jobs),
             in_pipeline=False,
         ),
+        _release_job(args, jobs),
     ]
     if settings.source == "codecommit":
         specs.append(_preview_job(args, jobs))
     return specs
+
+
+def _promoting_jobs(args, jobs, pulumi_env, pulumi_secrets, pulumi_statements) -> list[Project]:
+    """A promoting stack never builds: it deploys a release of its upstream environment (checking
+    that the upstream released that digest), checks drift, and records its own releases."""
+    ctx, upstream = args.context, args.pipeline.promote_from
+    upstream_reads = [
+        {
+            "Sid": "UpstreamReleases",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameterHistory",
+            "Resource": _parameter_arn(ctx, jobs.upstream_release_parameter),
+        },
+        {
+            "Sid": "UpstreamBundles",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": pulumi.Output.concat(
+                "arn:", ctx.partition, ":s3:::", jobs.upstream_releases_bucket, f"/{upstream}/*"
+            ),
+        },
+        key_by_alias(ctx, args.upstream_data_key_alias, ["kms:Decrypt"], sid="UpstreamKey"),
+    ]
+    promote = {
+        "PROMOTE_FROM": upstream,
+        "UPSTREAM_RELEASE_PARAMETER": jobs.upstream_release_parameter,
+        "UPSTREAM_RELEASES_BUCKET": jobs.upstream_releases_bucket,
+    }
+    return [
+        Project(
+            "deploy",
+            f"Deploys a release of {upstream} (refusing a digest {upstream} never released), after a preview",
+            "buildspecs/deploy.yml",
+            environment={**pulumi_env, **promote},
+            secrets=pulumi_secrets,
+            statements=pulumi_statements + upstream_reads,
+            timeout_minutes=args.deploy_timeout_minutes,
+        ),
+        Project(
+            "drift",
+            "Compares the live stack with the release it runs (pulumi preview --refresh --expect-no-changes)",
+            "buildspecs/drift.yml",
+            environment=pulumi_env,
+            secrets=pulumi_secrets,
+            statements=pulumi_statements + _release_bucket_read(args, jobs),
+            in_pipeline=False,
+        ),
+        _release_job(args, jobs),
+    ]
+
+
+def _parameter_arn(ctx, name: str) -> pulumi.Output[str]:
+    # A parameter named /a/b has the ARN …:parameter/a/b (the name's leading slash is not doubled).
+    return ctx.arn("ssm", f"parameter{name}")
+
+
+def _release_bucket_read(args, jobs: JobContext) -> list[dict]:
+    """The drift check of a promoting stack runs the source bundle of the release the stack runs."""
+    return [
+        {
+            "Sid": "CurrentRelease",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": pulumi.Output.concat(
+                "arn:", args.context.partition, ":s3:::", jobs.releases_bucket, f"/{args.environment}/*"
+            ),
+        }
+    ]
+
+
+def _release_job(args, jobs: JobContext) -> Project:
+    """After a deploy: the rollback alarms must be quiet, then the release is recorded (history in the
+    releases bucket, the newest in the SSM parameter, which starts any downstream pipeline) and its
+    lead time sent as a metric."""
+    ctx = args.context
+    alarms = list(args.rollback_alarm_names)
+    upstream: dict[str, Any] = {}
+    reads: list[dict] = []
+    if not args.pipeline.builds:
+        upstream = {
+            "PROMOTE_FROM": args.pipeline.promote_from,
+            "UPSTREAM_RELEASES_BUCKET": jobs.upstream_releases_bucket,
+        }
+        reads = [
+            {
+                "Sid": "UpstreamBundles",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": pulumi.Output.concat(
+                    "arn:", ctx.partition, ":s3:::", jobs.upstream_releases_bucket, f"/{args.pipeline.promote_from}/*"
+                ),
+            },
+            key_by_alias(ctx, args.upstream_data_key_alias, ["kms:Decrypt"], sid="UpstreamKey"),
+        ]
+    return Project(
+        "release",
+        "Records the release once the deploy baked with the rollback alarms quiet",
+        "buildspecs/release.yml",
+        environment={
+            "ENVIRONMENT": args.environment,
+            "RELEASE_PARAMETER": jobs.release_parameter,
+            "RELEASES_BUCKET": jobs.releases_bucket,
+            "ROLLBACK_ALARMS": " ".join(alarms),
+            "PIPELINE_NAME": args.prefix,
+            "METRIC_NAMESPACE": f"cicd/{args.prefix}",
+            "BUILDS": "1" if args.pipeline.builds else "0",
+            **upstream,
+        },
+        statements=reads
+        + [
+            {
+                "Sid": "RollbackAlarms",
+                "Effect": "Allow",
+                "Action": "cloudwatch:DescribeAlarms",
+                "Resource": [ctx.arn("cloudwatch", f"alarm:{a}") for a in alarms],
+            },
+            {
+                "Sid": "LeadTime",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                # PutMetricData has no resource-level permissions: AWS requires "*"; the namespace is scoped.
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": f"cicd/{args.prefix}"}},
+            },
+            {
+                "Sid": "Approver",
+                "Effect": "Allow",
+                "Action": "codepipeline:ListActionExecutions",
+                "Resource": ctx.arn("codepipeline", args.prefix),
+            },
+            *(
+                [
+                    {
+                        "Sid": "TagReleasedImage",
+                        "Effect": "Allow",
+                        "Action": ["ecr:BatchGetImage", "ecr:PutImage"],
+                        "Resource": ctx.arn("ecr", f"repository/{args.ecr_repository_name}"),
+                    }
+                ]
+                if args.pipeline.builds
+                else []
+            ),
+            {
+                "Sid": "Record",
+                "Effect": "Allow",
+                "Action": "ssm:PutParameter",
+                "Resource": _parameter_arn(ctx, jobs.release_parameter),
+            },
+            {
+                "Sid": "History",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": pulumi.Output.concat(
+                    "arn:", ctx.partition, ":s3:::", jobs.releases_bucket, f"/{args.environment}/*"
+                ),
+            },
+        ],
+    )
 
 
 def _pulumi_job(args: BuildPipelineArgs, jobs: JobContext) -> tuple[dict, dict, list]:
@@ -173,6 +340,8 @@ def _pulumi_job(args: BuildPipelineArgs, jobs: JobContext) -> tuple[dict, dict, 
         "PULUMI_BACKEND_URL": settings.backend_url,
         "PULUMI_STACK": args.stack,
         "DEPLOY_ROLE_ARN": settings.deploy_role_arn,
+        # The program reads the stack's release record itself (pin-running-image.sh then pins nothing).
+        "RELEASE_PARAMETER": jobs.release_parameter,
         # The program refuses to build the image itself: these jobs deploy a digest, or the one
         # the stack runs now (buildspecs/scripts/pin-running-image.sh), never a local build.
         "CICD_REQUIRE_IMAGE": "1",

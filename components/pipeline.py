@@ -13,7 +13,7 @@ session 3 their resources were children of BuildPipeline; they keep their URNs t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from .common import AwsContext, child_opts, stateful_opts
 from .drift import DriftDetection, DriftDetectionArgs
 from .jobs import JobContext, pipeline_jobs
 from .previews import PullRequestPreviews, PullRequestPreviewsArgs
+from .release import release_parameter
 from .releasepipeline import ReleasePipeline, ReleasePipelineArgs
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ class BuildPipelineArgs:
     context: AwsContext
     prefix: str
     stack: str
+    project: str
+    environment: str
+    service_name: str
     pipeline: PipelineSettings
     ecr_repository_name: str
     architecture: str
@@ -67,6 +71,11 @@ class BuildPipelineArgs:
     xray_image: pulumi.Input[str]
     image_cache_prefix: str
     clone_url: pulumi.Input[str] | None = None
+    # The alarms whose silence after a deploy makes it a release (the service's rollback alarms).
+    rollback_alarm_names: Sequence[str] = ()
+    # A promoting stack's upstream: its physical-name prefix and data key alias.
+    upstream_prefix: str = ""
+    upstream_data_key_alias: str = ""
     deploy_timeout_minutes: int = 60
     access_log_bucket: pulumi.Input[str] | None = None
     protect: bool = False
@@ -75,7 +84,9 @@ class BuildPipelineArgs:
     def __post_init__(self) -> None:
         if self.architecture not in BUILD_IMAGES:
             raise ValueError(f"BuildPipelineArgs.architecture must be one of {', '.join(BUILD_IMAGES)}")
-        if self.pipeline.source == "codecommit" and self.clone_url is None:
+        if not self.pipeline.builds and not (self.upstream_prefix and self.upstream_data_key_alias):
+            raise ValueError("BuildPipelineArgs.upstream_prefix and upstream_data_key_alias are required to promote")
+        if self.pipeline.builds and self.pipeline.source == "codecommit" and self.clone_url is None:
             raise ValueError("BuildPipelineArgs.clone_url is required with codecommit (the PR preview clones it)")
         if not 5 <= self.deploy_timeout_minutes <= 2160:
             raise ValueError(
@@ -94,15 +105,37 @@ class BuildPipeline(pulumi.ComponentResource):
     def __init__(self, name: str, args: BuildPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cicd:pipeline:BuildPipeline", name, None, opts)
         ctx, settings = args.context, args.pipeline
-        codecommit = settings.source == "codecommit"
+        codecommit = settings.builds and settings.source == "codecommit"
         repository_arn = ctx.arn("codecommit", settings.repository_name) if codecommit else None
         self.artifacts = self._artifacts(name, args)
+        # Every release this environment records: the history, and the source bundle each was built from.
+        self.releases = private_bucket(
+            self,
+            f"{name}-releases",
+            bucket_name=pulumi.Output.concat(args.prefix, "-releases-", ctx.account_id),
+            partition=ctx.partition,
+            expiration_days=None,  # the release history is kept
+            protect=args.protect,
+            tags=args.tags,
+            kms_key_arn=args.data_key_arn,
+        )
+        self.release_parameter = release_parameter(args.project, args.service_name, args.environment)
+        upstream_bucket = (
+            pulumi.Output.concat(args.upstream_prefix, "-releases-", ctx.account_id) if not settings.builds else None
+        )
+        upstream_parameter = (
+            release_parameter(args.project, args.service_name, settings.promote_from) if not settings.builds else ""
+        )
         jobs = JobContext(
             secret_names=self._token_secrets(name, args),
             repository_arn=repository_arn,
             ecr_repository_uri=pulumi.Output.concat(
                 ctx.account_id, ".dkr.ecr.", ctx.region, ".", ctx.dns_suffix, "/", args.ecr_repository_name
             ),
+            releases_bucket=self.releases.name,
+            release_parameter=self.release_parameter,
+            upstream_releases_bucket=upstream_bucket,
+            upstream_release_parameter=upstream_parameter,
         )
         builds = BuildProjects(
             name,
@@ -111,7 +144,11 @@ class BuildPipeline(pulumi.ComponentResource):
                 prefix=args.prefix,
                 jobs=pipeline_jobs(args, jobs),
                 architecture=args.architecture,
-                source=settings.source,
+                source=settings.source if settings.builds else "s3",
+                # A promoting stack's drift check runs the source of the release the stack runs.
+                s3_location=None
+                if settings.builds
+                else pulumi.Output.concat(self.releases.name, f"/{args.environment}/current.zip"),
                 artifacts_arn=self.artifacts.arn,
                 data_key_arn=args.data_key_arn,
                 data_key_alias=args.data_key_alias,
@@ -142,6 +179,9 @@ class BuildPipeline(pulumi.ComponentResource):
                 notification_topic_policy_arn=args.notification_topic_policy_arn,
                 notification_key_alias=args.notification_key_alias,
                 repository_arn=repository_arn,
+                upstream_releases_bucket=upstream_bucket,
+                upstream_release_parameter=upstream_parameter,
+                upstream_data_key_alias=args.upstream_data_key_alias,
                 tags=args.tags,
             ),
             opts=child_opts(self),
@@ -206,10 +246,10 @@ class BuildPipeline(pulumi.ComponentResource):
     def _token_secrets(self, name: str, args: BuildPipelineArgs) -> dict[str, str]:
         """Tokens the jobs read, created empty: their values are put out of band, never in state."""
         settings = args.pipeline
-        names = {"sonar-token": "SonarQube token that runs analyses of this project"}
+        names = {"sonar-token": "SonarQube token that runs analyses of this project"} if settings.builds else {}
         if args.pulumi_cloud:
             names["pulumi-access-token"] = "Pulumi Cloud access token of the deploy and drift jobs"
-            if settings.preview_role_arn and settings.source == "codecommit":
+            if settings.builds and settings.preview_role_arn and settings.source == "codecommit":
                 # Pull-request code runs in the preview: it gets a token of its own, which the README
                 # asks to be one that can only read the stack.
                 names["pulumi-preview-token"] = "Pulumi Cloud token with read access only, for pull-request previews"

@@ -40,6 +40,12 @@ class ReleasePipelineArgs:
     notification_topic_policy_arn: pulumi.Input[str]
     notification_key_alias: str
     repository_arn: pulumi.Input[str] | None = None
+    # A promoting stack's pipeline starts from the newest release of its upstream environment: the
+    # bundle `<upstream>/latest.zip` in the upstream's releases bucket (encrypted with the key of
+    # ``upstream_data_key_alias``), whenever ``upstream_release_parameter`` changes.
+    upstream_releases_bucket: pulumi.Input[str] | None = None
+    upstream_release_parameter: str = ""
+    upstream_data_key_alias: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -64,7 +70,7 @@ class ReleasePipeline(Part):
             tags=args.tags,
         )
         triggers = None
-        if settings.source == "github":
+        if settings.builds and settings.source == "github":
             git = aws.codepipeline.PipelineTriggerGitConfigurationArgs(
                 source_action_name="Source",
                 pushes=[
@@ -96,10 +102,38 @@ class ReleasePipeline(Part):
             ],
             stages=stages,
             triggers=triggers,
+            # `aws codepipeline start-pipeline-execution --variables name=RELEASE,value=<commit>` deploys
+            # an earlier release through the same gates (README: rollback); the default is the newest.
+            variables=[
+                aws.codepipeline.PipelineVariableArgs(
+                    name="RELEASE", default_value="latest", description="the commit of the release to deploy"
+                )
+            ]
+            if not settings.builds
+            else None,
             tags=dict(args.tags),
             opts=child_opts(self, depends_on=list(args.projects.values())),
         )
-        if settings.source == "codecommit":
+        if not settings.builds:
+            # Parameter Store sends every change of a parameter to EventBridge: a new upstream release
+            # starts this pipeline (the bundle was written before the record, so the source has it).
+            event_rule(
+                self,
+                name,
+                "on-release",
+                f"Starts {self.name} when {settings.promote_from} records a release",
+                context=args.context,
+                prefix=args.prefix,
+                target_arn=self.pipeline.arn,
+                pattern={
+                    "source": ["aws.ssm"],
+                    "detail-type": ["Parameter Store Change"],
+                    "detail": {"name": [args.upstream_release_parameter], "operation": ["Create", "Update"]},
+                },
+                start=("codepipeline:StartPipelineExecution", args.context.arn("codepipeline", self.name)),
+                tags=args.tags,
+            )
+        elif settings.source == "codecommit":
             # CodePipeline V2 triggers serve connection sources only; CodeCommit pushes arrive as events.
             event_rule(
                 self,
@@ -127,13 +161,37 @@ class ReleasePipeline(Part):
 
 def _stages(args: ReleasePipelineArgs) -> tuple[list[aws.codepipeline.PipelineStageArgs], list[str]]:
     """The stages, and the job roles they run (in order)."""
-    sha = {"GIT_SHA": "#{SourceVariables.CommitId}"}
     runs: list[str] = []
 
     def build(name: str, role: str, **kw: Any) -> aws.codepipeline.PipelineStageActionArgs:
         runs.append(role)
         return _build_action(args.projects[role].name, name, **kw)
 
+    execution = {"EXECUTION_ID": "#{codepipeline.PipelineExecutionId}"}
+    if not args.settings.builds:
+        # Never builds: the upstream's release (image digest and the source it was built from).
+        upstream = args.settings.promote_from
+        stages = [aws.codepipeline.PipelineStageArgs(name="Source", actions=[_release_source(args)])]
+        if args.settings.require_approval:
+            stages.append(
+                _approval(
+                    args,
+                    f"Promote the newest {upstream} release to {args.stack}? "
+                    f"(aws ssm get-parameter --name {args.upstream_release_parameter})",
+                )
+            )
+        deploy = build(
+            "PulumiUp",
+            "deploy",
+            namespace="DeployVariables",
+            variables={"RELEASE": "#{variables.RELEASE}", **execution},
+        )
+        stages.append(aws.codepipeline.PipelineStageArgs(name="Deploy", actions=[deploy]))
+        deployed = {"DEPLOYED_COMMIT": "#{DeployVariables.DEPLOYED_COMMIT}"}
+        record = build("Record", "release", namespace="ReleaseVariables", variables={**deployed, **execution})
+        stages.append(aws.codepipeline.PipelineStageArgs(name="Release", actions=[record]))
+        return stages, runs
+    sha = {"GIT_SHA": "#{SourceVariables.CommitId}"}
     stages = [
         aws.codepipeline.PipelineStageArgs(name="Source", actions=[_source_action(args.settings)]),
         aws.codepipeline.PipelineStageArgs(
@@ -150,21 +208,51 @@ def _stages(args: ReleasePipelineArgs) -> tuple[list[aws.codepipeline.PipelineSt
         ),
     ]
     if args.settings.require_approval:
-        approve = aws.codepipeline.PipelineStageActionArgs(
-            name="ApproveRelease",
-            category="Approval",
-            owner="AWS",
-            provider="Manual",
-            version="1",
-            configuration={
-                "NotificationArn": args.notification_topic_arn,
-                "CustomData": f"Release #{{ImageVariables.IMAGE_URI}} to {args.stack}?",
-            },
-        )
-        stages.append(aws.codepipeline.PipelineStageArgs(name="Approval", actions=[approve]))
-    deploy = build("PulumiUp", "deploy", variables={"IMAGE_URI": "#{ImageVariables.IMAGE_URI}", **sha})
+        stages.append(_approval(args, f"Release #{{ImageVariables.IMAGE_URI}} to {args.stack}?"))
+    image = {"IMAGE_URI": "#{ImageVariables.IMAGE_URI}"}
+    deploy = build("PulumiUp", "deploy", variables={**image, **sha})
     stages.append(aws.codepipeline.PipelineStageArgs(name="Deploy", actions=[deploy]))
+    # The commit's time (CodeCommit and connections both report it) is where lead time starts.
+    committed = {
+        "COMMITTED_AT": "#{SourceVariables.CommitterDate}"
+        if args.settings.source == "codecommit"
+        else "#{SourceVariables.AuthorDate}"
+    }
+    record = build(
+        "Record", "release", namespace="ReleaseVariables", variables={**image, **sha, **committed, **execution}
+    )
+    stages.append(aws.codepipeline.PipelineStageArgs(name="Release", actions=[record]))
     return stages, runs
+
+
+def _approval(args: ReleasePipelineArgs, question: str) -> aws.codepipeline.PipelineStageArgs:
+    approve = aws.codepipeline.PipelineStageActionArgs(
+        name="ApproveRelease",
+        category="Approval",
+        owner="AWS",
+        provider="Manual",
+        version="1",
+        configuration={"NotificationArn": args.notification_topic_arn, "CustomData": question},
+    )
+    return aws.codepipeline.PipelineStageArgs(name="Approval", actions=[approve])
+
+
+def _release_source(args: ReleasePipelineArgs) -> aws.codepipeline.PipelineStageActionArgs:
+    return aws.codepipeline.PipelineStageActionArgs(
+        name="Source",
+        category="Source",
+        owner="AWS",
+        provider="S3",
+        version="1",
+        output_artifacts=["source"],
+        configuration={
+            "S3Bucket": args.upstream_releases_bucket,
+            "S3ObjectKey": f"{args.settings.promote_from}/latest.zip",
+            # The rule on the upstream's release record starts the pipeline; polling would only add delay.
+            "PollForSourceChanges": "false",
+        },
+        namespace="SourceVariables",
+    )
 
 
 def _build_action(
@@ -245,7 +333,19 @@ def _statements(args: ReleasePipelineArgs, runs: Sequence[str]) -> list[Mapping[
             "Resource": [ctx.arn("codebuild", f"project/{args.prefix}-{role}") for role in runs],
         },
     ]
-    if settings.source == "codecommit":
+    if not settings.builds:
+        bucket = pulumi.Output.concat("arn:", ctx.partition, ":s3:::", args.upstream_releases_bucket)
+        statements += [
+            {
+                "Sid": "Source",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": pulumi.Output.concat(bucket, f"/{settings.promote_from}/*"),
+            },
+            {"Sid": "SourceBucket", "Effect": "Allow", "Action": "s3:GetBucketVersioning", "Resource": bucket},
+            key_by_alias(ctx, args.upstream_data_key_alias, ["kms:Decrypt"], sid="SourceKey"),
+        ]
+    elif settings.source == "codecommit":
         source_actions = [
             "codecommit:CancelUploadArchive",
             "codecommit:GetBranch",

@@ -68,8 +68,17 @@ def _physical_name(inputs: dict, name: str, key: str = "name", max_len: int = 64
 class PlatformMocks(pulumi_mocks.Mocks):
     """Realistic outputs for every resource type and invoke the program uses."""
 
-    def __init__(self, *, first_preview: bool = False, account_id: str = ACCOUNT_ID, region: str = REGION):
+    def __init__(
+        self,
+        *,
+        first_preview: bool = False,
+        account_id: str = ACCOUNT_ID,
+        region: str = REGION,
+        parameters: dict[str, str] | None = None,
+    ):
         self.first_preview = first_preview
+        # SSM parameters that exist (release records); none by default, as before a first release.
+        self.parameters = dict(parameters or {})
         self.account_id = account_id
         self.region = region
 
@@ -135,6 +144,18 @@ class PlatformMocks(pulumi_mocks.Mocks):
                 "proxyEndpoint": f"https://{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}",
                 "expiresAt": "2030-01-01T00:00:00Z",
                 "id": self.region,
+            }
+        if token == "aws:ssm/getParametersByPath:getParametersByPath":
+            path = args.args.get("path") or "/"
+            found = {k: v for k, v in self.parameters.items() if k.rsplit("/", 1)[0] + "/" == path}
+            return {
+                "arns": [self.arn("ssm", f"parameter{k}") for k in found],
+                "names": list(found),
+                "types": ["String"] * len(found),
+                "values": list(found.values()),
+                "insecureValues": list(found.values()),
+                "path": path,
+                "id": path,
             }
         if token == "aws:ec2/getRouteTables:getRouteTables":
             vpc = args.args.get("vpcId") or "vpc"
@@ -391,6 +412,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations: dict[str, Registration] = {}
         self._seen: set[str] = set()
         self._seen_lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN the engine gives: the whole type chain of the parents, the root stack left out
+        (Pulumi's mock monitor keeps only the parent's own type, which hides a component moved deeper)."""
+        if parent:
+            chain = parent.split("::")[2]
+            if chain != "pulumi:pulumi:Stack":
+                type_ = f"{chain}${type_}"
+        return f"urn:pulumi:{pulumi_mocks.get_stack()}::{pulumi_mocks.get_project()}::{type_}::{name}"
 
     def RegisterResource(self, request):
         if request.type != "pulumi:pulumi:Stack":

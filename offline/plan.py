@@ -81,6 +81,7 @@ def plan(
         "notRun": [vars(f) for f in checked.not_run],
         "mandatoryViolations": len(checked.mandatory),
         "uncheckedSecrets": result.unchecked_secrets,
+        "standInReleases": {k: json.loads(v) for k, v in result.stand_in_releases.items()},
         "seconds": {"program": round(program_seconds, 3), "total": round(time.perf_counter() - started, 3)},
     }
 
@@ -131,6 +132,16 @@ def render(data: dict[str, Any]) -> str:
         f"Plan for stack {data['stack']}"
         + (" (first preview: computed outputs unknown)" if data["firstPreview"] else "")
     ]
+    role = data["outputs"].get("releaseRole")
+    if role:
+        out.append(
+            f"Releases: this stack {role}"
+            + (
+                " (git -> tests, scans, image -> deploy -> release)"
+                if role == "builds"
+                else f" (a {role.split()[-1]} release -> approval -> deploy -> release; never builds)"
+            )
+        )
     out.append("")
     out += _tree(data["resources"])
     out.append("")
@@ -163,6 +174,12 @@ def render(data: dict[str, Any]) -> str:
         out.append(f"Checks a first preview cannot run: {len(data['notRun'])}")
         for f in data["notRun"]:
             out.append(f"  {f['policy']}: {f['message'].split(' during preview: ')[-1]}")
+    for name, record in data.get("standInReleases", {}).items():
+        out.append("")
+        out.append(
+            f"Release record stood in (offline there is none; `pulumi preview` reads {name}): "
+            f"{record['environment']} released {record['image']}"
+        )
     if data["uncheckedSecrets"]:
         out.append("")
         out.append(

@@ -18,7 +18,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from . import stackfile
-from .mocks import PlatformMocks, RecordingMonitor, Registration
+from .mocks import ACCOUNT_ID, PlatformMocks, RecordingMonitor, Registration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = "cicd"
@@ -36,6 +36,8 @@ class ProgramResult:
     first_preview: bool
     # The `secure:` values the plan could not decrypt, so could not check: `cicd:observability.alarmEmail`.
     unchecked_secrets: list[str] = field(default_factory=list)
+    # Release records the plan stood in (by SSM parameter name): a promoting stack's upstream release.
+    stand_in_releases: dict[str, str] = field(default_factory=dict)
     error: BaseException | None = None
     logs: list[str] = field(default_factory=list)
 
@@ -136,13 +138,14 @@ def record(
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
     region: str = "us-east-1",
+    parameters: dict[str, str] | None = None,
 ) -> tuple[dict[str, Registration], dict[str, Any]]:
     """Run `build` (a program, or a test that builds one component) under recording mocks.
 
     Returns the registrations and the stack's exported outputs. Each call starts a fresh runtime:
     nothing of a previous run (root stack, config, registrations) leaks into the next.
     """
-    mocks = PlatformMocks(first_preview=first_preview, region=region)
+    mocks = PlatformMocks(first_preview=first_preview, region=region, parameters=parameters)
     monitor = RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
@@ -170,10 +173,17 @@ def run(
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
     root: str = ROOT,
+    parameters: dict[str, str] | None = None,
 ) -> ProgramResult:
-    """Run `__main__.py` for `stack` under mocks; raise the program's own error if it fails."""
+    """Run `__main__.py` for `stack` under mocks; raise the program's own error if it fails.
+
+    ``parameters``: SSM parameters that exist (release records by name); none, as before a first release.
+    """
     if config is None:
         config, secret_keys = load_stack_config(stack, root)
+    stand_ins = stand_in_releases(config) if parameters is None else {}
+    if parameters is None:
+        parameters = stand_ins
     if root not in sys.path:
         sys.path.insert(0, root)
     registrations, outputs = record(
@@ -183,16 +193,37 @@ def run(
         config=config,
         secret_keys=secret_keys,
         region=config.get("aws:region", "us-east-1"),
+        parameters=parameters,
     )
     return ProgramResult(
         stack=stack,
         config=config,
         secret_keys=list(secret_keys or []),
         unchecked_secrets=_secret_paths(config, secret_keys or []),
+        stand_in_releases=stand_ins,
         registrations=registrations,
         outputs=outputs,
         first_preview=first_preview,
     )
+
+
+def stand_in_releases(config: dict[str, str]) -> dict[str, str]:
+    """The release record a promoting stack's upstream would have: offline there is none, so the plan
+    stands in one (a digest of zeros in the upstream's repository) and says so (`plan.py`)."""
+    try:
+        pipeline = json.loads(config.get("cicd:pipeline") or "{}")
+        service = json.loads(config.get("cicd:service") or "{}")
+    except json.JSONDecodeError:
+        return {}
+    upstream = pipeline.get("promoteFrom") if isinstance(pipeline, dict) else None
+    if not upstream or not isinstance(service, dict):
+        return {}
+    name = service.get("name", "web")
+    codes = {"dev": "dev", "staging": "stg", "prod": "prd"}
+    region = config.get("aws:region", "us-east-1")
+    image = f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{name}-{codes.get(upstream, upstream)}@sha256:{'0' * 64}"
+    record = {"image": image, "commit": "0" * 40, "environment": upstream, "time": "2026-01-01T00:00:00Z"}
+    return {f"/{PROJECT}/{name}/{upstream}/release": json.dumps(record)}
 
 
 def _secret_paths(config: dict[str, str], secret_keys: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ WILDCARD_OK = {
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
     "cloudwatch:DescribeAlarms",
+    "cloudwatch:PutMetricData",
     "cloudwatch:GetMetricData",
 }
 
@@ -279,7 +280,9 @@ STATEFUL = (
 
 
 def test_prod_protects_and_retains_stateful_resources(prod, dev):
-    for typ in STATEFUL + ("aws:cloudwatch/logGroup:LogGroup", "aws:codecommit/repository:Repository"):
+    # prod has no repository of its own (it promotes dev's images and source).
+    prod_stateful = tuple(t for t in STATEFUL if t != "aws:ecr/repository:Repository")
+    for typ in prod_stateful + ("aws:cloudwatch/logGroup:LogGroup",):
         for r in prod.all(typ):
             if r.name == "pipeline-artifacts":
                 # Build artifacts are reproducible from git and expire after 30 days anyway.
@@ -288,25 +291,32 @@ def test_prod_protects_and_retains_stateful_resources(prod, dev):
             assert r.protect and r.retain_on_delete, r.name
     for typ in STATEFUL:
         for r in dev.all(typ):
+            if typ == "aws:ecr/repository:Repository":
+                continue
             assert not r.protect and not r.retain_on_delete, r.name
-    assert prod.one("aws:ecr/repository:Repository").inputs["forceDelete"] is False
-    assert dev.one("aws:ecr/repository:Repository").inputs["forceDelete"] is True
+    # prod runs the images dev released, from dev's repository: it is kept whatever dev's protect says.
+    repository = dev.one("aws:ecr/repository:Repository")
+    assert repository.protect and repository.retain_on_delete and repository.inputs["forceDelete"] is False
     # A protected bucket is never emptied by a delete; dev's may be (artifacts are reproducible anywhere).
     for bucket in prod.all("aws:s3/bucket:Bucket"):
         assert bucket.inputs["forceDestroy"] is (bucket.name == "pipeline-artifacts"), bucket.name
+    assert prod.one("aws:s3/bucket:Bucket", "pipeline-releases").protect
     assert all(b.inputs["forceDestroy"] is True for b in dev.all("aws:s3/bucket:Bucket"))
 
 
-def test_ecr_repository_is_scanned_immutable_encrypted_and_trimmed(prod):
-    repo = prod.one("aws:ecr/repository:Repository").inputs
+def test_ecr_repository_is_scanned_immutable_encrypted_and_trimmed(dev):
+    repo = dev.one("aws:ecr/repository:Repository").inputs
     assert repo["imageTagMutability"] == "IMMUTABLE"
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["encryptionConfigurations"][0]["encryptionType"] == "KMS"
-    rules = json.loads(prod.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
-    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "any"]
+    rules = json.loads(dev.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
+    assert [r["selection"]["tagStatus"] for r in rules] == ["tagged", "untagged", "any"]
+    # Released images (prod may run or roll back to any of them) match the first rule, which keeps 1000:
+    # an image a rule matched is never expired by a later one, so the count of 30 spares them.
+    assert rules[0]["selection"]["tagPrefixList"] == ["release-"] and rules[0]["selection"]["countNumber"] == 1000
     # ECR evaluates an "any" rule last only when it has the highest priority number.
-    assert [r["rulePriority"] for r in rules] == [1, 2]
-    assert rules[1]["selection"]["countNumber"] == 30 and rules[0]["selection"]["countNumber"] == 1
+    assert [r["rulePriority"] for r in rules] == [1, 2, 3]
+    assert rules[2]["selection"]["countNumber"] == 30 and rules[1]["selection"]["countNumber"] == 1
 
 
 def test_every_log_group_has_retention_and_kms(dev, prod):
@@ -451,7 +461,7 @@ def test_whatever_uses_a_role_waits_for_its_policy(dev, variant):
     checked = 0
     for plan in (dev, variant):
         for policy in plan.all("aws:iam/rolePolicy:RolePolicy"):
-            role_urn = policy.dependencies[0]
+            (role_urn,) = [d for d in policy.dependencies if "$aws:iam/role:Role::" in d]
             users = [r for r in plan.registrations if role_urn in r.dependencies and r.urn != policy.urn]
             for user in users:
                 assert policy.urn in user.dependencies, f"{user.name} uses {role_urn} before its policy"

@@ -374,9 +374,13 @@ def test_ci_jobs_never_fall_back_to_a_local_build():
     raw = {
         "pipeline": json.dumps({"deployRoleArn": ROLE, "backendUrl": "s3://state-bucket", "sonarOrganization": "acme"})
     }
+    settings = config.load_settings(raw, project="cicd", stack="dev", region="us-east-1", require_image=True)
     with pytest.raises(config.ConfigError) as err:
-        config.load_settings(raw, project="cicd", stack="dev", region="us-east-1", require_image=True)
+        config.image_to_deploy(settings, released="")
     assert str(err.value).startswith("cicd:service.image is empty") and "CICD_REQUIRE_IMAGE" in str(err.value)
+    # A release record is enough: the job deploys what the stack released.
+    released = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "b" * 64
+    assert config.image_to_deploy(settings, released=released) == released
     digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "a" * 64
     raw["service"] = json.dumps({"image": digest})
     assert (

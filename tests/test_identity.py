@@ -1,8 +1,13 @@
 """Every resource keeps its identity across refactors: an existing stack's next `up` replaces nothing.
 
-tests/data/resource-urns.json holds the URN of every resource of both stacks as deployed before the
-components were split (session 3). A resource that moved to a new parent must carry an alias to its
-former URN; the engine also derives a child's former URNs from its parent's aliases.
+tests/data/resource-urns.json holds the URN of every resource and component of both stacks as the
+engine names them (whole parent type chain, root stack left out), at commit 65cee1a, before the
+components were split (session 3). The check below matches the program's registrations against them
+the way the engine's step generator does (pulumi/pulumi pkg/resource/deploy/step_generator.go):
+a resource matches by its own URN, else by one of its aliases (an alias's parent stands for that
+parent's matched former URN), else by the alias it inherits from a parent that itself matched
+through an alias. A deployed URN nothing matches is a delete; so the test fails on a moved resource
+without an alias, and on a component moved deeper whose own alias is missing.
 """
 
 from __future__ import annotations
@@ -16,67 +21,107 @@ from conftest import ROOT
 with open(os.path.join(ROOT, "tests", "data", "resource-urns.json"), encoding="utf-8") as handle:
     DEPLOYED = json.load(handle)
 
+# prod promotes dev's releases since session 3 and never builds: what only a building stack has goes.
+# Each of these is named here on purpose; the stateful ones among them are protected and retained in
+# prod, so `pulumi up` stops at them until an operator releases them (README, promotion).
+REMOVED_BY_PROMOTION = {
+    "prod": (
+        "source",
+        "image-repo",
+        "image-lifecycle",
+        "image-image",
+        "pipeline-unit-tests",
+        "pipeline-sonarqube",
+        "pipeline-trivy",
+        "pipeline-image",
+        "pipeline-preview",
+        "pipeline-sonar-token",
+        "pipeline-on-push",
+        "pipeline-on-pull-request",
+    )
+}
+
+
+def _chain(urn: str) -> str:
+    return urn.split("::")[2]
+
 
 def _urn(parent_urn: str, typ: str, name: str, stack: str) -> str:
-    """The URN the engine gives a resource of `typ` named `name` under `parent_urn` (or the stack)."""
-    if not parent_urn or parent_urn.split("::")[-2].endswith("pulumi:pulumi:Stack"):
+    """The URN the engine gives a resource of `typ` named `name` under `parent_urn` ("" or the stack)."""
+    if not parent_urn or _chain(parent_urn) == "pulumi:pulumi:Stack":
         return f"urn:pulumi:{stack}::cicd::{typ}::{name}"
-    parent_types = parent_urn.split("::")[-2]
-    return f"urn:pulumi:{stack}::cicd::{parent_types}${typ}::{name}"
+    return f"urn:pulumi:{stack}::cicd::{_chain(parent_urn)}${typ}::{name}"
 
 
-def identities(registrations: dict, stack: str) -> dict[str, set[str]]:
-    """Each resource's URN with every former URN its aliases (and its parents' aliases) give it."""
-    known: dict[str, set[str]] = {}
-
-    def of(urn: str) -> set[str]:
-        if urn in known:
-            return known[urn]
-        r = registrations[urn]
-        parents = of(r.parent) if r.parent in registrations else {r.parent}
-        names = {urn} | {_urn(p, r.type, r.name, stack) for p in parents}
+def match(registrations: list, deployed: set[str], stack: str) -> dict[str, str]:
+    """Each registration's matched former URN, in registration order (parents come first)."""
+    matched: dict[str, str] = {}
+    through_alias: set[str] = set()
+    for r in registrations:
+        if r.urn in deployed:
+            matched[r.urn] = r.urn
+            continue
+        candidates = []
         for alias in r.aliases:
             if "urn" in alias:
-                names.add(alias["urn"])
+                candidates.append(alias["urn"])
                 continue
-            former_parents = {""} if alias["noParent"] else of(alias["parentUrn"]) if alias["parentUrn"] else parents
-            for p in former_parents:
-                names.add(_urn(p, alias["type"] or r.type, alias["name"] or r.name, stack))
-        known[urn] = names
-        return names
-
-    for urn in registrations:
-        of(urn)
-    return known
+            if alias["noParent"]:
+                parent = ""
+            else:
+                parent = alias["parentUrn"] or r.parent
+                parent = matched.get(parent, parent)
+            candidates.append(_urn(parent, alias["type"] or r.type, alias["name"] or r.name, stack))
+        if r.parent in through_alias:
+            candidates.append(_urn(matched[r.parent], r.type, r.name, stack))
+        hit = next((c for c in candidates if c in deployed), None)
+        if hit is not None:
+            matched[r.urn] = hit
+            through_alias.add(r.urn)
+    return matched
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_deployed_resource_keeps_its_identity(stack, dev, prod):
     plan = {"dev": dev, "prod": prod}[stack]
-    registrations = {r.urn: r for r in plan.registrations}
-    names = identities(registrations, stack)
-    now = {urn for urn, r in registrations.items() if r.custom}
-    claimed = {urn: names[urn] & set(DEPLOYED[stack]) for urn in now}
-    assert not [urn for urn, former in claimed.items() if len(former) != 1], "a resource with no or two identities"
-    # One to one: nothing deployed is left to be deleted, nothing new would be created.
-    assert sorted(f for former in claimed.values() for f in former) == sorted(DEPLOYED[stack])
+    deployed = set(DEPLOYED[stack])
+    matched = match(plan.registrations, deployed, stack)
+    claimed = list(matched.values())
+    assert len(claimed) == len(set(claimed)), "two resources claim one deployed URN"
+    removed = sorted(deployed - set(claimed))
+    expected = REMOVED_BY_PROMOTION.get(stack, ())
+    assert [u for u in removed if not u.split("::")[-1].startswith(expected)] == []
+    # Nothing deployed is replaced: a registration with a deployed name under a new parent must match it.
+    names = {(_chain(u).split("$")[-1], u.split("::")[-1]) for u in removed}
+    for r in plan.registrations:
+        if r.urn not in matched:
+            assert (r.type, r.name) not in names, f"{r.name} would be replaced: no alias to its deployed URN"
 
 
-def test_a_moved_resource_without_an_alias_is_caught(record):
-    """The check itself: a resource under a new parent and no alias has no deployed identity."""
+def test_a_component_moved_deeper_without_its_alias_is_caught(record):
+    """The check itself, with URNs as the engine makes them: a component moved under a new parent
+    without an alias loses its children too; with one, they follow it."""
     import pulumi
     import pulumi_aws as aws
 
-    def build():
-        old = pulumi.ComponentResource("cicd:test:Old", "owner")
-        new = pulumi.ComponentResource("cicd:test:New", "owner", opts=pulumi.ResourceOptions(parent=old))
-        aws.sns.Topic("kept", opts=pulumi.ResourceOptions(parent=new, aliases=[pulumi.Alias(parent=old)]))
-        aws.sns.Topic("lost", opts=pulumi.ResourceOptions(parent=new))
+    def build(with_alias: bool):
+        outer = pulumi.ComponentResource("cicd:test:Outer", "svc")
+        part = pulumi.ComponentResource("cicd:test:Part", "svc", opts=pulumi.ResourceOptions(parent=outer))
+        moved = pulumi.ComponentResource(
+            "cicd:test:Waf",
+            "waf",
+            opts=pulumi.ResourceOptions(parent=part, aliases=[pulumi.Alias(parent=outer)] if with_alias else None),
+        )
+        aws.sns.Topic("topic", opts=pulumi.ResourceOptions(parent=moved))
 
-    plan = record(build, stack="t")
-    registrations = {r.urn: r for r in plan.registrations}
-    names = identities(registrations, "t")
-    kept = plan.one("aws:sns/topic:Topic", "kept")
-    lost = plan.one("aws:sns/topic:Topic", "lost")
-    assert "urn:pulumi:t::cicd::cicd:test:Old$aws:sns/topic:Topic::kept" in names[kept.urn]
-    assert "urn:pulumi:t::cicd::cicd:test:Old$aws:sns/topic:Topic::lost" not in names[lost.urn]
+    deployed = {
+        "urn:pulumi:t::cicd::cicd:test:Outer::svc",
+        "urn:pulumi:t::cicd::cicd:test:Outer$cicd:test:Waf::waf",
+        "urn:pulumi:t::cicd::cicd:test:Outer$cicd:test:Waf$aws:sns/topic:Topic::topic",
+    }
+    kept = record(lambda: build(True), stack="t")
+    assert set(match(kept.registrations, deployed, "t").values()) == deployed
+    lost = record(lambda: build(False), stack="t")
+    assert set(match(lost.registrations, deployed, "t").values()) == {"urn:pulumi:t::cicd::cicd:test:Outer::svc"}
+    topic = lost.one("aws:sns/topic:Topic")
+    assert topic.urn == "urn:pulumi:t::cicd::cicd:test:Outer$cicd:test:Part$cicd:test:Waf$aws:sns/topic:Topic::topic"

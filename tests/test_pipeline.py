@@ -54,20 +54,71 @@ def test_pull_request_events_reach_the_topic(dev):
 # -- pipeline -------------------------------------------------------------------------------------
 
 
-def test_dev_pipeline_has_four_stages_without_approval(dev):
-    assert [s["name"] for s in stages(dev)] == ["Source", "TestAndScan", "Image", "Deploy"]
+def test_dev_builds_deploys_and_records_the_release(dev):
+    assert [s["name"] for s in stages(dev)] == ["Source", "TestAndScan", "Image", "Deploy", "Release"]
+    record = stages(dev)[4]["actions"][0]
+    assert record["configuration"]["ProjectName"] == "web-dev-release"
+    variables = {v["name"]: v["value"] for v in json.loads(record["configuration"]["EnvironmentVariables"])}
+    assert variables == {
+        "IMAGE_URI": "#{ImageVariables.IMAGE_URI}",
+        "GIT_SHA": "#{SourceVariables.CommitId}",
+        "COMMITTED_AT": "#{SourceVariables.CommitterDate}",
+        "EXECUTION_ID": "#{codepipeline.PipelineExecutionId}",
+    }
 
 
-def test_prod_pipeline_has_five_stages_with_approval_before_deploy(prod):
-    names = [s["name"] for s in stages(prod)]
-    assert names == ["Source", "TestAndScan", "Image", "Approval", "Deploy"]
-    approval = stages(prod)[3]["actions"][0]
+def test_a_building_pipeline_with_approval_asks_before_deploy(variant):
+    names = [s["name"] for s in stages(variant)]
+    assert names == ["Source", "TestAndScan", "Image", "Approval", "Deploy", "Release"]
+    approval = stages(variant)[3]["actions"][0]
     assert (approval["category"], approval["provider"]) == ("Approval", "Manual")
+    assert approval["configuration"]["NotificationArn"].endswith(":web-dev-alerts")
+
+
+def test_prod_promotes_dev_releases_and_never_builds(prod):
+    names = [s["name"] for s in stages(prod)]
+    assert names == ["Source", "Approval", "Deploy", "Release"]
+    source = stages(prod)[0]["actions"][0]
+    assert (source["provider"], source["configuration"]["S3ObjectKey"]) == ("S3", "dev/latest.zip")
+    assert source["configuration"]["S3Bucket"] == "web-dev-releases-123456789012"
+    assert source["configuration"]["PollForSourceChanges"] == "false"
+    approval = stages(prod)[1]["actions"][0]
     assert approval["configuration"]["NotificationArn"].endswith(":web-prd-alerts")
+    deploy = stages(prod)[2]["actions"][0]
+    assert deploy["namespace"] == "DeployVariables"
+    assert {v["name"]: v["value"] for v in json.loads(deploy["configuration"]["EnvironmentVariables"])}[
+        "RELEASE"
+    ] == "#{variables.RELEASE}"
+    record = stages(prod)[3]["actions"][0]
+    assert "#{DeployVariables.DEPLOYED_COMMIT}" in record["configuration"]["EnvironmentVariables"]
+    pipeline = prod.one("aws:codepipeline/pipeline:Pipeline").inputs
+    assert pipeline["variables"] == [
+        {"name": "RELEASE", "defaultValue": "latest", "description": "the commit of the release to deploy"}
+    ]
+    assert not [r for r in prod.registrations if r.type.startswith(("aws:codecommit", "aws:ecr/repository:"))]
+    assert sorted(p.inputs["name"] for p in prod.all("aws:codebuild/project:Project")) == [
+        "web-prd-deploy",
+        "web-prd-drift",
+        "web-prd-release",
+    ]
 
 
-def test_approval_follows_configuration(variant):
-    assert "Approval" in [s["name"] for s in stages(variant)]
+def test_a_release_of_dev_starts_the_prod_pipeline(prod):
+    rule = prod.one("aws:cloudwatch/eventRule:EventRule", "pipeline-on-release").inputs
+    assert json.loads(rule["eventPattern"]) == {
+        "source": ["aws.ssm"],
+        "detail-type": ["Parameter Store Change"],
+        "detail": {"name": ["/cicd/web/dev/release"], "operation": ["Create", "Update"]},
+    }
+    policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "pipeline-on-release-events-policy").inputs["policy"])
+    assert policy["Statement"] == [
+        {
+            "Sid": "Start",
+            "Effect": "Allow",
+            "Action": "codepipeline:StartPipelineExecution",
+            "Resource": "arn:aws:codepipeline:us-east-1:123456789012:web-prd",
+        }
+    ]
 
 
 def test_pipeline_is_v2_queued_and_encrypted(prod):
@@ -162,16 +213,17 @@ def test_github_source_uses_the_connection_and_a_v2_trigger(variant):
 # -- projects -------------------------------------------------------------------------------------
 
 
-def test_every_project_logs_encrypts_and_caches(prod):
-    projects = {p.inputs["name"]: p.inputs for p in prod.all("aws:codebuild/project:Project")}
+def test_every_project_logs_encrypts_and_caches(dev):
+    projects = {p.inputs["name"]: p.inputs for p in dev.all("aws:codebuild/project:Project")}
     assert sorted(projects) == [
-        "web-prd-deploy",
-        "web-prd-drift",
-        "web-prd-image",
-        "web-prd-preview",
-        "web-prd-sonarqube",
-        "web-prd-trivy",
-        "web-prd-unit-tests",
+        "web-dev-deploy",
+        "web-dev-drift",
+        "web-dev-image",
+        "web-dev-preview",
+        "web-dev-release",
+        "web-dev-sonarqube",
+        "web-dev-trivy",
+        "web-dev-unit-tests",
     ]
     for name, project in projects.items():
         assert project["logsConfig"]["cloudwatchLogs"]["status"] == "ENABLED"
@@ -180,8 +232,8 @@ def test_every_project_logs_encrypts_and_caches(prod):
         assert project["cache"]["type"] == "LOCAL"
         assert {"LOCAL_SOURCE_CACHE", "LOCAL_CUSTOM_CACHE"} <= set(project["cache"]["modes"])
         # Docker layers are cached where Docker runs: the image project only.
-        assert ("LOCAL_DOCKER_LAYER_CACHE" in project["cache"]["modes"]) is (name == "web-prd-image")
-        assert project["environment"]["privilegedMode"] is (name == "web-prd-image")
+        assert ("LOCAL_DOCKER_LAYER_CACHE" in project["cache"]["modes"]) is (name == "web-dev-image")
+        assert project["environment"]["privilegedMode"] is (name == "web-dev-image")
         assert os.path.exists(os.path.join(ROOT, project["source"]["buildspec"]))
         for variable in project["environment"].get("environmentVariables", []):
             assert (
@@ -201,21 +253,33 @@ def test_sonar_token_comes_from_secrets_manager(dev):
 
 def test_each_project_has_its_own_role(dev):
     roles = [p.inputs["serviceRole"] for p in dev.all("aws:codebuild/project:Project")]
-    assert len(set(roles)) == len(roles) == 7
+    assert len(set(roles)) == len(roles) == 8
 
 
 def test_only_the_image_project_may_push_and_only_pulumi_jobs_assume_the_deploy_role(dev):
     documents = {r.name: json.loads(r.inputs["policy"]) for r in dev.all("aws:iam/rolePolicy:RolePolicy")}
-    pushers = [n for n, d in documents.items() if any("ecr:PutImage" in json.dumps(s) for s in d["Statement"])]
-    assert pushers == ["pipeline-image-policy"]
+    pushers = {n: s for n, d in documents.items() for s in d["Statement"] if "ecr:PutImage" in json.dumps(s)}
+    assert sorted(pushers) == ["pipeline-image-policy", "pipeline-release-policy"]
+    # The release job only adds the release tag to an image it reads back (ECR has no other tagging API).
+    assert pushers["pipeline-release-policy"] == {
+        "Sid": "TagReleasedImage",
+        "Effect": "Allow",
+        "Action": ["ecr:BatchGetImage", "ecr:PutImage"],
+        "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/web-dev",
+    }
     assumers = [n for n, d in documents.items() if "cicd-deployer" in json.dumps(d)]
     assert sorted(assumers) == ["pipeline-deploy-policy", "pipeline-drift-policy"]
 
 
+UPSTREAM_READS = {"UpstreamReleases", "UpstreamBundles", "Source", "SourceBucket", "EcrPull"}
+
+
 def test_policy_resources_are_scoped_to_this_stack(dev, prod):
-    for plan, prefix in ((dev, "web-dev"), (prod, "web-prd")):
+    for plan, prefix, env in ((dev, "web-dev", "dev"), (prod, "web-prd", "prod")):
         for policy in plan.all("aws:iam/rolePolicy:RolePolicy"):
             for statement in json.loads(policy.inputs["policy"])["Statement"]:
+                # A promoting stack reads (only reads) its upstream's releases, bundles and images.
+                upstream = env == "prod" and statement.get("Sid") in UPSTREAM_READS
                 resources = (
                     statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 )
@@ -224,6 +288,8 @@ def test_policy_resources_are_scoped_to_this_stack(dev, prod):
                         continue
                     scoped = (
                         prefix in resource
+                        or f"/web/{env}/" in resource
+                        or (upstream and ("web-dev" in resource or "/web/dev/" in resource))
                         or resource.endswith(":web")
                         or "cicd-deployer" in resource
                         or resource.startswith("arn:aws:logs:")

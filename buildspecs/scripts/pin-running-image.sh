@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # For the jobs that run the program without a new release (the drift check, pull-request previews):
-# keep the image the stack runs now. A digest already in the stack's config wins; otherwise the
-# stack's `imageRef` output is set as cicd:service.image in this checkout only. Run after
+# keep the image the stack runs now. A digest already in the stack's config wins; then the stack's
+# release record (RELEASE_PARAMETER), which the program reads itself; otherwise (a stack deployed but
+# never released, as after the bootstrap) the stack's `imageRef` output is set as cicd:service.image
+# in this checkout only. Run after
 # `pulumi stack select`. Fails when the stack has never been deployed (these jobs never build), and
 # fails with the CLI's own error when the config or the outputs cannot be read (state access, keys).
 set -euo pipefail
@@ -17,6 +19,15 @@ print((value or {}).get("image") or "")')"
 if [[ -n "$configured" ]]; then
   echo "image from the stack's configuration: $configured"
   exit 0
+fi
+if [[ -n "${RELEASE_PARAMETER:-}" ]]; then
+  if found="$(aws ssm get-parameter --name "$RELEASE_PARAMETER" --query Parameter.Value --output text 2>&1)"; then
+    echo "the program deploys the release record $RELEASE_PARAMETER: $found"
+    exit 0
+  elif [[ "$found" != *ParameterNotFound* ]]; then
+    echo "error: cannot read the release record $RELEASE_PARAMETER: $found" >&2
+    exit 1
+  fi
 fi
 outputs="$(pulumi stack output --json)"
 running="$(printf '%s' "$outputs" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("imageRef") or "")')"

@@ -1,0 +1,41 @@
+"""The release record: what an environment runs after a deploy succeeded and baked with its rollback
+alarms quiet. One SSM parameter per environment holds the newest release (SSM keeps its last 100
+versions: `aws ssm get-parameter-history`); the environment's releases bucket keeps every record and,
+for a building environment, the source each release was built from.
+
+The record is JSON: {"image": "<repo>@sha256:…", "commit": "<git sha>", "time": "<ISO 8601 UTC>",
+"execution": "<pipeline execution id>", "approver": "<who approved, or none>", "environment": "dev",
+"source": "s3://<bucket>/<key of the source bundle>"}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pulumi_aws as aws
+
+
+def release_parameter(project: str, service: str, environment: str) -> str:
+    """The SSM parameter that holds an environment's newest release."""
+    return f"/{project}/{service}/{environment}/release"
+
+
+def releases_bucket_name(prefix: str, account_id: str) -> str:
+    """A stack's releases bucket: `<service>-<env code>-releases-<account>` (known from config)."""
+    return f"{prefix}-releases-{account_id}"
+
+
+def released_image(project: str, service: str, environments: Sequence[str]) -> tuple[str, str]:
+    """The image of the first of `environments` that has a release record, and that environment;
+    ("", "") when none has one yet. Asked of SSM at every preview and update (GetParametersByPath
+    answers an empty list for a path with no parameters, so a stack before its first release works)."""
+    for environment in environments:
+        name = release_parameter(project, service, environment)
+        found = aws.ssm.get_parameters_by_path(path=name.rsplit("/", 1)[0] + "/", with_decryption=False)
+        for parameter, value in zip(found.names, found.values, strict=False):
+            if parameter == name:
+                image = json.loads(value).get("image", "")
+                if image:
+                    return image, environment
+    return "", ""
