@@ -613,8 +613,10 @@ class Settings(Section):
             return data
         data = dict(data)
         prod = data.get("environment") == "prod"
+        # A value the offline plan could not decrypt takes the environment's default, as if unset.
         for flag in ("protect", "waf"):
-            data.setdefault(flag, prod)
+            if data.get(flag) in (None, OFFLINE_SECRET):
+                data[flag] = prod
         for section, key, default in (
             ("service", "spot", not prod),
             ("pipeline", "requireApproval", prod),
@@ -622,7 +624,7 @@ class Settings(Section):
         ):
             value = data.get(section) or {}
             if isinstance(value, dict):
-                data[section] = {key: default, **value}
+                data[section] = {**value, key: default} if value.get(key) == OFFLINE_SECRET else {key: default, **value}
         return data
 
     @model_validator(mode="after")
@@ -850,7 +852,9 @@ def load_settings(
         f"{NAMESPACE}:{k} is not a known key; allowed keys: " + ", ".join(f"{NAMESPACE}:{t}" for t in TOP_LEVEL_KEYS)
         for k in unknown
     ]
+    # An object set to null, or an empty environment, is as if unset (the defaults apply).
     values = {k: _parse(k, v) for k, v in raw.items() if k in TOP_LEVEL_KEYS and v is not None}
+    values = {k: v for k, v in values.items() if v is not None and not (k == "environment" and v == "")}
     identity = {
         "project": project,
         "stack": stack,

@@ -48,20 +48,36 @@ PROGRAM_VARIABLES = (
 )
 
 
-# Words that make a variable name look like it holds a secret, by its `_`- or camelCase-separated words:
-# one of SECRET_WORDS anywhere, or KEY alone or after one of KEY_QUALIFIERS. So API_KEY, apiKey,
-# DB_PASSWORD and KEY look secret; KEYCLOAK_URL, MONKEY_MODE and SONAR_PROJECT_KEY do not.
-SECRET_WORDS = ("PASSWORD", "PASSWD", "PASS", "PASSPHRASE", "SECRET", "TOKEN", "CREDENTIAL", "CREDENTIALS",
-                "PRIVATE", "APIKEY")  # fmt: skip
-KEY_QUALIFIERS = ("API", "ACCESS", "PRIVATE", "SECRET", "SIGNING", "ENCRYPTION", "MASTER", "LICENSE", "CLIENT")
+# Whether a variable name looks like it holds a secret. Secure by default: these fragments anywhere
+# (DBPASSWORD, GITHUBTOKEN, CLIENT_SECRETS), the word PASS, and KEY as a word (SESSION_KEY, API_KEY,
+# apiKey, HMACKEY) unless the word before it makes it a plain identifier (SONAR_PROJECT_KEY,
+# CACHE_KEY). KEYCLOAK_URL and MONKEY_MODE stay plain.
+SECRET_FRAGMENTS = (
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "SECRET",
+    "TOKEN",
+    "CREDENTIAL",
+    "PRIVATE",
+    "APIKEY",
+    "ACCESSKEY",
+)
+PLAIN_KEY_QUALIFIERS = ("PROJECT", "CACHE", "PARTITION", "SORT", "PRIMARY", "FOREIGN", "OBJECT", "BUCKET", "ROUTING",
+                        "IDEMPOTENCY", "LOOKUP", "GROUP", "DEDUPLICATION", "S3")  # fmt: skip
+KEY_WORDS = ("HMACKEY", "SESSIONKEY", "SIGNINGKEY", "ENCRYPTIONKEY", "MASTERKEY", "LICENSEKEY", "CLIENTKEY")
 
 
 def secret_word(name: str) -> str | None:
-    """The secret-looking word of a variable name, or None (`DB_PASSWORD` -> PASSWORD, `API_KEY` -> API_KEY)."""
+    """What makes a variable name look secret, or None (`DB_PASSWORD` -> PASSWORD, `HMAC_KEY` -> KEY)."""
+    upper = name.upper()
+    fragment = next((f for f in SECRET_FRAGMENTS if f in upper), None)
+    if fragment:
+        return fragment
     words = [w.upper() for w in re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", name) if w]
     for i, word in enumerate(words):
-        if word in SECRET_WORDS:
+        if word == "PASS" or word in KEY_WORDS:
             return word
-        if word == "KEY" and (len(words) == 1 or (i > 0 and words[i - 1] in KEY_QUALIFIERS)):
-            return "_".join(words[max(0, i - 1) : i + 1])
+        if word == "KEY" and (i == 0 or words[i - 1] not in PLAIN_KEY_QUALIFIERS):
+            return "KEY"
     return None

@@ -623,3 +623,53 @@ def test_scaling_reacts_in_a_minute_and_scales_in_after_five(dev):
     for policy in policies:
         tracking = policy.inputs["targetTrackingScalingPolicyConfiguration"]
         assert (tracking["scaleOutCooldown"], tracking["scaleInCooldown"]) == (60, 300), policy.name
+
+
+# -- references between resources (held-out bugs, round 5) --------------------------------------
+
+
+def test_the_alb_may_write_its_logs_exactly_where_it_sends_them(dev):
+    alb = dev.one("aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]
+    bucket = dev.one("aws:s3/bucket:Bucket", "service-access-logs")
+    policy = json.loads(dev.one("aws:s3/bucketPolicy:BucketPolicy", "service-access-logs-policy").inputs["policy"])
+    writes = next(s for s in policy["Statement"] if s["Sid"] == "AlbDeliversLogs")
+    arn = f"arn:aws:s3:::{bucket.inputs['bucket']}"
+    assert writes["Resource"] == f"{arn}/{alb['prefix']}/AWSLogs/123456789012/*"
+    assert alb["bucket"] == bucket.inputs["bucket"]
+
+
+def test_the_task_runs_as_the_task_role_and_ecs_starts_it_with_the_execution_role(dev):
+    task = dev.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    roles = {r.resource_id: r.inputs["name"] for r in dev.all("aws:iam/role:Role")}
+    by_arn = {f"arn:aws:iam::123456789012:role/{name}": name for name in roles.values()}
+    assert by_arn[task["executionRoleArn"]] == "web-dev-execution"
+    assert by_arn[task["taskRoleArn"]] == "web-dev-task"
+
+
+def test_every_role_that_writes_logs_may_write_only_streams_of_a_log_group_it_uses(dev, prod):
+    for plan in (dev, prod):
+        groups = {g.inputs["name"] for g in plan.all("aws:cloudwatch/logGroup:LogGroup")}
+        checked = 0
+        for policy in plan.all("aws:iam/rolePolicy:RolePolicy"):
+            for statement in json.loads(policy.inputs["policy"])["Statement"]:
+                if statement.get("Sid") != "Logs":
+                    continue
+                resource = statement["Resource"]
+                assert resource.endswith(":log-stream:*"), (policy.name, resource)
+                group = resource.split(":log-group:")[1].rsplit(":log-stream:", 1)[0]
+                assert group in groups, (policy.name, group)
+                checked += 1
+        assert checked >= 5  # the CodeBuild jobs, the execution role, the smoke test
+
+
+def test_every_bucket_refuses_plain_http_for_itself_and_its_objects(dev, prod):
+    for plan in (dev, prod):
+        buckets = {b.name: b.inputs["bucket"] for b in plan.all("aws:s3/bucket:Bucket")}
+        policies = {p.name[: -len("-policy")]: p for p in plan.all("aws:s3/bucketPolicy:BucketPolicy")}
+        assert set(policies) == set(buckets)
+        for name, bucket in buckets.items():
+            statements = json.loads(policies[name].inputs["policy"])["Statement"]
+            deny = next(s for s in statements if s["Sid"] == "DenyInsecureTransport")
+            arn = f"arn:aws:s3:::{bucket}"
+            assert deny["Effect"] == "Deny" and sorted(deny["Resource"]) == [arn, f"{arn}/*"], name
+            assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

@@ -261,14 +261,33 @@ def test_every_error_of_a_stack_file_is_reported_at_once():
 
 
 @pytest.mark.parametrize(
-    "name", ["KEYCLOAK_URL", "MONKEY_MODE", "TOKENIZER", "PASSPORT_STRATEGY", "SECRETARY_EMAIL", "SONAR_PROJECT_KEY"]
+    "name", ["KEYCLOAK_URL", "MONKEY_MODE", "PASSPORT_STRATEGY", "SONAR_PROJECT_KEY", "CACHE_KEY_PREFIX", "LOG_LEVEL"]
 )
 def test_names_that_only_contain_a_secret_word_are_plain_variables(name):
     assert load(service={"environment": {name: "x"}}).service.environment[name] == "x"
 
 
 @pytest.mark.parametrize(
-    "name", ["API_KEY", "db_password", "apiKey", "SMTP_PASS", "OAUTH_CLIENT_SECRET", "KEY", "STRIPE_SECRET_KEY"]
+    "name",
+    [
+        "API_KEY",
+        "db_password",
+        "apiKey",
+        "SMTP_PASS",
+        "OAUTH_CLIENT_SECRET",
+        "KEY",
+        "STRIPE_SECRET_KEY",
+        # Run-together and plural forms (cold review of session 3).
+        "DBPASSWORD",
+        "GITHUBTOKEN",
+        "AUTH_TOKENS",
+        "CLIENT_SECRETS",
+        "APP_PASSWORDS",
+        "STRIPE_SECRETKEY",
+        "SESSION_KEY",
+        "HMAC_KEY",
+        "HMACKEY",
+    ],
 )
 def test_names_with_a_secret_word_are_refused(name):
     with pytest.raises(config.ConfigError, match=f"cicd:service.environment.{name} looks like a secret"):
@@ -482,10 +501,25 @@ def test_the_policy_pack_judges_variable_names_as_config_does():
     from components import facts
     from policies import _util
 
-    assert (_util.SECRET_WORDS, _util.KEY_QUALIFIERS) == (facts.SECRET_WORDS, facts.KEY_QUALIFIERS)
+    shared = ("SECRET_FRAGMENTS", "PLAIN_KEY_QUALIFIERS", "KEY_WORDS")
+    assert [getattr(_util, n) for n in shared] == [getattr(facts, n) for n in shared]
     names = ["API_KEY", "apiKey", "KEY", "DB_PASSWORD", "SONAR_PROJECT_KEY", "KEYCLOAK_URL", "MONKEY", "GITHUB_TOKEN",
              "ACCESS_KEY_ID", "LOG_LEVEL", "clientSecret", "SIGNING_KEY", "PASSPORT"]  # fmt: skip
     assert [_util.secret_word(n) for n in names] == [facts.secret_word(n) for n in names]
     assert [n for n in names if facts.secret_word(n)] == [
         "API_KEY", "apiKey", "KEY", "DB_PASSWORD", "GITHUB_TOKEN", "ACCESS_KEY_ID", "clientSecret", "SIGNING_KEY"
     ]  # fmt: skip
+
+
+def test_an_unreadable_secret_takes_the_environments_default_offline():
+    """The offline plan cannot decrypt a `secure:` value: a flag or a section key it stands for takes
+    the default of the environment (prod: the safe one), never a looser class default."""
+    settings = load(**PROD, waf=config.OFFLINE_SECRET, protect=config.OFFLINE_SECRET,
+                    pipeline={"requireApproval": config.OFFLINE_SECRET})  # fmt: skip
+    assert (settings.waf, settings.protect, settings.pipeline.require_approval) == (True, True, True)
+
+
+def test_null_sections_and_an_empty_environment_mean_the_defaults():
+    settings = load(environment="", deployment=None, tags=None)
+    assert settings.environment == "dev" and settings.deployment.strategy == "BLUE_GREEN"
+    assert settings.tags == {"team": "platform"}

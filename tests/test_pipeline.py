@@ -576,3 +576,14 @@ def test_the_pipeline_may_start_exactly_the_builds_its_stages_run(dev, prod):
         builds = next(s for s in json.loads(policy)["Statement"] if s["Sid"] == "Builds")
         account = "arn:aws:codebuild:us-east-1:123456789012:project/"
         assert sorted(builds["Resource"]) == sorted(account + p for p in projects)
+
+
+def test_the_preview_assumes_the_configured_preview_role_and_nothing_else():
+    from conftest import run_plan
+
+    plan = run_plan("dev", **{"cicd:pipeline": {"previewRoleArn": PREVIEW_ROLE}})
+    assert _variables(plan, "preview")["PREVIEW_ROLE_ARN"] == PREVIEW_ROLE
+    assumes = [s for s in _statements(plan, "preview") if s["Action"] == "sts:AssumeRole"]
+    assert assumes == [
+        {"Sid": "AssumePreviewRole", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": PREVIEW_ROLE}
+    ]

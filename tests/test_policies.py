@@ -53,6 +53,8 @@ def doc(*statements):
 
 
 # policy, type, compliant props, violating props, props with the key property missing, missing violates?
+RULE = "aws:cloudwatch/eventRule:EventRule"
+
 CASES = [
     (
         "ecr-scan-on-push",
@@ -301,6 +303,14 @@ CASES = [
         "aws:iam/rolePolicy:RolePolicy",
         {"policy": doc({"Effect": "Allow", "Action": ["ecs:UpdateService"], "Resource": "arn:aws:ecs:x"})},
         {"policy": doc({"Effect": "Allow", "Action": "ecs:*", "Resource": "arn:aws:ecs:x"})},
+        {},
+        False,
+    ),
+    (
+        "eventbridge-schedule-expression",
+        "aws:cloudwatch/eventRule:EventRule",
+        {"scheduleExpression": "cron(0 6 * * ? *)"},
+        {"scheduleExpression": "cron(0 6 * * *)"},
         {},
         False,
     ),
@@ -900,6 +910,12 @@ def _role_policy(*statements):
             ),
             False,
         ),
+        ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "rate(5 minutes)"}), False),
+        ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "rate(1 hour)"}), False),
+        ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "rate(1 minutes)"}), True),
+        ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "cron(0 6 ? * MON-FRI *)"}), False),
+        ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "cron(0 6 ? * ? *)"}), True),
+        ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "cron(0 6 1 * 2 *)"}), True),
         (
             "sg-no-public-ingress",
             Resource(
