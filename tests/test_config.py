@@ -17,12 +17,13 @@ PROD = {
 
 
 def load(**raw):
-    raw["pipeline"] = {
+    pipeline = {
         "deployRoleArn": ROLE,
         "backendUrl": "s3://state-bucket",
         "sonarOrganization": "acme",
         **raw.get("pipeline", {}),
     }
+    raw["pipeline"] = {k: v for k, v in pipeline.items() if v is not None}  # None: leave the key out
     values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in raw.items()}
     return config.load_settings(values, project="cicd", stack="test", region="us-east-1")
 
@@ -523,3 +524,60 @@ def test_null_sections_and_an_empty_environment_mean_the_defaults():
     settings = load(environment="", deployment=None, tags=None)
     assert settings.environment == "dev" and settings.deployment.strategy == "BLUE_GREEN"
     assert settings.tags == {"team": "platform"}
+
+
+# -- the promotion chain ----------------------------------------------------------------------------
+
+
+def test_a_promoting_stack_configures_nothing_only_a_builder_uses():
+    settings = load(pipeline={"promoteFrom": "dev", "sonarOrganization": None}, environment="staging")
+    assert settings.pipeline.promote_from == "dev" and not settings.pipeline.builds
+    assert settings.upstream_prefix == "web-dev" and settings.release_environments == ["staging", "dev"]
+    with pytest.raises(config.ConfigError) as err:
+        load(pipeline={"promoteFrom": "dev", "sonarOrganization": None, "trivySeverity": "HIGH"}, environment="staging")
+    assert str(err.value).startswith("cicd:pipeline.trivySeverity only applies to a stack that builds")
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        (
+            {"pipeline": {"promoteFrom": "dev", "sonarOrganization": None}},
+            "cicd:pipeline.promoteFrom must name another",
+        ),
+        ({"pipeline": {"promoteFrom": "qa"}}, "cicd:pipeline.promoteFrom must be empty (this stack builds) or one of"),
+    ],
+)
+def test_a_stack_cannot_promote_from_itself_nor_from_an_unknown_environment(raw, message):
+    with pytest.raises(config.ConfigError) as err:
+        load(**raw)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_the_chain_of_a_project_must_reach_a_stack_that_builds():
+    ok = {"dev": ("dev", ""), "prod": ("prod", "dev"), "stg": ("staging", "dev")}
+    assert config.promotion_errors(ok) == []
+    missing = {"dev": ("dev", ""), "prod": ("prod", "staging")}
+    assert config.promotion_errors(missing) == [
+        "cicd:pipeline.promoteFrom of stack prod is staging, but no stack of this project has cicd:environment "
+        "staging (stacks: dev, prod)"
+    ]
+    loop = {"a": ("dev", "prod"), "b": ("prod", "staging"), "c": ("staging", "dev")}
+    assert config.promotion_errors(loop) == [
+        "cicd:pipeline.promoteFrom makes a loop (dev -> prod -> staging -> dev): one stack must build"
+    ]
+    # A stack checks only its own chain: an unrelated stack's mistake does not stop it.
+    assert config.promotion_errors({**ok, "x": ("staging", "qa")}, only="prod") == []
+
+
+def test_the_projects_stack_files_form_a_valid_chain():
+    stacks = config.project_stacks()
+    assert stacks["dev"] == ("dev", "") and stacks["prod"] == ("prod", "dev")
+    assert config.promotion_errors(stacks) == []
+
+
+def test_a_promoting_stack_without_any_release_cannot_deploy():
+    settings = load(pipeline={"promoteFrom": "dev", "sonarOrganization": None}, environment="staging")
+    with pytest.raises(config.ConfigError) as err:
+        config.image_to_deploy(settings, released="")
+    assert "dev has recorded no release yet" in str(err.value)

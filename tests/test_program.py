@@ -314,3 +314,59 @@ def test_the_smallest_steps_config_accepts_pass_the_policy_pack(deployment, poli
     result = analyzer.run_pack(POLICY_DIR, plan.registrations, policy_config=policy_config("dev"), server=policy_server)
     assert [f for f in result.findings if f.policy == "ecs-blue-green-wiring"] == []
     assert result.mandatory == []
+
+
+# -- the release record ------------------------------------------------------------------------------
+
+RELEASED = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:" + "b" * 64
+
+
+def _record(image, commit="0123456789abcdef0123456789abcdef01234567"):
+    return json.dumps({"image": image, "commit": commit, "environment": "dev"})
+
+
+def test_a_released_stack_deploys_its_release_record_and_never_builds():
+    from offline import program
+
+    result = program.run("dev", parameters={"/cicd/web/dev/release": _record(RELEASED)})
+    assert result.outputs["imageRef"] == RELEASED and result.outputs["imageSource"] == "release record of dev"
+    assert not result.of_type("docker:index/image:Image")
+    (task,) = result.of_type("aws:ecs/taskDefinition:TaskDefinition")
+    assert json.loads(task.inputs["containerDefinitions"])[0]["image"] == RELEASED
+
+
+def test_prod_runs_its_own_release_and_before_its_first_the_newest_dev_release():
+    from offline import program
+
+    own = RELEASED.replace("b" * 64, "c" * 64)
+    both = {"/cicd/web/dev/release": _record(RELEASED), "/cicd/web/prod/release": _record(own)}
+    assert program.run("prod", parameters=both).outputs["imageRef"] == own
+    first = program.run("prod", parameters={"/cicd/web/dev/release": _record(RELEASED)})
+    assert first.outputs["imageRef"] == RELEASED and first.outputs["releaseRole"] == "promotes from dev"
+    # prod pulls dev's image: its execution role may read dev's repository and decrypt dev's key.
+    policy = json.loads(
+        next(r for r in first.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "service-execution-policy").inputs[
+            "policy"
+        ]
+    )
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert "arn:aws:ecr:us-east-1:123456789012:repository/web-dev" in statements["EcrPull"]["Resource"]
+    assert statements["DecryptPromotedImage"]["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/web-dev-data"}
+    }
+
+
+def test_prod_without_any_release_is_refused_before_anything_is_registered():
+    import config as cfg
+    from offline import program
+
+    with pytest.raises(cfg.ConfigError, match="dev has recorded no release yet"):
+        program.run("prod", parameters={})
+
+
+def test_the_offline_plan_stands_in_a_dev_release_for_prod_and_says_so(policy_server):
+    data = plan_cli.plan("prod", server=policy_server)
+    assert data["outputs"]["imageSource"] == "release record of dev"
+    (record,) = data["standInReleases"].values()
+    assert record["image"].endswith("/web-dev@sha256:" + "0" * 64)
+    assert "Release record stood in" in plan_cli.render(data)

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import yaml
@@ -273,3 +274,210 @@ if [[ "$1" == codecommit ]]; then f="${@: -1}"; cat "${f#file://}" > "$(dirname 
     assert any(
         c.startswith("aws codecommit post-comment-for-pull-request --pull-request-id 7") for c in calls(tmp_path)
     )
+
+
+# -- releases: recording one, and promoting one -----------------------------------------------------
+
+AWS_STUB = r"""
+s3path() { local p="${1#s3://}"; echo "$FAKE_S3/$p"; }
+case "$1 $2" in
+  "cloudwatch describe-alarms") printf '%b\n' "$ALARM_STATES" ;;
+  "codepipeline list-action-executions") echo "${APPROVER:-None}" ;;
+  "ecr batch-get-image")
+    media="application/vnd.oci.image.manifest.v1+json"
+    echo "{\"images\": [{\"imageManifestMediaType\": \"$media\", \"imageManifest\": \"{}\"}]}" ;;
+  "ecr put-image") if [[ -n "${PUT_IMAGE_ERROR:-}" ]]; then echo "$PUT_IMAGE_ERROR" >&2; exit 254; fi ;;
+  "s3 cp")
+    src="$4"; dst="$5"
+    if [[ "$src" == s3://* ]]; then src="$(s3path "$src")"; [[ -f "$src" ]] || { echo "NoSuchKey $4" >&2; exit 1; }; fi
+    if [[ "$dst" == s3://* ]]; then dst="$(s3path "$dst")"; fi
+    mkdir -p "$(dirname "$dst")"; cp "$src" "$dst" ;;
+  "ssm put-parameter")
+    while [[ $# -gt 0 ]]; do
+      if [[ "$1" == --value ]]; then printf '%s' "$2" > "$FAKE_S3/parameter.json"; fi; shift
+    done ;;
+  "ssm get-parameter-history") cat "$FAKE_S3/history.json" ;;
+  "cloudwatch put-metric-data") ;;
+esac
+"""
+
+RELEASED = REPO + "@" + DIGEST
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def release_env(tmp_path, **extra):
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    (source / "Pulumi.yaml").write_text("name: cicd\n")
+    return {
+        "ENVIRONMENT": "dev",
+        "RELEASE_PARAMETER": "/cicd/web/dev/release",
+        "RELEASES_BUCKET": "web-dev-releases-123456789012",
+        "ROLLBACK_ALARMS": "web-dev-blue-5xx-rate web-dev-green-5xx-rate",
+        "ALARM_STATES": "web-dev-blue-5xx-rate\tOK\nweb-dev-green-5xx-rate\tOK",
+        "PIPELINE_NAME": "web-dev",
+        "EXECUTION_ID": "exec-1",
+        "METRIC_NAMESPACE": "cicd/web-dev",
+        "BUILDS": "1",
+        "IMAGE_URI": RELEASED,
+        "GIT_SHA": SHA,
+        "COMMITTED_AT": "2026-11-27T10:00:00Z",
+        "APPROVER": "alice",
+        "CODEBUILD_SRC_DIR": str(source),
+        "FAKE_S3": str(tmp_path / "s3"),
+        **extra,
+    }
+
+
+def test_a_release_is_tagged_bundled_recorded_and_timed(tmp_path):
+    (tmp_path / "s3").mkdir()
+    stub(tmp_path, "aws", AWS_STUB)
+    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, release_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    s3 = tmp_path / "s3" / "web-dev-releases-123456789012" / "dev"
+    assert (s3 / f"{SHA}.zip").exists() and (s3 / "latest.zip").exists()
+    record = json.loads((tmp_path / "s3" / "parameter.json").read_text())
+    assert {k: record[k] for k in ("image", "commit", "approver", "environment", "execution")} == {
+        "image": RELEASED,
+        "commit": SHA,
+        "approver": "alice",
+        "environment": "dev",
+        "execution": "exec-1",
+    }
+    assert record["source"] == f"s3://web-dev-releases-123456789012/dev/{SHA}.zip"
+    history = list((s3 / "history").iterdir())
+    assert len(history) == 1 and json.loads(history[0].read_text()) == record
+    log = calls(tmp_path)
+    assert any(c.startswith(f"aws ecr put-image --repository-name web-dev --image-tag release-dev-{SHA}") for c in log)
+    # The record comes last: it starts downstream pipelines, whose source must already be there.
+    order = [i for i, c in enumerate(log) if c.startswith(("aws s3 cp", "aws ssm put-parameter"))]
+    assert log[order[-2]].startswith("aws s3 cp") and log[order[-1]].startswith("aws ssm put-parameter")
+    metric = next(c for c in log if c.startswith("aws cloudwatch put-metric-data"))
+    assert "--metric-name LeadTimeMinutes" in metric
+    minutes = float(metric.split("--value ")[1].split()[0])
+    assert minutes > 0
+    assert (tmp_path / "out").read_text().strip() == RELEASED
+    with zipfile.ZipFile(s3 / "latest.zip") as bundle:
+        assert json.loads(bundle.read("release.json")) == record and "Pulumi.yaml" in bundle.namelist()
+
+
+@pytest.mark.parametrize(
+    "states",
+    ["web-dev-blue-5xx-rate\tALARM\nweb-dev-green-5xx-rate\tOK", "web-dev-blue-5xx-rate\tOK"],
+    ids=["an-alarm-fires", "an-alarm-is-missing"],
+)
+def test_no_release_while_a_rollback_alarm_is_not_quiet(tmp_path, states):
+    (tmp_path / "s3").mkdir()
+    stub(tmp_path, "aws", AWS_STUB)
+    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, release_env(tmp_path, ALARM_STATES=states))
+    assert result.returncode == 1
+    assert not [c for c in calls(tmp_path) if c.startswith(("aws ssm put-parameter", "aws s3 cp", "aws ecr put-image"))]
+
+
+@pytest.mark.parametrize("error,code", [("ImageAlreadyExistsException", 0), ("AccessDeniedException", 1)])
+def test_a_rerun_finds_the_tag_in_place_but_any_other_error_fails(tmp_path, error, code):
+    (tmp_path / "s3").mkdir()
+    stub(tmp_path, "aws", AWS_STUB)
+    env = release_env(tmp_path, PUT_IMAGE_ERROR=f"An error occurred ({error}) when calling the PutImage operation")
+    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
+    assert result.returncode == code, result.stderr
+    assert bool([c for c in calls(tmp_path) if c.startswith("aws ssm put-parameter")]) is (code == 0)
+
+
+def upstream_bundle(tmp_path, image=RELEASED, commit=SHA, history=None):
+    """dev's release of `commit` in the fake bucket, and dev's record history."""
+    record = {"image": image, "commit": commit, "environment": "dev", "committed": "2026-11-27T10:00:00Z"}
+    bundle = tmp_path / "s3" / "web-dev-releases-123456789012" / "dev" / f"{commit}.zip"
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("release.json", json.dumps(record))
+        archive.writestr("Pulumi.yaml", "name: cicd\n")
+    values = [json.dumps(r) for r in (history if history is not None else [record])]
+    (tmp_path / "s3" / "history.json").write_text(json.dumps(values))
+    return record
+
+
+PROMOTE_ENV = {
+    "PROMOTE_FROM": "dev",
+    "UPSTREAM_RELEASE_PARAMETER": "/cicd/web/dev/release",
+    "UPSTREAM_RELEASES_BUCKET": "web-dev-releases-123456789012",
+}
+
+
+def test_prod_records_the_dev_release_it_deployed(tmp_path):
+    upstream_bundle(tmp_path)
+    stub(tmp_path, "aws", AWS_STUB)
+    env = release_env(
+        tmp_path,
+        **PROMOTE_ENV,
+        ENVIRONMENT="prod",
+        BUILDS="0",
+        DEPLOYED_COMMIT=SHA,
+        RELEASE_PARAMETER="/cicd/web/prod/release",
+        RELEASES_BUCKET="web-prd-releases-123456789012",
+        ROLLBACK_ALARMS="web-prd-blue-5xx-rate",
+        ALARM_STATES="web-prd-blue-5xx-rate\tOK",
+    )
+    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "s3" / "parameter.json").read_text())
+    assert (record["image"], record["commit"], record["environment"], record["promoted_from"]) == (
+        RELEASED,
+        SHA,
+        "prod",
+        "dev",
+    )
+    assert (tmp_path / "s3" / "web-prd-releases-123456789012" / "prod" / "current.zip").exists()
+    # prod builds nothing and tags nothing: its images are dev's.
+    assert not [c for c in calls(tmp_path) if c.startswith("aws ecr")]
+
+
+def verify(tmp_path, release="latest", bundle_dir=None):
+    env = {**PROMOTE_ENV, "RELEASE": release, "FAKE_S3": str(tmp_path / "s3")}
+    stub(tmp_path, "aws", AWS_STUB)
+    script = os.path.join(SCRIPTS, "verify-release.sh")
+    environment = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path), **env}
+    return subprocess.run(
+        ["bash", script, str(tmp_path / "release.env")],
+        cwd=bundle_dir or tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_newest_dev_release_is_deployed_by_its_digest(tmp_path):
+    record = upstream_bundle(tmp_path)
+    source = tmp_path / "pipeline-source"
+    source.mkdir()
+    (source / "release.json").write_text(json.dumps(record))
+    result = verify(tmp_path, bundle_dir=source)
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "release.env").read_text().splitlines()
+    assert f"export IMAGE_URI={RELEASED}" in lines and f"export DEPLOYED_COMMIT={SHA}" in lines
+    assert lines[-1] == f"cd {source}"
+
+
+def test_a_digest_dev_never_released_is_refused(tmp_path):
+    other = REPO + "@sha256:" + "e" * 64
+    upstream_bundle(tmp_path, history=[{"image": other, "commit": SHA}])
+    source = tmp_path / "pipeline-source"
+    source.mkdir()
+    (source / "release.json").write_text(json.dumps({"image": RELEASED, "commit": SHA}))
+    result = verify(tmp_path, bundle_dir=source)
+    assert result.returncode != 0 and "never released" in result.stderr
+    assert not (tmp_path / "release.env").exists()
+
+
+def test_a_rollback_deploys_the_bundle_of_an_earlier_release(tmp_path):
+    earlier = "89abcdef0123456789abcdef0123456789abcdef"
+    old_image = REPO + "@sha256:" + "a" * 64
+    record = upstream_bundle(tmp_path, image=old_image, commit=earlier)
+    newest = {"image": RELEASED, "commit": SHA}
+    (tmp_path / "s3" / "history.json").write_text(json.dumps([json.dumps(newest), json.dumps(record)]))
+    result = verify(tmp_path, release=earlier[:12])
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "release.env").read_text()
+    assert f"export IMAGE_URI={old_image}" in text and f"export GIT_SHA={earlier}" in text
+    assert verify(tmp_path, release="main; rm -rf /").returncode == 1

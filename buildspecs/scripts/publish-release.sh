@@ -51,8 +51,9 @@ import json, os
 print(json.dumps({"image": os.environ["IMAGE"], "commit": os.environ["COMMIT"], "committed": os.environ["COMMITTED"],
                   "time": os.environ["TIME"], "execution": os.environ["EXECUTION_ID"], "approver": os.environ["APPROVER"],
                   "environment": os.environ["ENVIRONMENT"], "source": os.environ["SOURCE"]}, sort_keys=True))')"
-  printf '%s\n' "$record" > release.json
-  zip -q -r "$work/bundle.zip" . -x '.git/*' 'venv/*' '*/__pycache__/*'
+  src="${CODEBUILD_SRC_DIR:-$PWD}"
+  printf '%s\n' "$record" > "$src/release.json"
+  (cd "$src" && zip -q -r "$work/bundle.zip" . -x '.git/*' 'venv/*' '*/__pycache__/*')
   aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$bundle_key"
   # What a downstream stack promotes: written before the record that starts its pipeline.
   aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$ENVIRONMENT/latest.zip"

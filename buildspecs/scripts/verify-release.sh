@@ -10,13 +10,29 @@ out="$1"
 : "${PROMOTE_FROM:?}" "${UPSTREAM_RELEASE_PARAMETER:?}" "${UPSTREAM_RELEASES_BUCKET:?}"
 release="${RELEASE:-latest}"
 dir="$PWD"
+history="$(aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json)"
 if [[ "$release" != "latest" ]]; then
   if [[ ! "$release" =~ ^[0-9a-f]{7,40}$ ]]; then
     echo "error: RELEASE must be latest or the commit of a $PROMOTE_FROM release; got '$release'" >&2
     exit 1
   fi
+  # A short commit names the one release of $PROMOTE_FROM whose commit starts with it.
+  commit="$(HISTORY="$history" WANTED="$release" python3 -c '
+import json, os, sys
+wanted = os.environ["WANTED"]
+commits = set()
+for value in json.loads(os.environ["HISTORY"] or "[]"):
+    try:
+        commit = json.loads(value).get("commit", "")
+    except ValueError:
+        continue
+    if commit.startswith(wanted):
+        commits.add(commit)
+if len(commits) != 1:
+    sys.exit(f"error: {len(commits)} recorded releases match commit {wanted}; name one")
+print(commits.pop())')"
   dir="$(mktemp -d)"
-  aws s3 cp --only-show-errors "s3://$UPSTREAM_RELEASES_BUCKET/$PROMOTE_FROM/$release.zip" "$dir/bundle.zip"
+  aws s3 cp --only-show-errors "s3://$UPSTREAM_RELEASES_BUCKET/$PROMOTE_FROM/$commit.zip" "$dir/bundle.zip"
   unzip -q "$dir/bundle.zip" -d "$dir/src"
   dir="$dir/src"
 fi
@@ -24,7 +40,6 @@ if [[ ! -f "$dir/release.json" ]]; then
   echo "error: no release.json in the release bundle ($dir): not a release of $PROMOTE_FROM" >&2
   exit 1
 fi
-history="$(aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json)"
 MANIFEST="$dir/release.json" HISTORY="$history" WANTED="$release" DIR="$dir" python3 - "$out" <<'PY'
 import json, os, shlex, sys
 
