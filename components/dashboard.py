@@ -135,7 +135,7 @@ def dashboard_body(args: DashboardArgs) -> pulumi.Output[str]:
         metric(
             0,
             14,
-            "Pipeline executions",
+            "Deployments (the deploy action)",
             [
                 [ns, "DeploymentsStarted", {"label": "started"}],
                 [ns, "DeploymentsSucceeded", {"label": "succeeded"}],
@@ -168,11 +168,21 @@ def dashboard_body(args: DashboardArgs) -> pulumi.Output[str]:
             ],
             period=86400,
         ),
+        metric(
+            0,
+            20,
+            "DORA: lead time for changes (minutes, commit to release)",
+            [
+                [ns, "LeadTimeMinutes", {"stat": "p50", "label": "median"}],
+                [ns, "LeadTimeMinutes", {"stat": "Maximum", "label": "longest"}],
+            ],
+            period=86400,
+        ),
         {
             "type": "log",
-            "x": 0,
+            "x": 8,
             "y": 20,
-            "width": 24,
+            "width": 16,
             "height": 6,
             "properties": {
                 "title": "DORA: time to restore (minutes a rollback alarm stayed in ALARM)",

@@ -1,6 +1,8 @@
-"""The delivery record behind the DORA numbers, with no custom code: EventBridge copies the pipeline's
-execution-state changes and the rollback alarms' state changes into a log group, and metric filters
-count them."""
+"""The delivery record behind the DORA numbers, with no custom code: EventBridge copies the deploy
+action's state changes and the rollback alarms' state changes into a log group, and metric filters
+count them. A deployment is a run of the pipeline's deploy action (PulumiUp): a red unit test is the
+pipeline doing its job, not a failed change; a release ECS rolled back fails `pulumi up`, so it counts
+as a failed deployment (DORA's change failure rate). Lead time comes from the release job's metric."""
 
 from __future__ import annotations
 
@@ -14,9 +16,16 @@ import pulumi_aws as aws
 from .common import AwsContext, Part, child_opts, log_group, policy_document
 
 # Metric filter patterns over the delivery-events log group (EventBridge events as JSON).
-SUCCEEDED_PATTERN = '{ ($.source = "aws.codepipeline") && ($.detail.state = "SUCCEEDED") }'
-FAILED_PATTERN = '{ ($.source = "aws.codepipeline") && ($.detail.state = "FAILED") }'
-STARTED_PATTERN = '{ ($.source = "aws.codepipeline") && ($.detail.state = "STARTED") }'
+DEPLOY_ACTION = "PulumiUp"
+SUCCEEDED_PATTERN = (
+    f'{{ ($.source = "aws.codepipeline") && ($.detail.action = "{DEPLOY_ACTION}") && ($.detail.state = "SUCCEEDED") }}'
+)
+FAILED_PATTERN = (
+    f'{{ ($.source = "aws.codepipeline") && ($.detail.action = "{DEPLOY_ACTION}") && ($.detail.state = "FAILED") }}'
+)
+STARTED_PATTERN = (
+    f'{{ ($.source = "aws.codepipeline") && ($.detail.action = "{DEPLOY_ACTION}") && ($.detail.state = "STARTED") }}'
+)
 RESTORED_PATTERN = (
     '{ ($.source = "aws.cloudwatch") && ($.detail.state.value = "OK") && ($.detail.previousState.value = "ALARM") }'
 )
@@ -79,10 +88,11 @@ class DeliveryMetrics(Part):
             opts=child_opts(self),
         )
         patterns = {
+            # (The rule keeps its first name; it now records the deploy action's runs.)
             "pipeline-executions": {
                 "source": ["aws.codepipeline"],
-                "detail-type": ["CodePipeline Pipeline Execution State Change"],
-                "detail": {"pipeline": [args.pipeline_name]},
+                "detail-type": ["CodePipeline Action Execution State Change"],
+                "detail": {"pipeline": [args.pipeline_name], "action": [DEPLOY_ACTION]},
             },
             "rollback-alarms": {
                 "source": ["aws.cloudwatch"],

@@ -45,9 +45,37 @@ ALARM_EVENT = {
 }
 
 
+ACTION_EVENT = {
+    "version": "0",
+    "id": "01234567-0123-0123-0123-012345678902",
+    "detail-type": "CodePipeline Action Execution State Change",
+    "source": "aws.codepipeline",
+    "account": "123456789012",
+    "time": "2026-11-20T10:03:07Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:codepipeline:us-east-1:123456789012:web-dev"],
+    "detail": {
+        "pipeline": "web-dev",
+        "execution-id": "12345678-1234-5678-abcd-12345678abcd",
+        "stage": "Deploy",
+        "action": "PulumiUp",
+        "state": "SUCCEEDED",
+        "region": "us-east-1",
+        "type": {"owner": "AWS", "provider": "CodeBuild", "category": "Build", "version": "1"},
+        "version": 3,
+    },
+}
+
+
 def pipeline_event(state):
     event = copy.deepcopy(PIPELINE_EVENT)
     event["detail"]["state"] = state
+    return event
+
+
+def action_event(state, action="PulumiUp"):
+    event = copy.deepcopy(ACTION_EVENT)
+    event["detail"].update(state=state, action=action)
     return event
 
 
@@ -157,8 +185,9 @@ def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
         "Latency (s)",
         "Healthy hosts",
         "ECS CPU and memory (%)",
-        "Pipeline executions",
+        "Deployments (the deploy action)",
         "DORA: deployments per day",
+        "DORA: lead time for changes (minutes, commit to release)",
         "DORA: change failure rate (%)",
         "DORA: time to restore (minutes a rollback alarm stayed in ALARM)",
     ):
@@ -169,6 +198,13 @@ def test_dashboard_shows_health_utilisation_pipeline_and_dora(dev):
     cfr = by_title["DORA: change failure rate (%)"]["properties"]["metrics"][-1][0]
     assert cfr["expression"] == "IF(ok + failed > 0, 100 * failed / (ok + failed), 0)"
     assert by_title["DORA: deployments per day"]["properties"]["period"] == 86400
+    lead = by_title["DORA: lead time for changes (minutes, commit to release)"]["properties"]
+    assert lead["period"] == 86400
+    assert [m[1:] for m in lead["metrics"]] == [
+        ["LeadTimeMinutes", {"stat": "p50", "label": "median"}],
+        ["LeadTimeMinutes", {"stat": "Maximum", "label": "longest"}],
+    ]
+    assert {m[0] for m in lead["metrics"]} == {"cicd/web-dev"}
     assert (
         by_title["DORA: time to restore (minutes a rollback alarm stayed in ALARM)"]["properties"]["query"]
         == f"SOURCE '/aws/events/web-dev-delivery' | {dashboard.TIME_TO_RESTORE_QUERY}"
@@ -186,9 +222,9 @@ def test_pipeline_and_alarm_events_reach_the_delivery_log_group(dev):
         for r in dev.all("aws:cloudwatch/eventRule:EventRule")
         if "eventPattern" in r.inputs
     }
-    pipeline = rules["web-dev-pipeline-executions"]
-    assert pipeline["detail-type"] == [PIPELINE_EVENT["detail-type"]]
-    assert pipeline["detail"]["pipeline"] == ["web-dev"]
+    deploys = rules["web-dev-pipeline-executions"]
+    assert deploys["detail-type"] == [ACTION_EVENT["detail-type"]]
+    assert deploys["detail"] == {"pipeline": ["web-dev"], "action": ["PulumiUp"]}
     alarm_rule = rules["web-dev-rollback-alarms"]
     assert ALARM_EVENT["detail"]["alarmName"] in alarm_rule["detail"]["alarmName"]
     policy = json.loads(dev.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy").inputs["policyDocument"])
@@ -203,9 +239,12 @@ def test_metric_filters_count_what_their_names_say(dev):
         "web-dev-DeploymentsSucceeded",
         "web-dev-Restores",
     ]
-    samples = [
-        pipeline_event(s) for s in ("STARTED", "SUCCEEDED", "FAILED", "SUPERSEDED", "CANCELED", "RESUMED", "STOPPED")
-    ] + [ALARM_EVENT]
+    # Deployments are the deploy action's runs: a failed test stage or a whole execution's state is not one.
+    samples = (
+        [action_event(s) for s in ("STARTED", "SUCCEEDED", "FAILED", "ABANDONED", "CANCELED")]
+        + [action_event("FAILED", action="UnitTests"), pipeline_event("FAILED"), pipeline_event("SUCCEEDED")]
+        + [ALARM_EVENT]
+    )
     expected = {
         "web-dev-DeploymentsStarted": ["STARTED"],
         "web-dev-DeploymentsSucceeded": ["SUCCEEDED"],

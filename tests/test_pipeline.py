@@ -587,3 +587,34 @@ def test_the_preview_assumes_the_configured_preview_role_and_nothing_else():
     assert assumes == [
         {"Sid": "AssumePreviewRole", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": PREVIEW_ROLE}
     ]
+
+
+def test_prod_only_reads_what_it_needs_of_dev(prod):
+    """The chain's IAM: every grant of prod that names dev's resources reads, and reads only releases."""
+    reads = {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetBucketVersioning",
+        "ssm:GetParameterHistory",
+        "kms:Decrypt",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    }
+    upstream = []
+    for policy in prod.all("aws:iam/rolePolicy:RolePolicy"):
+        for statement in json.loads(policy.inputs["policy"])["Statement"]:
+            text = json.dumps(statement)
+            if "web-dev" in text or "/web/dev/" in text:
+                upstream.append((policy.name, statement))
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert set(actions) <= reads, (policy.name, statement)
+    names = sorted({name for name, _ in upstream})
+    assert names == [
+        "pipeline-deploy-policy",
+        "pipeline-pipeline-policy",
+        "pipeline-release-policy",
+        "service-execution-policy",
+    ]
+    bundles = [s for _, s in upstream if s.get("Sid") in ("UpstreamBundles", "Source")]
+    assert bundles and all(s["Resource"].endswith("web-dev-releases-123456789012/dev/*") for s in bundles)
