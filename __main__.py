@@ -26,7 +26,9 @@ context = AwsContext.of_provider(settings.region)
 
 # What to run: the configured digest, else the newest release recorded for this environment (or, for a
 # promoting stack before its first, its upstream's). A building stack with neither builds app/ (never in CI).
-released, released_from = released_image(settings.project, svc.name, settings.release_environments)
+released, released_from = (
+    ("", "") if svc.image else released_image(settings.project, svc.name, settings.release_environments)
+)
 image_ref = config.image_to_deploy(settings, "" if svc.image else released)
 
 observability = Observability(

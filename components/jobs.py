@@ -230,15 +230,21 @@ def _parameter_arn(ctx, name: str) -> pulumi.Output[str]:
 
 def _release_bucket_read(args, jobs: JobContext) -> list[dict]:
     """The drift check of a promoting stack runs the source bundle of the release the stack runs."""
+    bucket = pulumi.Output.concat("arn:", args.context.partition, ":s3:::", jobs.releases_bucket)
     return [
         {
             "Sid": "CurrentRelease",
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-            "Resource": pulumi.Output.concat(
-                "arn:", args.context.partition, ":s3:::", jobs.releases_bucket, f"/{args.environment}/*"
-            ),
-        }
+            "Resource": pulumi.Output.concat(bucket, f"/{args.environment}/*"),
+        },
+        # CodeBuild's S3 source reads the bucket's location and ACL (its documented service-role policy).
+        {
+            "Sid": "CurrentReleaseBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+            "Resource": bucket,
+        },
     ]
 
 
@@ -307,7 +313,7 @@ def _release_job(args, jobs: JobContext) -> Project:
                     {
                         "Sid": "TagReleasedImage",
                         "Effect": "Allow",
-                        "Action": ["ecr:BatchGetImage", "ecr:PutImage"],
+                        "Action": ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:PutImage"],
                         "Resource": ctx.arn("ecr", f"repository/{args.ecr_repository_name}"),
                     }
                 ]

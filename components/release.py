@@ -35,7 +35,14 @@ def released_image(project: str, service: str, environments: Sequence[str]) -> t
         found = aws.ssm.get_parameters_by_path(path=name.rsplit("/", 1)[0] + "/", with_decryption=False)
         for parameter, value in zip(found.names, found.values, strict=False):
             if parameter == name:
-                image = json.loads(value).get("image", "")
-                if image:
-                    return image, environment
+                try:
+                    image = json.loads(value).get("image", "")
+                except (ValueError, AttributeError):
+                    raise ValueError(
+                        f"the release record {name} is not the JSON publish-release.sh writes; fix or delete it "
+                        f"(aws ssm get-parameter-history --name {name}), or set cicd:service.image"
+                    ) from None
+                if "@sha256:" not in image:
+                    raise ValueError(f"the release record {name} names no image digest ({image!r})")
+                return image, environment
     return "", ""

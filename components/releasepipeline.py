@@ -88,8 +88,10 @@ class ReleasePipeline(Part):
             f"{name}-pipeline",
             name=self.name,
             pipeline_type="V2",
-            # Releases go out one at a time and in order: a newer push waits, it never cuts in.
-            execution_mode="QUEUED",
+            # A building stack releases every push, one at a time and in order: a newer push waits. A
+            # promoting stack deploys the newest release: a newer one replaces one still waiting (at
+            # the approval), so prod never queues stale releases behind each other.
+            execution_mode="QUEUED" if settings.builds else "SUPERSEDED",
             role_arn=role.arn,
             artifact_stores=[
                 aws.codepipeline.PipelineArtifactStoreArgs(
@@ -339,10 +341,21 @@ def _statements(args: ReleasePipelineArgs, runs: Sequence[str]) -> list[Mapping[
             {
                 "Sid": "Source",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                # What CodePipeline's S3 source action documents it needs.
+                "Action": [
+                    "s3:GetObject",
+                    "s3:GetObjectTagging",
+                    "s3:GetObjectVersion",
+                    "s3:GetObjectVersionTagging",
+                ],
                 "Resource": pulumi.Output.concat(bucket, f"/{settings.promote_from}/*"),
             },
-            {"Sid": "SourceBucket", "Effect": "Allow", "Action": "s3:GetBucketVersioning", "Resource": bucket},
+            {
+                "Sid": "SourceBucket",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation", "s3:GetBucketVersioning"],
+                "Resource": bucket,
+            },
             key_by_alias(ctx, args.upstream_data_key_alias, ["kms:Decrypt"], sid="SourceKey"),
         ]
     elif settings.source == "codecommit":

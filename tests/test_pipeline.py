@@ -121,10 +121,13 @@ def test_a_release_of_dev_starts_the_prod_pipeline(prod):
     ]
 
 
-def test_pipeline_is_v2_queued_and_encrypted(prod):
+def test_pipeline_is_v2_queued_and_encrypted(prod, dev):
     pipeline = prod.one("aws:codepipeline/pipeline:Pipeline").inputs
     assert pipeline["pipelineType"] == "V2"
-    assert pipeline["executionMode"] == "QUEUED"
+    # dev releases every push in order; prod deploys the newest release (a newer one replaces one
+    # still waiting for approval).
+    assert dev.one("aws:codepipeline/pipeline:Pipeline").inputs["executionMode"] == "QUEUED"
+    assert pipeline["executionMode"] == "SUPERSEDED"
     store = pipeline["artifactStores"][0]
     assert store["encryptionKey"]["type"] == "KMS"
     assert store["location"].startswith("web-prd-artifacts-")
@@ -264,7 +267,7 @@ def test_only_the_image_project_may_push_and_only_pulumi_jobs_assume_the_deploy_
     assert pushers["pipeline-release-policy"] == {
         "Sid": "TagReleasedImage",
         "Effect": "Allow",
-        "Action": ["ecr:BatchGetImage", "ecr:PutImage"],
+        "Action": ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:PutImage"],
         "Resource": "arn:aws:ecr:us-east-1:123456789012:repository/web-dev",
     }
     assumers = [n for n, d in documents.items() if "cicd-deployer" in json.dumps(d)]
@@ -594,6 +597,10 @@ def test_prod_only_reads_what_it_needs_of_dev(prod):
     reads = {
         "s3:GetObject",
         "s3:GetObjectVersion",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        "s3:GetBucketAcl",
+        "s3:GetBucketLocation",
         "s3:GetBucketVersioning",
         "ssm:GetParameterHistory",
         "kms:Decrypt",

@@ -370,3 +370,12 @@ def test_the_offline_plan_stands_in_a_dev_release_for_prod_and_says_so(policy_se
     (record,) = data["standInReleases"].values()
     assert record["image"].endswith("/web-dev@sha256:" + "0" * 64)
     assert "Release record stood in" in plan_cli.render(data)
+
+
+def test_a_broken_release_record_is_named_not_deployed():
+    from offline import program
+
+    with pytest.raises(ValueError, match="the release record /cicd/web/dev/release is not the JSON"):
+        program.run("dev", parameters={"/cicd/web/dev/release": "not json"})
+    with pytest.raises(ValueError, match="names no image digest"):
+        program.run("dev", parameters={"/cicd/web/dev/release": json.dumps({"image": "web:latest"})})

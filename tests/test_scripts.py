@@ -282,11 +282,16 @@ AWS_STUB = r"""
 s3path() { local p="${1#s3://}"; echo "$FAKE_S3/$p"; }
 case "$1 $2" in
   "cloudwatch describe-alarms") printf '%b\n' "$ALARM_STATES" ;;
-  "codepipeline list-action-executions") echo "${APPROVER:-None}" ;;
+  "codepipeline list-action-executions")
+    printf '{"actionExecutionDetails": [{"input": {"actionTypeId": {"category": "Approval"}}, "updatedBy": "%s"}]}' \
+      "${APPROVER:-}" ;;
+  "ecr describe-images")
+    if [[ -z "${EXISTING_TAG_DIGEST:-}" ]]; then echo "An error occurred (ImageNotFoundException)" >&2; exit 254; fi
+    echo "$EXISTING_TAG_DIGEST" ;;
   "ecr batch-get-image")
     media="application/vnd.oci.image.manifest.v1+json"
     echo "{\"images\": [{\"imageManifestMediaType\": \"$media\", \"imageManifest\": \"{}\"}]}" ;;
-  "ecr put-image") if [[ -n "${PUT_IMAGE_ERROR:-}" ]]; then echo "$PUT_IMAGE_ERROR" >&2; exit 254; fi ;;
+  "ecr put-image") ;;
   "s3 cp")
     src="$4"; dst="$5"
     if [[ "$src" == s3://* ]]; then src="$(s3path "$src")"; [[ -f "$src" ]] || { echo "NoSuchKey $4" >&2; exit 1; }; fi
@@ -374,14 +379,39 @@ def test_no_release_while_a_rollback_alarm_is_not_quiet(tmp_path, states):
     assert not [c for c in calls(tmp_path) if c.startswith(("aws ssm put-parameter", "aws s3 cp", "aws ecr put-image"))]
 
 
-@pytest.mark.parametrize("error,code", [("ImageAlreadyExistsException", 0), ("AccessDeniedException", 1)])
-def test_a_rerun_finds_the_tag_in_place_but_any_other_error_fails(tmp_path, error, code):
+@pytest.mark.parametrize("existing,code", [(DIGEST, 0), ("sha256:" + "f" * 64, 1)], ids=["same-digest", "other-digest"])
+def test_a_retry_finds_the_tag_in_place_and_goes_on_only_if_it_names_this_digest(tmp_path, existing, code):
     (tmp_path / "s3").mkdir()
     stub(tmp_path, "aws", AWS_STUB)
-    env = release_env(tmp_path, PUT_IMAGE_ERROR=f"An error occurred ({error}) when calling the PutImage operation")
-    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
+    result = run(
+        "publish-release.sh", [str(tmp_path / "out")], tmp_path, release_env(tmp_path, EXISTING_TAG_DIGEST=existing)
+    )
     assert result.returncode == code, result.stderr
-    assert bool([c for c in calls(tmp_path) if c.startswith("aws ssm put-parameter")]) is (code == 0)
+    log = calls(tmp_path)
+    assert not [c for c in log if c.startswith("aws ecr put-image")]
+    assert bool([c for c in log if c.startswith("aws ssm put-parameter")]) is (code == 0)
+
+
+def test_the_tag_is_put_on_exactly_the_released_digest(tmp_path):
+    (tmp_path / "s3").mkdir()
+    stub(tmp_path, "aws", AWS_STUB)
+    assert run("publish-release.sh", [str(tmp_path / "out")], tmp_path, release_env(tmp_path)).returncode == 0
+    log = calls(tmp_path)
+    fetch = next(c for c in log if c.startswith("aws ecr batch-get-image"))
+    assert "application/vnd.oci.image.index.v1+json" in fetch  # no conversion of a multi-platform image
+    put = next(c for c in log if c.startswith("aws ecr put-image"))
+    assert f"--image-digest {DIGEST}" in put and "--image-manifest file://" in put
+
+
+@pytest.mark.parametrize("committed", ["1764237600 -0800", "2026-11-27T10:00:00Z", "yesterday"])
+def test_lead_time_reads_both_commit_time_forms_and_never_fails_a_release(tmp_path, committed):
+    (tmp_path / "s3").mkdir()
+    stub(tmp_path, "aws", AWS_STUB)
+    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, release_env(tmp_path, COMMITTED_AT=committed))
+    assert result.returncode == 0, result.stderr
+    metrics = [c for c in calls(tmp_path) if c.startswith("aws cloudwatch put-metric-data")]
+    assert len(metrics) == (0 if committed == "yesterday" else 1)
+    assert [c for c in calls(tmp_path) if c.startswith("aws ssm put-parameter")]
 
 
 def upstream_bundle(tmp_path, image=RELEASED, commit=SHA, history=None):

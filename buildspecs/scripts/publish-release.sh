@@ -25,23 +25,64 @@ if grep -qw ALARM <<<"$states"; then
 fi
 
 approver="$(aws codepipeline list-action-executions --pipeline-name "$PIPELINE_NAME" \
-  --filter "pipelineExecutionId=$EXECUTION_ID" \
-  --query "actionExecutionDetails[?input.actionTypeId.category=='Approval'].updatedBy | [0]" --output text)"
-[[ -n "$approver" && "$approver" != "None" ]] || approver="none"
+  --filter "pipelineExecutionId=$EXECUTION_ID" --output json | python3 -c '
+import json, sys
+details = json.load(sys.stdin).get("actionExecutionDetails", [])
+print(next((d.get("updatedBy") for d in details
+            if d.get("input", {}).get("actionTypeId", {}).get("category") == "Approval" and d.get("updatedBy")), "none"))')"
 now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 work="$(mktemp -d)"
+
+# Lead time for changes (DORA): from the commit to this release, in minutes. Best effort, and before
+# anything is recorded: a time it cannot read is reported and skipped, never a failed release.
+# CodeCommit and connections give the commit time as ISO 8601 or as "<epoch seconds> <+hhmm>".
+lead_time() {
+  COMMITTED="$1" NOW="$now" python3 -c '
+import os, sys
+from datetime import datetime, timezone
+def parse(text):
+    text = text.strip()
+    head = text.split()[0] if text else ""
+    if head.isdigit():
+        return datetime.fromtimestamp(int(head), timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+committed = os.environ["COMMITTED"]
+try:
+    print(round((parse(os.environ["NOW"]) - parse(committed)).total_seconds() / 60, 1))
+except ValueError as err:
+    print(f"warning: no lead time, the commit time {committed!r} is unreadable ({err})", file=sys.stderr)
+'
+}
 
 if [[ "${BUILDS:-1}" == "1" ]]; then
   : "${IMAGE_URI:?}" "${GIT_SHA:?}"
   [[ "$IMAGE_URI" == *@sha256:* ]] || { echo "error: IMAGE_URI must be a digest, got: $IMAGE_URI" >&2; exit 1; }
   # Tag the image as released: the repository's lifecycle keeps released images (components/image.py).
+  # The tag names exactly this digest: the manifest is read back byte for byte in its own media type
+  # (no conversion), and put-image with --image-digest refuses any other bytes. A retry finds the tag
+  # in place (an IMMUTABLE tag cannot be put twice) and goes on only when it names this digest.
   repository="${IMAGE_URI%@*}"; repository="${repository#*/}"; digest="${IMAGE_URI#*@}"
-  image_json="$(aws ecr batch-get-image --repository-name "$repository" --image-ids "imageDigest=$digest" --output json)"
-  media="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["images"][0]["imageManifestMediaType"])' <<<"$image_json")"
-  manifest="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["images"][0]["imageManifest"])' <<<"$image_json")"
-  if ! tagged="$(aws ecr put-image --repository-name "$repository" --image-tag "release-$ENVIRONMENT-$GIT_SHA" \
-      --image-manifest "$manifest" --image-manifest-media-type "$media" 2>&1)" && [[ "$tagged" != *ImageAlreadyExistsException* ]]; then
-    echo "error: could not tag the released image: $tagged" >&2
+  tag="release-$ENVIRONMENT-$GIT_SHA"
+  if existing="$(aws ecr describe-images --repository-name "$repository" --image-ids "imageTag=$tag" \
+      --query 'imageDetails[0].imageDigest' --output text 2>&1)"; then
+    if [[ "$existing" != "$digest" ]]; then
+      echo "error: $tag already names $existing, not $digest" >&2
+      exit 1
+    fi
+  elif [[ "$existing" == *ImageNotFoundException* ]]; then
+    aws ecr batch-get-image --repository-name "$repository" --image-ids "imageDigest=$digest" --output json \
+      --accepted-media-types application/vnd.docker.distribution.manifest.v2+json \
+      application/vnd.docker.distribution.manifest.list.v2+json application/vnd.oci.image.manifest.v1+json \
+      application/vnd.oci.image.index.v1+json > "$work/image.json"
+    WORK="$work" python3 -c '
+import json, os
+image = json.load(open(os.path.join(os.environ["WORK"], "image.json")))["images"][0]
+open(os.path.join(os.environ["WORK"], "manifest.json"), "w", newline="").write(image["imageManifest"])
+open(os.path.join(os.environ["WORK"], "media"), "w").write(image["imageManifestMediaType"])'
+    aws ecr put-image --repository-name "$repository" --image-tag "$tag" --image-digest "$digest" \
+      --image-manifest "file://$work/manifest.json" --image-manifest-media-type "$(cat "$work/media")" > /dev/null
+  else
+    echo "error: cannot read $repository: $existing" >&2
     exit 1
   fi
   bundle_key="$ENVIRONMENT/$GIT_SHA.zip"
@@ -72,23 +113,16 @@ fi
 
 image="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["image"])' "$record")"
 commit="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["commit"])' "$record")"
+committed="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("committed") or "")' "$record")"
+minutes=""
+[[ -z "$committed" ]] || minutes="$(lead_time "$committed")"
 printf '%s\n' "$record" > "$work/record.json"
 aws s3 cp --only-show-errors "$work/record.json" "s3://$RELEASES_BUCKET/$ENVIRONMENT/history/$now-$commit.json"
-aws ssm put-parameter --name "$RELEASE_PARAMETER" --type String --overwrite --value "$record" > /dev/null
-
-# Lead time for changes (DORA): from the commit to this environment's release, in minutes.
-committed="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("committed") or "")' "$record")"
-if [[ -n "$committed" ]]; then
-  minutes="$(COMMITTED="$committed" NOW="$now" python3 -c '
-import os
-from datetime import datetime, timezone
-def parse(text):
-    text = text.strip()
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text), timezone.utc)
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-print(round((parse(os.environ["NOW"]) - parse(os.environ["COMMITTED"])).total_seconds() / 60, 1))')"
-  aws cloudwatch put-metric-data --namespace "$METRIC_NAMESPACE" --metric-name LeadTimeMinutes --value "$minutes" --unit None
+if [[ -n "$minutes" ]]; then
+  aws cloudwatch put-metric-data --namespace "$METRIC_NAMESPACE" --metric-name LeadTimeMinutes --value "$minutes" \
+    --unit None || echo "warning: the lead time was not recorded" >&2
 fi
+# Last: the record starts downstream pipelines, whose source is already in place.
+aws ssm put-parameter --name "$RELEASE_PARAMETER" --type String --overwrite --value "$record" > /dev/null
 printf '%s\n' "$image" > "$out"
 echo "released $image ($commit) to $ENVIRONMENT; record $RELEASE_PARAMETER"

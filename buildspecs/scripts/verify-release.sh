@@ -10,7 +10,8 @@ out="$1"
 : "${PROMOTE_FROM:?}" "${UPSTREAM_RELEASE_PARAMETER:?}" "${UPSTREAM_RELEASES_BUCKET:?}"
 release="${RELEASE:-latest}"
 dir="$PWD"
-history="$(aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json)"
+history="$(mktemp)"  # up to 100 records: a file, not an environment variable
+aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json > "$history"
 if [[ "$release" != "latest" ]]; then
   if [[ ! "$release" =~ ^[0-9a-f]{7,40}$ ]]; then
     echo "error: RELEASE must be latest or the commit of a $PROMOTE_FROM release; got '$release'" >&2
@@ -21,7 +22,7 @@ if [[ "$release" != "latest" ]]; then
 import json, os, sys
 wanted = os.environ["WANTED"]
 commits = set()
-for value in json.loads(os.environ["HISTORY"] or "[]"):
+for value in json.load(open(os.environ["HISTORY"])) or []:
     try:
         commit = json.loads(value).get("commit", "")
     except ValueError:
@@ -52,7 +53,7 @@ wanted = os.environ["WANTED"]
 if wanted != "latest" and not commit.startswith(wanted):
     sys.exit(f"error: bundle {wanted} holds the release of commit {commit}; refusing it")
 released = []
-for value in json.loads(os.environ["HISTORY"] or "[]"):
+for value in json.load(open(os.environ["HISTORY"])) or []:
     try:
         released.append(json.loads(value))
     except ValueError:
