@@ -112,7 +112,6 @@ service = FargateService(
         protect=settings.protect,
         waf=settings.waf,
         alarm_topic_arn=observability.topic_arn,
-        image_key_alias=upstream_key_alias,
         tags=tags,
     ),
     opts=pulumi.ResourceOptions(depends_on=[network]),

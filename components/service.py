@@ -60,8 +60,6 @@ class FargateServiceArgs:
     waf: bool = False
     alarm_topic_arn: pulumi.Input[str] | None = None
     images_ready: Sequence[pulumi.Resource] = ()
-    # A promoted release's layers are encrypted with the upstream environment's key: its alias.
-    image_key_alias: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -136,7 +134,6 @@ class FargateService(pulumi.ComponentResource):
                 log_retention_days=obs.log_retention_days,
                 xray_sampling_rate=obs.xray_sampling_rate,
                 images_ready=args.images_ready,
-                image_key_alias=args.image_key_alias,
                 protect=args.protect,
                 tags=args.tags,
             ),

@@ -60,9 +60,6 @@ class TaskDefinitionArgs:
     log_retention_days: int
     xray_sampling_rate: float
     images_ready: Sequence[pulumi.Resource] = ()
-    # The alias of the key that encrypts the image's layers, when it is not the data key (a promoted
-    # release is pulled from the upstream environment's repository).
-    image_key_alias: str = ""
     protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -196,8 +193,6 @@ class TaskDefinition(Part):
             },
             key_by_alias(ctx, args.data_key_alias, ["kms:Decrypt"], sid="DecryptImageLayersAndSecrets"),
         ]
-        if args.image_key_alias and args.image_key_alias != args.data_key_alias:
-            statements.append(key_by_alias(ctx, args.image_key_alias, ["kms:Decrypt"], sid="DecryptPromotedImage"))
         if args.service.secrets:
             statements.append(
                 {

@@ -581,3 +581,8 @@ def test_a_promoting_stack_without_any_release_cannot_deploy():
     with pytest.raises(config.ConfigError) as err:
         config.image_to_deploy(settings, released="")
     assert "dev has recorded no release yet" in str(err.value)
+
+
+def test_aws_variables_are_refused_whatever_their_case():
+    with pytest.raises(config.ConfigError, match="cicd:service.environment.aws_region looks like a secret"):
+        load(service={"environment": {"aws_region": "x"}})

@@ -625,3 +625,18 @@ def test_prod_only_reads_what_it_needs_of_dev(prod):
     ]
     bundles = [s for _, s in upstream if s.get("Sid") in ("UpstreamBundles", "Source")]
     assert bundles and all(s["Resource"].endswith("web-dev-releases-123456789012/dev/*") for s in bundles)
+
+
+def test_prod_jobs_may_call_exactly_what_the_release_scripts_run(prod):
+    """verify-release.sh reads dev's record history; publish-release.sh (prod) reads dev's bundles and
+    writes prod's record, history and lead time: each call has its grant."""
+    deploy = {s["Sid"]: s for s in _statements(prod, "deploy")}
+    assert deploy["UpstreamReleases"]["Action"] == "ssm:GetParameterHistory"
+    assert deploy["UpstreamReleases"]["Resource"] == "arn:aws:ssm:us-east-1:123456789012:parameter/cicd/web/dev/release"
+    release = {s["Sid"]: s for s in _statements(prod, "release")}
+    assert release["Record"]["Action"] == "ssm:PutParameter"
+    assert release["Record"]["Resource"] == "arn:aws:ssm:us-east-1:123456789012:parameter/cicd/web/prod/release"
+    assert release["History"]["Resource"] == "arn:aws:s3:::web-prd-releases-123456789012/prod/*"
+    assert release["UpstreamBundles"]["Resource"] == "arn:aws:s3:::web-dev-releases-123456789012/dev/*"
+    assert release["RollbackAlarms"]["Action"] == "cloudwatch:DescribeAlarms"
+    assert release["Approver"]["Action"] == "codepipeline:ListActionExecutions"

@@ -511,3 +511,19 @@ def test_a_rollback_deploys_the_bundle_of_an_earlier_release(tmp_path):
     text = (tmp_path / "release.env").read_text()
     assert f"export IMAGE_URI={old_image}" in text and f"export GIT_SHA={earlier}" in text
     assert verify(tmp_path, release="main; rm -rf /").returncode == 1
+
+
+@pytest.mark.parametrize("swap", ["image", "commit"])
+def test_a_release_must_match_a_record_in_both_image_and_commit(tmp_path, swap):
+    other = {"image": REPO + "@sha256:" + "e" * 64, "commit": "f" * 40}
+    recorded = {
+        "image": RELEASED,
+        "commit": SHA,
+        **({"image": other["image"]} if swap == "image" else {"commit": other["commit"]}),
+    }
+    upstream_bundle(tmp_path, history=[recorded])
+    source = tmp_path / "pipeline-source"
+    source.mkdir()
+    (source / "release.json").write_text(json.dumps({"image": RELEASED, "commit": SHA}))
+    result = verify(tmp_path, bundle_dir=source)
+    assert result.returncode != 0 and "never released" in result.stderr
