@@ -127,6 +127,7 @@ def _matching(pattern: str, what: str, *, optional: bool = False) -> Callable[[s
             return value
         raise _error(f"must be {what}; got {value!r}")
 
+    check.takes_offline_secret = True  # type: ignore[attr-defined]
     return check
 
 
@@ -219,6 +220,8 @@ def _secret_names(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _error(f"must be a list of variable names; got {value!r} ({_type_name(value)})")
     names: list[str] = []
+    # A name the offline plan could not decrypt is left out there (the plan lists it as unchecked).
+    value = [name for name in value if name != OFFLINE_SECRET]
     for i, name in enumerate(value):
         if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", name):
             raise _error(f"must be a variable name of letters, digits and _; got {name!r}", f"[{i}]")
@@ -246,7 +249,7 @@ def _tags(value: Any) -> dict[str, str]:
             raise _error("is set by the program; choose another tag key", name)
         if not isinstance(val, str):
             raise _error(f"must be a string; got {val!r} ({_type_name(val)})", name)
-        if not re.match(r"^[\w .:/=+\-@]{0,256}$", val):
+        if val != OFFLINE_SECRET and not re.match(r"^[\w .:/=+\-@]{0,256}$", val):
             raise _error(f"must be a tag value of at most 256 letters, digits and _ .:/=+-@; got {val!r}", name)
     return dict(sorted(value.items()))
 
@@ -288,7 +291,13 @@ class Section(BaseModel):
         if not isinstance(data, dict):
             return data
         fields = {f.alias or n: f for n, f in cls.model_fields.items()}
-        return {k: v for k, v in data.items() if v != OFFLINE_SECRET or (k in fields and fields[k].annotation is str)}
+
+        def takes(name: str) -> bool:
+            field = fields.get(name)
+            return field is not None and any(getattr(getattr(m, "func", None), "takes_offline_secret", False)
+                                             for m in field.metadata)  # fmt: skip
+
+        return {k: v for k, v in data.items() if v != OFFLINE_SECRET or takes(k)}
 
 
 class ServiceSettings(Section):
@@ -892,8 +901,14 @@ def project_stacks(root: str = os.path.dirname(os.path.abspath(__file__))) -> di
     stacks = {}
     for path in sorted(glob.glob(os.path.join(root, "Pulumi.*.yaml"))):
         stack = os.path.basename(path)[len("Pulumi.") : -len(".yaml")]
-        with open(path, encoding="utf-8") as handle:
-            values = (yaml.safe_load(handle) or {}).get("config") or {}
+        try:
+            with open(path, encoding="utf-8") as handle:
+                document = yaml.safe_load(handle) or {}
+            values = document.get("config") or {} if isinstance(document, dict) else None
+        except yaml.YAMLError as err:
+            raise ConfigError([f"{os.path.basename(path)}: not YAML ({' '.join(str(err).split())})"]) from None
+        if not isinstance(values, dict):
+            raise ConfigError([f"{os.path.basename(path)}: its config must be a mapping of keys to values"])
         pipeline = values.get(f"{NAMESPACE}:pipeline")
         source = pipeline.get("promoteFrom", "") if isinstance(pipeline, dict) else ""
         stacks[stack] = (str(values.get(f"{NAMESPACE}:environment") or "dev"), str(source or ""))

@@ -157,9 +157,14 @@ class PolicyServer:
         )
         line = self.process.stdout.readline().decode().strip()
         if not line.isdigit():
-            stderr = self.process.stderr.read().decode() if self.process.poll() is not None else ""
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            errors = [e for e in self.process.stderr.read().decode().splitlines() if e.strip()]
+            reason = errors[-1].strip() if errors else line or "it printed no port"
             self.__exit__(None, None, None)
-            raise RuntimeError(f"the policy pack in {self.pack_dir} did not start: {line} {stderr}".strip())
+            raise PolicyConfigError(f"the policy pack in {self.pack_dir} did not start: {reason}")
         self.channel = grpc.insecure_channel(
             f"127.0.0.1:{line}", options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)]
         )

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parallel = []
     print(
         f"timing the offline plan of {' and '.join(STACKS)}: {args.runs} warm runs in this process, each "
-        f"stack alone and both in parallel, then {args.runs} cold runs of `python -m offline.plan` ...",
+        f"stack alone and both in parallel, then {max(1, args.runs // 2)} cold runs of `python -m offline.plan` ...",
         flush=True,
     )
     program.preload()

@@ -282,9 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     summary: list[str] = []
     results = []
     with contextlib.ExitStack() as cleanup:
-        runs, server = run_programs(
-            stacks, args.first_preview, lambda: cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR))
-        )
+        try:
+            runs, server = run_programs(
+                stacks, args.first_preview, lambda: cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR))
+            )
+        except analyzer.PolicyConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         for stack, (result, error) in zip(stacks, runs, strict=True):
             if error:
                 kind, message, trace = error

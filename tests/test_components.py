@@ -673,3 +673,11 @@ def test_every_bucket_refuses_plain_http_for_itself_and_its_objects(dev, prod):
             arn = f"arn:aws:s3:::{bucket}"
             assert deny["Effect"] == "Deny" and sorted(deny["Resource"]) == [arn, f"{arn}/*"], name
             assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_program_reserves_exactly_the_variables_it_sets(dev):
+    from components.facts import PROGRAM_VARIABLES
+
+    app = json.loads(dev.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
+    configured = set(json.loads(dev.result.config["cicd:service"])["environment"])
+    assert {v["name"] for v in app["environment"]} - configured == set(PROGRAM_VARIABLES)

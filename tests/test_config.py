@@ -586,3 +586,19 @@ def test_a_promoting_stack_without_any_release_cannot_deploy():
 def test_aws_variables_are_refused_whatever_their_case():
     with pytest.raises(config.ConfigError, match="cicd:service.environment.aws_region looks like a secret"):
         load(service={"environment": {"aws_region": "x"}})
+
+
+def test_no_secure_value_is_refused_for_what_the_plan_cannot_read():
+    """A `secure:` value offline is a placeholder: choices, networks, tags and names take their default
+    or are left out, and the plan lists them as unchecked; nothing is refused for it."""
+    secret = config.OFFLINE_SECRET
+    settings = load(
+        service={"architecture": secret, "secrets": ["API_KEY", secret]},
+        deployment={"strategy": secret},
+        network={"cidr": secret, "natGateways": secret},
+        observability={"logRetentionDays": secret},
+        tags={"team": secret},
+    )
+    assert (settings.service.architecture, settings.deployment.strategy) == ("ARM64", "BLUE_GREEN")
+    assert (settings.network.cidr, settings.network.nat_gateways) == ("10.0.0.0/16", "single")
+    assert settings.service.secrets == ("API_KEY",) and settings.tags["team"] == secret

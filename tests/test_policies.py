@@ -910,6 +910,37 @@ def _role_policy(*statements):
             ),
             False,
         ),
+        # Inline rules of a security group open to IPv6 everywhere; protocol -1 whatever its ports.
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:ec2/securityGroup:SecurityGroup",
+                {"ingress": [{"ipv6CidrBlocks": ["::/0"], "protocol": "tcp", "fromPort": 22, "toPort": 22}]},
+            ),
+            True,
+        ),
+        (
+            "sg-no-public-ingress",
+            Resource(
+                "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "-1", "fromPort": 443, "toPort": 443},
+            ),
+            True,
+        ),
+        # An unrelated Deny with a wildcard principal is no trust to flag.
+        (
+            "iam-trust-no-wildcard-principal",
+            Resource(
+                "aws:iam/role:Role",
+                {
+                    "assumeRolePolicy": doc(
+                        {"Effect": "Allow", "Principal": {"Service": "ecs.amazonaws.com"}, "Action": "sts:AssumeRole"},
+                        {"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole"},
+                    )
+                },
+            ),
+            False,
+        ),
         ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "rate(5 minutes)"}), False),
         ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "rate(1 hour)"}), False),
         ("eventbridge-schedule-expression", Resource(RULE, {"scheduleExpression": "rate(1 minutes)"}), True),

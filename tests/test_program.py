@@ -378,3 +378,15 @@ def test_a_broken_release_record_is_named_not_deployed():
         program.run("dev", parameters={"/cicd/web/dev/release": "not json"})
     with pytest.raises(ValueError, match="names no image digest"):
         program.run("dev", parameters={"/cicd/web/dev/release": json.dumps({"image": "web:latest"})})
+
+
+def test_a_policy_pack_that_cannot_start_is_one_line_naming_why(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    pack = tmp_path / "policy"
+    shutil.copytree(POLICY_DIR, pack, ignore=shutil.ignore_patterns("__pycache__"))
+    (pack / "policies" / "tags.py").write_text("def (\n")
+    monkeypatch.setattr(plan_cli, "POLICY_DIR", str(pack))
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the policy pack in ") and "SyntaxError" in err[0]
