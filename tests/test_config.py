@@ -602,3 +602,9 @@ def test_no_secure_value_is_refused_for_what_the_plan_cannot_read():
     assert (settings.service.architecture, settings.deployment.strategy) == ("ARM64", "BLUE_GREEN")
     assert (settings.network.cidr, settings.network.nat_gateways) == ("10.0.0.0/16", "single")
     assert settings.service.secrets == ("API_KEY",) and settings.tags["team"] == secret
+
+
+@pytest.mark.parametrize("key", ["aws:owner", "AWS:owner", "Aws:x"])
+def test_the_aws_tag_prefix_is_reserved_in_any_case(key):
+    with pytest.raises(config.ConfigError, match=f"cicd:tags.{key} must not start with 'aws:'"):
+        load(tags={key: "x"})

@@ -640,3 +640,20 @@ def test_prod_jobs_may_call_exactly_what_the_release_scripts_run(prod):
     assert release["UpstreamBundles"]["Resource"] == "arn:aws:s3:::web-dev-releases-123456789012/dev/*"
     assert release["RollbackAlarms"]["Action"] == "cloudwatch:DescribeAlarms"
     assert release["Approver"]["Action"] == "codepipeline:ListActionExecutions"
+
+
+def test_every_pipeline_job_reads_and_writes_only_the_objects_of_the_artifact_bucket(dev):
+    bucket = dev.one("aws:s3/bucket:Bucket", "pipeline-artifacts").inputs["bucket"]
+    in_pipeline = ("unit-tests", "sonarqube", "trivy", "image", "deploy", "release")
+    for role in in_pipeline:
+        artifacts = [s for s in _statements(dev, role) if s.get("Sid") == "Artifacts"]
+        assert artifacts == [
+            {
+                "Sid": "Artifacts",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ], role
+    for role in ("drift", "preview"):  # they clone the repository: no pipeline artifacts
+        assert not [s for s in _statements(dev, role) if s.get("Sid") == "Artifacts"], role

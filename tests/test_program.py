@@ -390,3 +390,16 @@ def test_a_policy_pack_that_cannot_start_is_one_line_naming_why(tmp_path, capsys
     assert plan_cli.main(["--stack", "dev"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the policy pack in ") and "SyntaxError" in err[0]
+
+
+def test_a_check_a_first_preview_cannot_run_is_no_violation_whatever_its_level():
+    """The policy SDK reports such a check as a diagnostic; `pulumi preview` does not fail on it."""
+    finding = analyzer.Finding(
+        policy="ecs-blue-green-wiring",
+        level="mandatory",
+        severity="high",
+        message="can't run policy 'ecs-blue-green-wiring' during preview: string value at .arn can't be known",
+        urn="",
+    )
+    result = analyzer.AnalyzerResult(pack="cicd-security", version="1", policies=[], findings=[finding])
+    assert result.mandatory == [] and result.violations == [] and result.not_run == [finding]
