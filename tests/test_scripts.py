@@ -3,6 +3,7 @@ and `pulumi` commands that record how they were called."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -362,8 +363,14 @@ def test_a_release_is_tagged_bundled_recorded_and_timed(tmp_path):
     minutes = float(metric.split("--value ")[1].split()[0])
     assert minutes > 0
     assert (tmp_path / "out").read_text().strip() == RELEASED
+    # The record names the bundle's bytes; the bundle carries the record without that hash.
+    assert record["bundle_sha256"] == hashlib.sha256((s3 / f"{SHA}.zip").read_bytes()).hexdigest()
+    assert (s3 / "latest.zip").read_bytes() == (s3 / f"{SHA}.zip").read_bytes()
     with zipfile.ZipFile(s3 / "latest.zip") as bundle:
-        assert json.loads(bundle.read("release.json")) == record and "Pulumi.yaml" in bundle.namelist()
+        inside = json.loads(bundle.read("release.json"))
+        assert (
+            inside == {k: v for k, v in record.items() if k != "bundle_sha256"} and "Pulumi.yaml" in bundle.namelist()
+        )
 
 
 @pytest.mark.parametrize(
@@ -415,16 +422,18 @@ def test_lead_time_reads_both_commit_time_forms_and_never_fails_a_release(tmp_pa
 
 
 def upstream_bundle(tmp_path, image=RELEASED, commit=SHA, history=None):
-    """dev's release of `commit` in the fake bucket, and dev's record history."""
+    """dev's release of `commit` in the fake bucket, and dev's record history (with the bundle's hash)."""
     record = {"image": image, "commit": commit, "environment": "dev", "committed": "2026-11-27T10:00:00Z"}
     bundle = tmp_path / "s3" / "web-dev-releases-123456789012" / "dev" / f"{commit}.zip"
     bundle.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(bundle, "w") as archive:
         archive.writestr("release.json", json.dumps(record))
         archive.writestr("Pulumi.yaml", "name: cicd\n")
-    values = [json.dumps(r) for r in (history if history is not None else [record])]
+    recorded = {**record, "bundle_sha256": hashlib.sha256(bundle.read_bytes()).hexdigest()}
+    entries = history if history is not None else [recorded]
+    values = [json.dumps(r) for r in entries]
     (tmp_path / "s3" / "history.json").write_text(json.dumps(values))
-    return record
+    return recorded
 
 
 PROMOTE_ENV = {
@@ -486,7 +495,24 @@ def test_the_newest_dev_release_is_deployed_by_its_digest(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "release.env").read_text().splitlines()
     assert f"export IMAGE_URI={RELEASED}" in lines and f"export DEPLOYED_COMMIT={SHA}" in lines
-    assert lines[-1] == f"cd {source}"
+    # The job runs the recorded bundle's source, fetched and checked, not whatever the pipeline got.
+    deployed = lines[-1].split(" ", 1)[1]
+    assert lines[-1].startswith("cd ") and deployed != str(source)
+    with open(os.path.join(deployed, "release.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["commit"] == SHA
+
+
+def test_a_bundle_that_is_not_the_recorded_bytes_is_refused(tmp_path):
+    record = upstream_bundle(tmp_path)
+    bundle = tmp_path / "s3" / "web-dev-releases-123456789012" / "dev" / f"{SHA}.zip"
+    with zipfile.ZipFile(bundle, "a") as archive:
+        archive.writestr("__main__.py", "import evil\n")  # same release.json, other program
+    source = tmp_path / "pipeline-source"
+    source.mkdir()
+    (source / "release.json").write_text(json.dumps({k: v for k, v in record.items() if k != "bundle_sha256"}))
+    result = verify(tmp_path, bundle_dir=source)
+    assert result.returncode != 0 and "sha256 differs" in result.stderr
+    assert not (tmp_path / "release.env").exists()
 
 
 def test_a_digest_dev_never_released_is_refused(tmp_path):

@@ -111,6 +111,12 @@ print(json.dumps(release, sort_keys=True))')"
   aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$ENVIRONMENT/current.zip"
 fi
 
+# The record names the bundle's bytes: a downstream deploy refuses a bundle that is not them.
+record="$(SHA="$(sha256sum "$work/bundle.zip" | cut -d' ' -f1)" python3 -c '
+import json, os, sys
+record = json.loads(sys.argv[1])
+record["bundle_sha256"] = os.environ["SHA"]
+print(json.dumps(record, sort_keys=True))' "$record")"
 image="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["image"])' "$record")"
 commit="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["commit"])' "$record")"
 committed="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("committed") or "")' "$record")"

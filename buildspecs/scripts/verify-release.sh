@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The deploy job of a stack that promotes releases of $PROMOTE_FROM: choose the release and refuse a
-# digest $PROMOTE_FROM never released. RELEASE is "latest" (the bundle this pipeline started from,
-# the build's own directory) or a commit (a rollback: that release's bundle from the upstream's
-# releases bucket). The image must be one of the upstream's recorded releases (the SSM parameter's
-# history, its last 100 versions). Writes shell lines to $1 that the buildspec sources: the exports of
+# digest $PROMOTE_FROM never released. RELEASE is "latest" (the release this pipeline started from) or
+# a commit (a rollback). Either way the job deploys that commit's bundle from the upstream's releases
+# bucket, and only if the upstream's record history (the SSM parameter's last 100 versions) holds the
+# same image, commit and sha256 of the bundle's bytes. Writes shell lines to $1 that the buildspec sources: the exports of
 # IMAGE_URI, GIT_SHA and DEPLOYED_COMMIT, and a `cd` into the release's source.
 set -euo pipefail
 out="$1"
@@ -12,15 +12,19 @@ release="${RELEASE:-latest}"
 dir="$PWD"
 history="$(mktemp)"  # up to 100 records: a file, not an environment variable
 aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json > "$history"
-if [[ "$release" != "latest" ]]; then
-  if [[ ! "$release" =~ ^[0-9a-f]{7,40}$ ]]; then
-    echo "error: RELEASE must be latest or the commit of a $PROMOTE_FROM release; got '$release'" >&2
-    exit 1
-  fi
-  # A short commit names the one release of $PROMOTE_FROM whose commit starts with it.
-  commit="$(HISTORY="$history" WANTED="$release" python3 -c '
+if [[ "$release" == "latest" ]]; then
+  # The release this pipeline started from: its release.json names the commit.
+  [[ -f release.json ]] || { echo "error: no release.json in the pipeline's source: not a release of $PROMOTE_FROM" >&2; exit 1; }
+  release="$(python3 -c 'import json; print(json.load(open("release.json")).get("commit", ""))')"
+fi
+if [[ ! "$release" =~ ^[0-9a-f]{7,40}$ ]]; then
+  echo "error: RELEASE must be latest or the commit of a $PROMOTE_FROM release; got '$release'" >&2
+  exit 1
+fi
+# A short commit names the one release of $PROMOTE_FROM whose commit starts with it.
+commit="$(HISTORY="$history" WANTED="$release" python3 -c '
 import json, os, sys
-wanted = os.environ["WANTED"]
+wanted, upstream = os.environ["WANTED"], os.environ["PROMOTE_FROM"]
 commits = set()
 for value in json.load(open(os.environ["HISTORY"])) or []:
     try:
@@ -29,19 +33,23 @@ for value in json.load(open(os.environ["HISTORY"])) or []:
         continue
     if commit.startswith(wanted):
         commits.add(commit)
-if len(commits) != 1:
-    sys.exit(f"error: {len(commits)} recorded releases match commit {wanted}; name one")
+if not commits:
+    sys.exit(f"error: {upstream} never released commit {wanted} (among its last 100 records); refusing it")
+if len(commits) > 1:
+    sys.exit(f"error: {len(commits)} recorded releases of {upstream} match commit {wanted}; give more of it")
 print(commits.pop())')"
-  dir="$(mktemp -d)"
-  aws s3 cp --only-show-errors "s3://$UPSTREAM_RELEASES_BUCKET/$PROMOTE_FROM/$commit.zip" "$dir/bundle.zip"
-  unzip -q "$dir/bundle.zip" -d "$dir/src"
-  dir="$dir/src"
-fi
+# Always the bundle of that commit, checked against the record's hash of its bytes, whatever the
+# pipeline's source held: what is deployed is exactly what the upstream recorded.
+dir="$(mktemp -d)"
+aws s3 cp --only-show-errors "s3://$UPSTREAM_RELEASES_BUCKET/$PROMOTE_FROM/$commit.zip" "$dir/bundle.zip"
+bundle_sha256="$(sha256sum "$dir/bundle.zip" | cut -d' ' -f1)"
+unzip -q "$dir/bundle.zip" -d "$dir/src"
+dir="$dir/src"
 if [[ ! -f "$dir/release.json" ]]; then
-  echo "error: no release.json in the release bundle ($dir): not a release of $PROMOTE_FROM" >&2
+  echo "error: no release.json in the release bundle of $commit: not a release of $PROMOTE_FROM" >&2
   exit 1
 fi
-MANIFEST="$dir/release.json" HISTORY="$history" WANTED="$release" DIR="$dir" python3 - "$out" <<'PY'
+MANIFEST="$dir/release.json" HISTORY="$history" WANTED="$commit" DIR="$dir" SHA="$bundle_sha256" python3 - "$out" <<'PY'
 import json, os, shlex, sys
 
 release = json.load(open(os.environ["MANIFEST"]))
@@ -58,8 +66,11 @@ for value in json.load(open(os.environ["HISTORY"])) or []:
         released.append(json.loads(value))
     except ValueError:
         continue
-if not any(r.get("image") == image and r.get("commit") == commit for r in released):
+matching = [r for r in released if r.get("image") == image and r.get("commit") == commit]
+if not matching:
     sys.exit(f"error: {upstream} never released {image} (commit {commit}); refusing to deploy it")
+if not any(r.get("bundle_sha256") == os.environ["SHA"] for r in matching):
+    sys.exit(f"error: the bundle of {commit} is not the one {upstream} recorded (sha256 differs); refusing it")
 with open(sys.argv[1], "w", encoding="utf-8") as handle:
     for name, value in (("IMAGE_URI", image), ("GIT_SHA", commit), ("DEPLOYED_COMMIT", commit)):
         handle.write(f"export {name}={shlex.quote(value)}\n")
