@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: requirements.txt
 	@echo "First use: installing the pinned SDKs from requirements.txt into ./$(VENV) (about a minute)..."
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements.txt | grep -E '^(Collecting|Successfully)' || true
+	$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements.txt | grep --line-buffered -E '^(Collecting|Installing|Successfully)' || true
 	$(PY) -m pip check --disable-pip-version-check > /dev/null && $(PY) -c "import pulumi, pulumi_aws, pulumi_awsx, pulumi_docker, pulumi_policy, pydantic, pytest, yaml"
 	touch $@
 

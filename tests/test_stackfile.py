@@ -66,3 +66,15 @@ def test_a_missing_stack_file_names_it(tmp_path):
     with pytest.raises(stackfile.StackFileError) as err:
         program.load_stack_config("nope", str(tmp_path))
     assert str(err.value).startswith("no stack file Pulumi.nope.yaml")
+
+
+def test_numbers_are_read_as_yaml_1_2_reads_them(tmp_path):
+    from offline import stackfile
+
+    (tmp_path / "Pulumi.n.yaml").write_text(
+        "config:\n  aws:region: us-east-1\n  cicd:service:\n    name: '1:30'\n    containerPort: 010\n"
+        "    cpu: 0o400\n  cicd:tags:\n    window: 1:30\n    ratio: 1.5e3\n"
+    )
+    values = stackfile.read(str(tmp_path / "Pulumi.n.yaml"))
+    assert values["cicd:service"] == {"name": "1:30", "containerPort": 10, "cpu": 256}
+    assert values["cicd:tags"] == {"window": "1:30", "ratio": 1500.0}
