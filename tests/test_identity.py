@@ -18,6 +18,8 @@ import os
 import pytest
 from conftest import ROOT
 
+from offline.identity import _chain, match
+
 with open(os.path.join(ROOT, "tests", "data", "resource-urns.json"), encoding="utf-8") as handle:
     DEPLOYED = json.load(handle)
 
@@ -40,45 +42,6 @@ REMOVED_BY_PROMOTION = {
         "pipeline-on-pull-request",
     )
 }
-
-
-def _chain(urn: str) -> str:
-    return urn.split("::")[2]
-
-
-def _urn(parent_urn: str, typ: str, name: str, stack: str) -> str:
-    """The URN the engine gives a resource of `typ` named `name` under `parent_urn` ("" or the stack)."""
-    if not parent_urn or _chain(parent_urn) == "pulumi:pulumi:Stack":
-        return f"urn:pulumi:{stack}::cicd::{typ}::{name}"
-    return f"urn:pulumi:{stack}::cicd::{_chain(parent_urn)}${typ}::{name}"
-
-
-def match(registrations: list, deployed: set[str], stack: str) -> dict[str, str]:
-    """Each registration's matched former URN, in registration order (parents come first)."""
-    matched: dict[str, str] = {}
-    through_alias: set[str] = set()
-    for r in registrations:
-        if r.urn in deployed:
-            matched[r.urn] = r.urn
-            continue
-        candidates = []
-        for alias in r.aliases:
-            if "urn" in alias:
-                candidates.append(alias["urn"])
-                continue
-            if alias["noParent"]:
-                parent = ""
-            else:
-                parent = alias["parentUrn"] or r.parent
-                parent = matched.get(parent, parent)
-            candidates.append(_urn(parent, alias["type"] or r.type, alias["name"] or r.name, stack))
-        if r.parent in through_alias:
-            candidates.append(_urn(matched[r.parent], r.type, r.name, stack))
-        hit = next((c for c in candidates if c in deployed), None)
-        if hit is not None:
-            matched[r.urn] = hit
-            through_alias.add(r.urn)
-    return matched
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -403,3 +403,20 @@ def test_a_check_a_first_preview_cannot_run_is_no_violation_whatever_its_level()
     )
     result = analyzer.AnalyzerResult(pack="cicd-security", version="1", policies=[], findings=[finding])
     assert result.mandatory == [] and result.violations == [] and result.not_run == [finding]
+
+
+def test_a_snapshot_compares_equal_to_itself_and_names_what_changed():
+    from offline import snapshot
+
+    recorded = snapshot.take(runs=(("dev", False),))
+    assert snapshot.compare(recorded) == []
+    dashboard = next(
+        u for u, r in recorded["dev"]["registrations"].items() if r["type"] == "aws:cloudwatch/dashboard:Dashboard"
+    )
+    recorded["dev"]["registrations"][dashboard]["inputs"]["dashboardName"] = "other"
+    del recorded["dev"]["registrations"][
+        next(u for u in recorded["dev"]["registrations"] if u.endswith("::service-alb"))
+    ]
+    problems = snapshot.compare(recorded)
+    assert "dev: monitoring-dashboard: inputs not as recorded" in problems
+    assert any(p.startswith("dev: new resource ") and p.endswith("::service-alb") for p in problems)
