@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     summary: list[str] = []
     results = []
+    failures: list[dict[str, Any]] = []  # stacks with no plan: their errors, for --json
     with contextlib.ExitStack() as cleanup:
         try:
             runs, server = run_programs(
@@ -305,12 +306,14 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
                 summary.append(f"  {stack}: FAILED: {lines[0]}{more}")
+                failures.append({"stack": stack, "errors": lines})
                 continue
             try:
                 data = plan(stack, first_preview=args.first_preview, server=server, result=result)
             except analyzer.PolicyConfigError as err:
                 print(f"error: stack {stack}: {err}", file=sys.stderr)
                 summary.append(f"  {stack}: FAILED: {err}")
+                failures.append({"stack": stack, "errors": [str(err)]})
                 continue
             print(render(data))
             print()
@@ -324,9 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(stacks) > 1 or len(summary) != len(results):
         print("Summary:")
         print("\n".join(summary))
-    if args.json and results:
+    if args.json:
+        # One stack: its plan (or its errors); several: a list in the order given, failed ones included.
+        planned = {d["stack"]: d for d in results} | {f["stack"]: f for f in failures}
+        document = [planned[s] for s in stacks if s in planned]
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(results[0] if len(stacks) == 1 else results, handle, indent=2, default=str)
+            json.dump(document[0] if len(stacks) == 1 else document, handle, indent=2, default=str)
     failed = len(results) < len(stacks) or any(d["mandatoryViolations"] for d in results)
     return 1 if failed else 0
 

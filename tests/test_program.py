@@ -420,3 +420,16 @@ def test_a_snapshot_compares_equal_to_itself_and_names_what_changed():
     problems = snapshot.compare(recorded)
     assert "dev: monitoring-dashboard: inputs not as recorded" in problems
     assert any(p.startswith("dev: new resource ") and p.endswith("::service-alb") for p in problems)
+
+
+def test_json_carries_a_failed_stack_with_its_errors(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(
+        plan_cli.program,
+        "load_stack_config",
+        lambda stack, root=None: ({"aws:region": "us-east-1", "cicd:service": '{"cpu": 300}'}, []),
+    )
+    out = tmp_path / "plan.json"
+    assert plan_cli.main(["--stack", "dev", "--json", str(out)]) == 1
+    capsys.readouterr()
+    data = json.loads(out.read_text())
+    assert data["stack"] == "dev" and data["errors"][0].startswith("cicd:service.cpu must be one of")
