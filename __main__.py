@@ -52,7 +52,8 @@ data_key = KmsKey(
         context=context,
         alias=data_key_alias,
         description=f"Images, secrets and build artifacts of {prefix}",
-        protect=settings.protect,
+        # Another stack runs releases encrypted with it (images, bundles): kept while it does.
+        protect=settings.protect or bool(settings.promoted_to),
         tags=tags,
     ),
 )
@@ -148,6 +149,7 @@ pipeline = BuildPipeline(
         rollback_alarm_names=service.deployment_alarm_names,
         upstream_prefix=settings.upstream_prefix,
         upstream_data_key_alias=upstream_key_alias,
+        promoted_to=settings.promoted_to,
         ecr_repository_name=prefix,
         architecture=svc.architecture,
         data_key_arn=data_key.arn,

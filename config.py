@@ -494,9 +494,10 @@ class PipelineSettings(Section):
         if self.promote_from:
             given = sorted(_camel(f) for f in self.model_fields_set & set(BUILD_ONLY))
             if given:
+                others = f" (and {', '.join(given[1:])})" if len(given) > 1 else ""
                 raise _error(
-                    f"only applies to a stack that builds; this one promotes releases of {self.promote_from} "
-                    f"({NAMESPACE}:pipeline.promoteFrom) and never builds. Remove it",
+                    f"only applies to a stack that builds{others}; this one promotes releases of "
+                    f"{self.promote_from} ({NAMESPACE}:pipeline.promoteFrom) and never builds. Remove it",
                     given[0],
                 )
             for name, value in (("backendUrl", self.backend_url), ("deployRoleArn", self.deploy_role_arn)):
@@ -706,7 +707,9 @@ TOP_LEVEL_KEYS = tuple(
 def promotion_errors(stacks: Mapping[str, tuple[str, str]], only: str | None = None) -> list[str]:
     """What is wrong with a project's promotion chain: `stacks` maps each stack to its environment and
     the environment it promotes from (empty: it builds). A stack may promote only from an environment
-    some stack of the project has, and the chain may not loop. `only`: just that stack's chain."""
+    some stack of the project has, and that stack must build: one level of promotion is built (a
+    promoting stack records its releases but publishes no bundles to promote further). The chain may
+    not loop. `only`: just that stack's chain."""
     errors = []
     environments = {env: stack for stack, (env, _) in stacks.items()}
     upstream = dict(stacks.values())
@@ -719,6 +722,7 @@ def promotion_errors(stacks: Mapping[str, tuple[str, str]], only: str | None = N
                 f"{NAMESPACE}:environment {source} (stacks: {', '.join(sorted(stacks))})"
             )
     starts = [stacks[only][0]] if only is not None and only in stacks else list(upstream)
+    looping: set[str] = set()
     for env in starts:
         seen, current = [env], upstream.get(env)
         while current:
@@ -730,9 +734,17 @@ def promotion_errors(stacks: Mapping[str, tuple[str, str]], only: str | None = N
                 message = f"{NAMESPACE}:pipeline.promoteFrom makes a loop ({loop}): one stack must build"
                 if message not in errors:
                     errors.append(message)
+                looping.update(cycle)
                 break
             seen.append(current)
             current = upstream.get(current)
+    for stack, (env, source) in sorted(stacks.items()):
+        if (only is None or stack == only) and upstream.get(source) and env not in looping:
+            errors.append(
+                f"{NAMESPACE}:pipeline.promoteFrom of stack {stack} is {source}, which itself promotes from "
+                f"{upstream[source]}: promote from a stack that builds ({NAMESPACE}:pipeline.promoteFrom: "
+                f"{upstream[source]}); one level of promotion is built"
+            )
     return errors
 
 

@@ -372,6 +372,8 @@ def _preview_job(args: BuildPipelineArgs, jobs: JobContext) -> Project:
         "PULUMI_BACKEND_URL": settings.backend_url,
         "PULUMI_STACK": args.stack,
         "PREVIEW_ROLE_ARN": settings.preview_role_arn,
+        # With a preview role, the preview runs the stack's release (pin-running-image.sh defers to it).
+        "RELEASE_PARAMETER": jobs.release_parameter,
         "REPOSITORY_NAME": settings.repository_name,
     }
     secrets: dict[str, str] = {}

@@ -76,6 +76,8 @@ class BuildPipelineArgs:
     # A promoting stack's upstream: its physical-name prefix and data key alias.
     upstream_prefix: str = ""
     upstream_data_key_alias: str = ""
+    # The environments that promote this stack's releases (they run its images and bundles).
+    promoted_to: Sequence[str] = ()
     deploy_timeout_minutes: int = 60
     access_log_bucket: pulumi.Input[str] | None = None
     protect: bool = False
@@ -115,7 +117,8 @@ class BuildPipeline(pulumi.ComponentResource):
             bucket_name=pulumi.Output.concat(args.prefix, "-releases-", ctx.account_id),
             partition=ctx.partition,
             expiration_days=None,  # the release history is kept
-            protect=args.protect,
+            # Another stack deploys and rolls back to this stack's bundles: kept while it does.
+            protect=args.protect or bool(args.promoted_to),
             tags=args.tags,
             kms_key_arn=args.data_key_arn,
         )

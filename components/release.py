@@ -3,9 +3,10 @@ alarms quiet. One SSM parameter per environment holds the newest release (SSM ke
 versions: `aws ssm get-parameter-history`); the environment's releases bucket keeps every record and,
 for a building environment, the source each release was built from.
 
-The record is JSON: {"image": "<repo>@sha256:…", "commit": "<git sha>", "time": "<ISO 8601 UTC>",
-"execution": "<pipeline execution id>", "approver": "<who approved, or none>", "environment": "dev",
-"source": "s3://<bucket>/<key of the source bundle>"}.
+The record is JSON: {"image": "<repo>@sha256:…", "commit": "<git sha>", "committed": "<commit time>",
+"time": "<ISO 8601 UTC>", "execution": "<pipeline execution id>", "approver": "<who approved, or none>",
+"environment": "dev", "source": "s3://<bucket>/<key of the source bundle>", "bundle_sha256": "<hex>"},
+and in a promoting environment also "promoted_from".
 """
 
 from __future__ import annotations

@@ -89,8 +89,8 @@ class ReleasePipeline(Part):
             name=self.name,
             pipeline_type="V2",
             # A building stack releases every push, one at a time and in order: a newer push waits. A
-            # promoting stack deploys the newest release: a newer one replaces one still waiting (at
-            # the approval), so prod never queues stale releases behind each other.
+            # promoting stack deploys the newest release: a newer one supersedes older executions
+            # waiting to enter a stage (the one at the approval stays until approved or rejected).
             execution_mode="QUEUED" if settings.builds else "SUPERSEDED",
             role_arn=role.arn,
             artifact_stores=[

@@ -289,11 +289,12 @@ def test_prod_protects_and_retains_stateful_resources(prod, dev):
                 assert not r.protect
                 continue
             assert r.protect and r.retain_on_delete, r.name
+    # What prod runs and rolls back to lives in dev: its image repository, its releases bucket and the
+    # data key encrypting both are kept while a stack promotes from dev; the rest of dev is disposable.
+    kept_for_prod = {"image-repo", "data-key", "pipeline-releases"}
     for typ in STATEFUL:
         for r in dev.all(typ):
-            if typ == "aws:ecr/repository:Repository":
-                continue
-            assert not r.protect and not r.retain_on_delete, r.name
+            assert (r.protect and r.retain_on_delete) is (r.name in kept_for_prod), r.name
     # prod runs the images dev released, from dev's repository: it is kept whatever dev's protect says.
     repository = dev.one("aws:ecr/repository:Repository")
     assert repository.protect and repository.retain_on_delete and repository.inputs["forceDelete"] is False
@@ -301,7 +302,7 @@ def test_prod_protects_and_retains_stateful_resources(prod, dev):
     for bucket in prod.all("aws:s3/bucket:Bucket"):
         assert bucket.inputs["forceDestroy"] is (bucket.name == "pipeline-artifacts"), bucket.name
     assert prod.one("aws:s3/bucket:Bucket", "pipeline-releases").protect
-    assert all(b.inputs["forceDestroy"] is True for b in dev.all("aws:s3/bucket:Bucket"))
+    assert all(b.inputs["forceDestroy"] is (b.name != "pipeline-releases") for b in dev.all("aws:s3/bucket:Bucket"))
 
 
 def test_ecr_repository_is_scanned_immutable_encrypted_and_trimmed(dev):

@@ -566,6 +566,12 @@ def test_the_chain_of_a_project_must_reach_a_stack_that_builds():
     assert config.promotion_errors(loop) == [
         "cicd:pipeline.promoteFrom makes a loop (dev -> prod -> staging -> dev): one stack must build"
     ]
+    # One level: a stack promotes from one that builds, not from one that promotes itself.
+    chain = {"dev": ("dev", ""), "stg": ("staging", "dev"), "prod": ("prod", "staging")}
+    assert config.promotion_errors(chain) == [
+        "cicd:pipeline.promoteFrom of stack prod is staging, which itself promotes from dev: promote from a "
+        "stack that builds (cicd:pipeline.promoteFrom: dev); one level of promotion is built"
+    ]
     # A stack checks only its own chain: an unrelated stack's mistake does not stop it.
     assert config.promotion_errors({**ok, "x": ("staging", "qa")}, only="prod") == []
 
