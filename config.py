@@ -325,10 +325,6 @@ class ServiceSettings(Section):
     )
     secrets: Annotated[tuple[str, ...], BeforeValidator(_secret_names)] = ()
 
-    @property
-    def environment_map(self) -> dict[str, str]:
-        return dict(self.environment)
-
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
         for reserved, what in (("sg-", "security group names"), ("internal-", "load balancer names")):
@@ -445,10 +441,6 @@ BUILD_ONLY = (
 )
 
 
-def _camel(snake: str) -> str:
-    return to_camel(snake)
-
-
 def _promote_from(value: Any) -> str:
     if value == "" or value in ENVIRONMENTS:
         return value
@@ -492,7 +484,7 @@ class PipelineSettings(Section):
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSettings:
         if self.promote_from:
-            given = sorted(_camel(f) for f in self.model_fields_set & set(BUILD_ONLY))
+            given = sorted(to_camel(f) for f in self.model_fields_set & set(BUILD_ONLY))
             if given:
                 others = f" (and {', '.join(given[1:])})" if len(given) > 1 else ""
                 raise _error(
@@ -569,10 +561,6 @@ class ObservabilitySettings(Section):
     xray_sampling_rate: _rate(0, 1) = 0.05
     p99_latency_ms: Between(1, 600000) = 500
     error_rate_percent: _rate(0, 100, above=True) = 1.0
-
-    @property
-    def slack_enabled(self) -> bool:
-        return bool(self.slack_workspace_id and self.slack_channel_id)
 
     @model_validator(mode="after")
     def _slack_pair(self) -> ObservabilitySettings:

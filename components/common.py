@@ -36,6 +36,10 @@ class AwsContext:
             resource,
         )
 
+    def s3_arn(self, bucket: pulumi.Input[str], path: str = "") -> pulumi.Output[str]:
+        """A bucket's ARN, or of the objects under `path` ("dev/*"); S3 ARNs name no region or account."""
+        return pulumi.Output.concat("arn:", self.partition, ":s3:::", bucket, f"/{path}" if path else "")
+
     @classmethod
     def of_provider(cls, region: str) -> AwsContext:
         """The account, partition and DNS suffix as the provider's credentials and region report them."""

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 # Versions the jobs install, pinned so a build is repeatable; bump them deliberately.
 PULUMI_VERSION = "3.272.0"
 TRIVY_VERSION = "0.58.1"
-SCAN_ACTIONS = ("unit-tests", "sonarqube", "trivy")
 
 
 @dataclass(frozen=True)
@@ -185,15 +184,7 @@ def _promoting_jobs(args, jobs, pulumi_env, pulumi_secrets, pulumi_statements) -
             "Action": "ssm:GetParameterHistory",
             "Resource": _parameter_arn(ctx, jobs.upstream_release_parameter),
         },
-        {
-            "Sid": "UpstreamBundles",
-            "Effect": "Allow",
-            "Action": "s3:GetObject",
-            "Resource": pulumi.Output.concat(
-                "arn:", ctx.partition, ":s3:::", jobs.upstream_releases_bucket, f"/{upstream}/*"
-            ),
-        },
-        key_by_alias(ctx, args.upstream_data_key_alias, ["kms:Decrypt"], sid="UpstreamKey"),
+        *_upstream_bundle_reads(args, jobs),
     ]
     promote = {
         "PROMOTE_FROM": upstream,
@@ -223,6 +214,20 @@ def _promoting_jobs(args, jobs, pulumi_env, pulumi_secrets, pulumi_statements) -
     ]
 
 
+def _upstream_bundle_reads(args, jobs: JobContext) -> list[dict]:
+    """The upstream's release bundles (S3, encrypted with the upstream's data key), read only."""
+    ctx, upstream = args.context, args.pipeline.promote_from
+    return [
+        {
+            "Sid": "UpstreamBundles",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": ctx.s3_arn(jobs.upstream_releases_bucket, f"{upstream}/*"),
+        },
+        key_by_alias(ctx, args.upstream_data_key_alias, ["kms:Decrypt"], sid="UpstreamKey"),
+    ]
+
+
 def _parameter_arn(ctx, name: str) -> pulumi.Output[str]:
     # A parameter named /a/b has the ARN …:parameter/a/b (the name's leading slash is not doubled).
     return ctx.arn("ssm", f"parameter{name}")
@@ -230,7 +235,7 @@ def _parameter_arn(ctx, name: str) -> pulumi.Output[str]:
 
 def _release_bucket_read(args, jobs: JobContext) -> list[dict]:
     """The drift check of a promoting stack runs the source bundle of the release the stack runs."""
-    bucket = pulumi.Output.concat("arn:", args.context.partition, ":s3:::", jobs.releases_bucket)
+    bucket = args.context.s3_arn(jobs.releases_bucket)
     return [
         {
             "Sid": "CurrentRelease",
@@ -261,17 +266,7 @@ def _release_job(args, jobs: JobContext) -> Project:
             "PROMOTE_FROM": args.pipeline.promote_from,
             "UPSTREAM_RELEASES_BUCKET": jobs.upstream_releases_bucket,
         }
-        reads = [
-            {
-                "Sid": "UpstreamBundles",
-                "Effect": "Allow",
-                "Action": "s3:GetObject",
-                "Resource": pulumi.Output.concat(
-                    "arn:", ctx.partition, ":s3:::", jobs.upstream_releases_bucket, f"/{args.pipeline.promote_from}/*"
-                ),
-            },
-            key_by_alias(ctx, args.upstream_data_key_alias, ["kms:Decrypt"], sid="UpstreamKey"),
-        ]
+        reads = _upstream_bundle_reads(args, jobs)
     return Project(
         "release",
         "Records the release once the deploy baked with the rollback alarms quiet",
@@ -330,9 +325,7 @@ def _release_job(args, jobs: JobContext) -> Project:
                 "Sid": "History",
                 "Effect": "Allow",
                 "Action": "s3:PutObject",
-                "Resource": pulumi.Output.concat(
-                    "arn:", ctx.partition, ":s3:::", jobs.releases_bucket, f"/{args.environment}/*"
-                ),
+                "Resource": ctx.s3_arn(jobs.releases_bucket, f"{args.environment}/*"),
             },
         ],
     )

@@ -26,7 +26,7 @@ from .common import AwsContext, child_opts, stateful_opts
 from .drift import DriftDetection, DriftDetectionArgs
 from .jobs import JobContext, pipeline_jobs
 from .previews import PullRequestPreviews, PullRequestPreviewsArgs
-from .release import release_parameter
+from .release import release_parameter, releases_bucket_name
 from .releasepipeline import ReleasePipeline, ReleasePipelineArgs
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class BuildPipeline(pulumi.ComponentResource):
         self.releases = private_bucket(
             self,
             f"{name}-releases",
-            bucket_name=pulumi.Output.concat(args.prefix, "-releases-", ctx.account_id),
+            bucket_name=releases_bucket_name(args.prefix, ctx.account_id),
             partition=ctx.partition,
             expiration_days=None,  # the release history is kept
             # Another stack deploys and rolls back to this stack's bundles: kept while it does.
@@ -123,9 +123,7 @@ class BuildPipeline(pulumi.ComponentResource):
             kms_key_arn=args.data_key_arn,
         )
         self.release_parameter = release_parameter(args.project, args.service_name, args.environment)
-        upstream_bucket = (
-            pulumi.Output.concat(args.upstream_prefix, "-releases-", ctx.account_id) if not settings.builds else None
-        )
+        upstream_bucket = releases_bucket_name(args.upstream_prefix, ctx.account_id) if not settings.builds else None
         upstream_parameter = (
             release_parameter(args.project, args.service_name, settings.promote_from) if not settings.builds else ""
         )

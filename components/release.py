@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import pulumi
 import pulumi_aws as aws
 
 
@@ -22,9 +23,9 @@ def release_parameter(project: str, service: str, environment: str) -> str:
     return f"/{project}/{service}/{environment}/release"
 
 
-def releases_bucket_name(prefix: str, account_id: str) -> str:
+def releases_bucket_name(prefix: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
     """A stack's releases bucket: `<service>-<env code>-releases-<account>` (known from config)."""
-    return f"{prefix}-releases-{account_id}"
+    return pulumi.Output.concat(prefix, "-releases-", account_id)
 
 
 def released_image(project: str, service: str, environments: Sequence[str]) -> tuple[str, str]:

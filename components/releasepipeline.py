@@ -336,7 +336,7 @@ def _statements(args: ReleasePipelineArgs, runs: Sequence[str]) -> list[Mapping[
         },
     ]
     if not settings.builds:
-        bucket = pulumi.Output.concat("arn:", ctx.partition, ":s3:::", args.upstream_releases_bucket)
+        bucket = ctx.s3_arn(args.upstream_releases_bucket)
         statements += [
             {
                 "Sid": "Source",

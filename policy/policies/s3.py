@@ -38,11 +38,6 @@ def _by_bucket(resources, typ):
     return attached
 
 
-def _matches(name, attached):
-    # A bucket whose name is not known yet cannot be matched by name; it is matched once known.
-    return is_unknown(name) or name in attached
-
-
 def _public_access_block(resources, _args):
     blocks = _by_bucket(resources, PUBLIC_ACCESS_BLOCK)
     for bucket, name in _buckets(resources):
