@@ -1,10 +1,11 @@
 """cicd: a GitOps delivery platform for one container service. Composition only."""
 
 import pulumi
+import pulumi_aws as aws
 
 import config
 from components.common import AwsContext
-from components.encryption import KmsKey, KmsKeyArgs
+from components.encryption import KmsKey, KmsKeyArgs, RoleGrant
 from components.image import ContainerImage, ContainerImageArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
@@ -20,8 +21,16 @@ prefix = settings.prefix
 svc = settings.service
 obs = settings.observability
 pipe = settings.pipeline
-upstream_key_alias = f"alias/{settings.upstream_prefix}-data" if not pipe.builds else ""
+upstream_account = settings.upstream_account
+downstreams = settings.cross_account_downstreams
+# An upstream in another account copies its bundles into this stack's bucket, under this stack's key.
+upstream_key_alias = (
+    "" if pipe.builds else f"alias/{prefix}-data" if upstream_account else f"alias/{settings.upstream_prefix}-data"
+)
 
+if settings.account_id:
+    # Before anything is registered: credentials of another account would build this stack there.
+    config.require_account(settings, aws.get_caller_identity().account_id)
 context = AwsContext.of_provider(settings.region)
 
 # What to run: the configured digest, else the newest release recorded for this environment (or, for a
@@ -54,6 +63,18 @@ data_key = KmsKey(
         description=f"Images, secrets and build artifacts of {prefix}",
         # Another stack runs releases encrypted with it (images, bundles): kept while it does.
         protect=settings.protect or bool(settings.promoted_to),
+        # An upstream in another account writes its bundles into this stack's releases bucket.
+        role_grants=[
+            RoleGrant(
+                sid="UpstreamReleaseCopies",
+                account=upstream_account,
+                roles=[f"{settings.upstream_prefix}-release-build"],
+                actions=("kms:Decrypt", "kms:GenerateDataKey"),
+                via_service=f"s3.{settings.region}.{context.dns_suffix}",
+            )
+        ]
+        if upstream_account
+        else [],
         tags=tags,
     ),
 )
@@ -84,6 +105,8 @@ image = ContainerImage(
         kms_key_alias=data_key_alias,
         image=image_ref,
         promoted_to=settings.promoted_to,
+        # Stacks in other accounts run the released images: their task execution roles pull them.
+        pull_roles=[(account, f"{down_prefix}-execution") for account, down_prefix in downstreams.values()],
         protect=settings.protect,
         tags=tags,
     ),
@@ -103,6 +126,7 @@ service = FargateService(
         private_subnet_ids=network.private_subnet_ids,
         image_ref=image.task_image_ref,
         repository_name=prefix if pipe.builds else settings.upstream_prefix,
+        repository_account=upstream_account,
         xray_image=image.xray_image,
         image_cache_prefix=image.public_cache_prefix,
         images_ready=[*image.xray_image_ready, *image.image_ready],
@@ -150,6 +174,8 @@ pipeline = BuildPipeline(
         upstream_prefix=settings.upstream_prefix,
         upstream_data_key_alias=upstream_key_alias,
         promoted_to=settings.promoted_to,
+        upstream_account=upstream_account,
+        downstreams=downstreams,
         ecr_repository_name=prefix,
         architecture=svc.architecture,
         data_key_arn=data_key.arn,
@@ -199,7 +225,12 @@ pulumi.export("pipelineName", pipeline.pipeline_name)
 pulumi.export("dashboardName", monitoring.dashboard_name)
 if source is not None:
     pulumi.export("repositoryCloneUrl", source.clone_url)
-pulumi.export("releaseRole", "builds" if pipe.builds else f"promotes from {pipe.promote_from}")
+pulumi.export(
+    "releaseRole",
+    ("builds" if pipe.builds else f"promotes from {pipe.promote_from}")
+    + (f" (in account {upstream_account})" if upstream_account else "")
+    + "".join(f"; {env} promotes from it in account {acct}" for env, (acct, _) in sorted(downstreams.items())),
+)
 pulumi.export("releaseRecord", release_parameter(settings.project, svc.name, settings.environment))
 pulumi.export(
     "imageSource",

@@ -441,6 +441,16 @@ BUILD_ONLY = (
 )
 
 
+ACCOUNT_ID_RE = r"^\d{12}$"
+
+
+def _account_id(value: Any) -> Any:
+    # YAML reads 012345678901 as a number, and an account ID may start with 0: only a quoted string is exact.
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise _error(f'must be a quoted string of 12 digits ("{value:012d}"?); got the number {value}')
+    return value
+
+
 def _promote_from(value: Any) -> str:
     if value == "" or value in ENVIRONMENTS:
         return value
@@ -589,6 +599,9 @@ class Settings(Section):
     require_image: bool = Field(default=False, exclude=True)
     # The environments that promote this one's releases (from the project's stack files).
     promoted_to: tuple[str, ...] = Field(default=(), exclude=True)
+    # The accounts of the stacks this one promotes from or to, when another than this one's
+    # (both stack files set cicd:accountId, and they differ): {environment: account ID}.
+    other_accounts: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     environment: OneOf(*ENVIRONMENTS) = "dev"
     service: ServiceSettings = Field(default_factory=ServiceSettings)
@@ -599,6 +612,11 @@ class Settings(Section):
     # Protected and retained stateful resources; the default (and the only choice) in prod.
     protect: Annotated[bool, BeforeValidator(_flag)] = False
     certificate_arn: OptionalMatching(CERTIFICATE_ARN_RE.pattern, "an ACM certificate ARN or empty") = ""
+    # The AWS account the stack deploys to: the program refuses credentials of another, and a stack
+    # promoting across accounts is set up for it (both stacks set it).
+    account_id: Annotated[
+        OptionalMatching(ACCOUNT_ID_RE, "12 digits, quoted (an AWS account ID), or empty"), BeforeValidator(_account_id)
+    ] = ""
     # An AWS WAF web ACL on the internet-facing load balancer: on by default in prod.
     waf: Annotated[bool, BeforeValidator(_flag)] = False
     tags: Annotated[dict[str, str], BeforeValidator(_tags)] = Field(default_factory=lambda: {"team": "platform"})
@@ -664,10 +682,26 @@ class Settings(Section):
         return f"{self.service.name}-{ENVIRONMENT_CODES[source]}" if source else ""
 
     @property
+    def upstream_account(self) -> str:
+        """The account of the environment this stack promotes from, when it is another ("": this one)."""
+        return self.other_accounts.get(self.pipeline.promote_from, "") if self.pipeline.promote_from else ""
+
+    @property
+    def cross_account_downstreams(self) -> dict[str, tuple[str, str]]:
+        """The environments in other accounts that promote this one's releases: {env: (account, prefix)}."""
+        return {
+            env: (self.other_accounts[env], f"{self.service.name}-{ENVIRONMENT_CODES[env]}")
+            for env in self.promoted_to
+            if env in self.other_accounts
+        }
+
+    @property
     def release_environments(self) -> list[str]:
         """Whose release record gives the image when none is configured: this environment's own
-        newest release, then (for a promoting stack, before its first) its upstream's."""
-        return [self.environment] + ([self.pipeline.promote_from] if self.pipeline.promote_from else [])
+        newest release, then (for a promoting stack, before its first) its upstream's, when the
+        upstream is in this account (another account's Parameter Store is not readable here)."""
+        upstream = self.pipeline.promote_from
+        return [self.environment] + ([upstream] if upstream and not self.upstream_account else [])
 
     @property
     def prefix(self) -> str:
@@ -688,20 +722,20 @@ class Settings(Section):
 TOP_LEVEL_KEYS = tuple(
     f.alias or n
     for n, f in Settings.model_fields.items()
-    if n not in ("project", "stack", "region", "require_image", "promoted_to")
+    if n not in ("project", "stack", "region", "require_image", "promoted_to", "other_accounts")
 )
 
 
-def promotion_errors(stacks: Mapping[str, tuple[str, str]], only: str | None = None) -> list[str]:
-    """What is wrong with a project's promotion chain: `stacks` maps each stack to its environment and
-    the environment it promotes from (empty: it builds). A stack may promote only from an environment
-    some stack of the project has, and that stack must build: one level of promotion is built (a
-    promoting stack records its releases but publishes no bundles to promote further). The chain may
-    not loop. `only`: just that stack's chain."""
+def promotion_errors(stacks: Mapping[str, tuple[str, ...]], only: str | None = None) -> list[str]:
+    """What is wrong with a project's promotion chain: `stacks` maps each stack to its environment,
+    the environment it promotes from (empty: it builds) and optionally its account ID. A stack may
+    promote only from an environment some stack of the project has, and that stack must build: one
+    level of promotion is built (a promoting stack records its releases but publishes no bundles to
+    promote further). The chain may not loop. `only`: just that stack's chain."""
     errors = []
-    environments = {env: stack for stack, (env, _) in stacks.items()}
-    upstream = dict(stacks.values())
-    for stack, (_env, source) in sorted(stacks.items()):
+    environments = {facts[0]: stack for stack, facts in stacks.items()}
+    upstream = {facts[0]: facts[1] for facts in stacks.values()}
+    for stack, (_env, source, *_) in sorted(stacks.items()):
         if only is not None and stack != only:
             continue
         if source and source not in environments:
@@ -726,14 +760,59 @@ def promotion_errors(stacks: Mapping[str, tuple[str, str]], only: str | None = N
                 break
             seen.append(current)
             current = upstream.get(current)
-    for stack, (env, source) in sorted(stacks.items()):
+    for stack, (env, source, *_) in sorted(stacks.items()):
         if (only is None or stack == only) and upstream.get(source) and env not in looping:
             errors.append(
                 f"{NAMESPACE}:pipeline.promoteFrom of stack {stack} is {source}, which itself promotes from "
                 f"{upstream[source]}: promote from a stack that builds ({NAMESPACE}:pipeline.promoteFrom: "
                 f"{upstream[source]}); one level of promotion is built"
             )
+    return errors + _account_errors(stacks, only)
+
+
+def _account_errors(stacks: Mapping[str, tuple[str, ...]], only: str | None) -> list[str]:
+    """Promotion across accounts is set up from both stack files: either both of a promoting pair name
+    their account (cicd:accountId) or neither does (both in one account)."""
+    errors = []
+    by_env = {facts[0]: (stack, facts[2] if len(facts) > 2 else "") for stack, facts in stacks.items()}
+    for stack, (_env, source, *rest) in sorted(stacks.items()):
+        if not source or source not in by_env:
+            continue
+        upstream_stack, upstream_account = by_env[source]
+        if only is not None and only not in (stack, upstream_stack):
+            continue
+        account = rest[0] if rest else ""
+        if bool(account) != bool(upstream_account):
+            has, lacks = (stack, upstream_stack) if account else (upstream_stack, stack)
+            errors.append(
+                f"{NAMESPACE}:accountId is set in stack {has} but not in stack {lacks}, which "
+                f"{'it promotes from' if has == stack else 'promotes from it'}: set it in both (promotion across "
+                "accounts) or in neither (one account)"
+            )
     return errors
+
+
+def other_accounts(stacks: Mapping[str, tuple[str, ...]], stack: str) -> dict[str, str]:
+    """The accounts of the environments `stack` promotes from or to, where another than its own."""
+    env, source, *rest = stacks[stack]
+    own = rest[0] if rest else ""
+    found = {}
+    for other_env, other_source, *other in stacks.values():
+        account = other[0] if other else ""
+        if (other_env == source or other_source == env) and own and account and account != own:
+            found[other_env] = account
+    return found
+
+
+def require_account(settings: Settings, account: str) -> None:
+    """The credentials must be of the account the stack names (cicd:accountId)."""
+    if account != settings.account_id:
+        raise ConfigError(
+            [
+                f"{NAMESPACE}:accountId is {settings.account_id}, but the AWS credentials are of account {account}: "
+                f"use credentials of {settings.account_id} for stack {settings.stack} (AWS_PROFILE), or fix the key"
+            ]
+        )
 
 
 def image_to_deploy(settings: Settings, released: str) -> str:
@@ -742,6 +821,16 @@ def image_to_deploy(settings: Settings, released: str) -> str:
     image = settings.service.image or released
     if image:
         return image
+    if settings.pipeline.promote_from and settings.upstream_account:
+        upstream = settings.pipeline.promote_from
+        raise ConfigError(
+            [
+                f"{NAMESPACE}:service.image is empty and this stack has recorded no release yet: it promotes releases "
+                f"of {upstream}, whose records are in account {settings.upstream_account}, which this program does "
+                f"not read. Run this stack's pipeline (a release of {upstream} starts it), or set a digest "
+                f"{upstream} released (README, bootstrap)"
+            ]
+        )
     if settings.pipeline.promote_from:
         raise ConfigError(
             [
@@ -892,8 +981,8 @@ def _undeclared_keys() -> list[str]:
     return sorted(k.partition(":")[2] for k in keys if k.partition(":")[0] == NAMESPACE)
 
 
-def project_stacks(root: str = os.path.dirname(os.path.abspath(__file__))) -> dict[str, tuple[str, str]]:
-    """Each stack file's environment and promoteFrom, as promotion_errors takes them."""
+def project_stacks(root: str = os.path.dirname(os.path.abspath(__file__))) -> dict[str, tuple[str, str, str]]:
+    """Each stack file's environment, promoteFrom and accountId, as promotion_errors takes them."""
     import glob
 
     import yaml
@@ -911,7 +1000,11 @@ def project_stacks(root: str = os.path.dirname(os.path.abspath(__file__))) -> di
             raise ConfigError([f"{os.path.basename(path)}: its config must be a mapping of keys to values"])
         pipeline = values.get(f"{NAMESPACE}:pipeline")
         source = pipeline.get("promoteFrom", "") if isinstance(pipeline, dict) else ""
-        stacks[stack] = (str(values.get(f"{NAMESPACE}:environment") or "dev"), str(source or ""))
+        account = values.get(f"{NAMESPACE}:accountId")
+        account = (
+            f"{account:012d}" if isinstance(account, int) and not isinstance(account, bool) else str(account or "")
+        )
+        stacks[stack] = (str(values.get(f"{NAMESPACE}:environment") or "dev"), str(source or ""), account)
     return stacks
 
 
@@ -928,7 +1021,9 @@ def load() -> Settings:
     stacks = project_stacks()
     environment = str(raw.get("environment") or "dev")
     promoted_to = tuple(
-        sorted({env for name, (env, source) in stacks.items() if source == environment and name != pulumi.get_stack()})
+        sorted(
+            {env for name, (env, source, *_) in stacks.items() if source == environment and name != pulumi.get_stack()}
+        )
     )
     settings = load_settings(
         raw,
@@ -938,8 +1033,13 @@ def load() -> Settings:
         require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"),
         promoted_to=promoted_to,
     )
-    stacks[settings.stack] = (settings.environment, settings.pipeline.promote_from)
+    stacks[settings.stack] = (settings.environment, settings.pipeline.promote_from, settings.account_id)
     errors = promotion_errors(stacks, only=settings.stack)
+    errors += [
+        f"{NAMESPACE}:accountId of stack {name} must be 12 digits, quoted; got {account!r}"
+        for name, (_env, _source, account) in sorted(stacks.items())
+        if name != settings.stack and account and not re.match(ACCOUNT_ID_RE, account)
+    ]
     if errors:
         raise ConfigError(errors)
-    return settings
+    return settings.model_copy(update={"other_accounts": other_accounts(stacks, settings.stack)})

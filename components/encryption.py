@@ -51,6 +51,34 @@ class ServiceGrant:
 
 
 @dataclass(frozen=True)
+class RoleGrant:
+    """Lets roles of another account use the key: the principal is that account (a role that does not
+    exist yet is refused in a principal, not in a condition), narrowed to the roles by `aws:PrincipalArn`."""
+
+    sid: str
+    account: str
+    roles: Sequence[str]
+    actions: Sequence[str]
+    via_service: str = ""
+
+    def statement(self, partition: str) -> dict[str, Any]:
+        condition: dict[str, Any] = {
+            "ArnEquals": {"aws:PrincipalArn": [f"arn:{partition}:iam::{self.account}:role/{r}" for r in self.roles]}
+        }
+        if self.via_service:
+            condition["StringEquals"] = {"kms:ViaService": self.via_service}
+        return {
+            "Sid": self.sid,
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:{partition}:iam::{self.account}:root"},
+            "Action": list(self.actions),
+            # In a key policy, "*" means this key and nothing else.
+            "Resource": "*",
+            "Condition": condition,
+        }
+
+
+@dataclass(frozen=True)
 class KmsKeyArgs:
     """Inputs of a KmsKey.
 
@@ -62,6 +90,7 @@ class KmsKeyArgs:
     alias: str
     description: str
     service_grants: Sequence[ServiceGrant] = ()
+    role_grants: Sequence[RoleGrant] = ()
     protect: bool = False
     deletion_window_days: int = 30
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -105,6 +134,7 @@ class KmsKey(pulumi.ComponentResource):
             if grant.conditions:
                 statement["Condition"] = grant.conditions
             statements.append(statement)
+        statements += [grant.statement(ctx.partition) for grant in args.role_grants]
 
         self.key = aws.kms.Key(
             name,

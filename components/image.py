@@ -70,6 +70,9 @@ class ContainerImageArgs:
     # repository is then protected and retained whatever ``protect`` says, and images the release job
     # tagged `release-…` outlive the lifecycle's count (up to 1000 of them).
     promoted_to: Sequence[str] = ()
+    # Roles of other accounts that run this repository's released images (the task execution roles of
+    # stacks promoting from this one across accounts), as (account ID, role name).
+    pull_roles: Sequence[tuple[str, str]] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -177,6 +180,8 @@ class ContainerImage(pulumi.ComponentResource):
             ),
             opts=child_opts(self),
         )
+        if args.pull_roles:
+            self._grant_pulls(name, args)
         self.repository_url = self.repository.repository_url
         if args.image:
             self.image_ref = pulumi.Output.from_input(args.image)
@@ -196,6 +201,47 @@ class ContainerImage(pulumi.ComponentResource):
             self.image_ready = [self.image]
         self.register_outputs(
             {"repository_url": self.repository_url, "image_ref": self.image_ref, "xray_image": self.xray_image}
+        )
+
+    def _grant_pulls(self, name: str, args: ContainerImageArgs) -> None:
+        """Another account's task execution roles pull released images by digest. The principal is the
+        account (a role that does not exist yet, as before that stack's first `up`, is refused in a
+        principal but not in a condition); the condition narrows it to exactly those roles."""
+        partition = args.context.partition
+        aws.ecr.RepositoryPolicy(
+            f"{name}-policy",
+            repository=self.repository.name,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "PromotedPull",
+                            "Effect": "Allow",
+                            "Principal": {
+                                "AWS": sorted(
+                                    {f"arn:{partition}:iam::{account}:root" for account, _ in args.pull_roles}
+                                )
+                            },
+                            "Action": [
+                                "ecr:BatchCheckLayerAvailability",
+                                "ecr:BatchGetImage",
+                                "ecr:GetDownloadUrlForLayer",
+                            ],
+                            "Condition": {
+                                "ArnEquals": {
+                                    "aws:PrincipalArn": sorted(
+                                        f"arn:{partition}:iam::{account}:role/{role}"
+                                        for account, role in args.pull_roles
+                                    )
+                                }
+                            },
+                        }
+                    ],
+                },
+                separators=(",", ":"),
+            ),
+            opts=child_opts(self),
         )
 
     def _create_public_cache(self, name: str, args: ContainerImageArgs) -> None:

@@ -48,6 +48,10 @@ class JobContext:
     release_parameter: str
     upstream_releases_bucket: pulumi.Input[str] | None = None
     upstream_release_parameter: str = ""
+    # Across accounts: the upstream's role that reads its record history, and (in a building stack)
+    # the releases buckets of the downstream environments its release job copies bundles into.
+    upstream_reader_role_arn: pulumi.Input[str] | None = None
+    downstream_buckets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 def secret_read(args: BuildPipelineArgs, jobs: JobContext, key: str, sid: str) -> dict[str, Any]:
@@ -177,19 +181,28 @@ def _promoting_jobs(args, jobs, pulumi_env, pulumi_secrets, pulumi_statements) -
     """A promoting stack never builds: it deploys a release of its upstream environment (checking
     that the upstream released that digest), checks drift, and records its own releases."""
     ctx, upstream = args.context, args.pipeline.promote_from
-    upstream_reads = [
+    history = (
+        # Another account's record history, through the role it keeps for this job.
         {
+            "Sid": "UpstreamReleases",
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": jobs.upstream_reader_role_arn,
+        }
+        if jobs.upstream_reader_role_arn is not None
+        else {
             "Sid": "UpstreamReleases",
             "Effect": "Allow",
             "Action": "ssm:GetParameterHistory",
             "Resource": _parameter_arn(ctx, jobs.upstream_release_parameter),
-        },
-        *_upstream_bundle_reads(args, jobs),
-    ]
+        }
+    )
+    upstream_reads = [history, *_upstream_bundle_reads(args, jobs)]
     promote = {
         "PROMOTE_FROM": upstream,
         "UPSTREAM_RELEASE_PARAMETER": jobs.upstream_release_parameter,
         "UPSTREAM_RELEASES_BUCKET": jobs.upstream_releases_bucket,
+        **({"UPSTREAM_ROLE_ARN": jobs.upstream_reader_role_arn} if jobs.upstream_reader_role_arn is not None else {}),
     }
     return [
         Project(
@@ -228,6 +241,35 @@ def _upstream_bundle_reads(args, jobs: JobContext) -> list[dict]:
     ]
 
 
+def _downstream_copies(args, jobs: JobContext) -> list[dict]:
+    """Bundles copied into the releases buckets of downstream stacks in other accounts, encrypted
+    there with their keys (named by those buckets' policies and key policies, which admit this job)."""
+    if not jobs.downstream_buckets:
+        return []
+    ctx = args.context
+    accounts = sorted({account for account, _ in args.downstreams.values()})
+    return [
+        {
+            "Sid": "DownstreamCopies",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": [
+                ctx.s3_arn(bucket, f"{args.environment}/*") for _, bucket in sorted(jobs.downstream_buckets.items())
+            ],
+        },
+        {
+            "Sid": "DownstreamKeys",
+            "Effect": "Allow",
+            # A put encrypts with the bucket's key (a multipart put also decrypts): another account's key
+            # IDs are not known here, so any key of those accounts, only through S3. Their key policies
+            # admit this role for exactly their data key.
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": [f"arn:{ctx.partition}:kms:{ctx.region}:{account}:key/*" for account in accounts],
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{ctx.region}.{ctx.dns_suffix}"}},
+        },
+    ]
+
+
 def _parameter_arn(ctx, name: str) -> pulumi.Output[str]:
     # A parameter named /a/b has the ARN …:parameter/a/b (the name's leading slash is not doubled).
     return ctx.arn("ssm", f"parameter{name}")
@@ -260,7 +302,10 @@ def _release_job(args, jobs: JobContext) -> Project:
     ctx = args.context
     alarms = list(args.rollback_alarm_names)
     upstream: dict[str, Any] = {}
-    reads: list[dict] = []
+    reads: list[dict] = _downstream_copies(args, jobs)
+    if jobs.downstream_buckets:
+        # The downstream environments in other accounts get a copy of each bundle (their pipelines' source).
+        upstream["DOWNSTREAM_BUCKETS"] = pulumi.Output.all(*jobs.downstream_buckets.values()).apply(" ".join)
     if not args.pipeline.builds:
         upstream = {
             "PROMOTE_FROM": args.pipeline.promote_from,

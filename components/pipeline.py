@@ -22,11 +22,12 @@ import pulumi_aws as aws
 
 from .bucket import private_bucket
 from .buildprojects import BUILD_IMAGES, BuildProjects, BuildProjectsArgs
-from .common import AwsContext, child_opts, stateful_opts
+from .common import AwsContext, child_opts, policy_document, role_with_policy, stateful_opts
 from .drift import DriftDetection, DriftDetectionArgs
+from .events import event_rule
 from .jobs import JobContext, pipeline_jobs
 from .previews import PullRequestPreviews, PullRequestPreviewsArgs
-from .release import release_parameter, releases_bucket_name
+from .release import reader_role_name, release_parameter, releases_bucket_name
 from .releasepipeline import ReleasePipeline, ReleasePipelineArgs
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class BuildPipelineArgs:
     upstream_data_key_alias: str = ""
     # The environments that promote this stack's releases (they run its images and bundles).
     promoted_to: Sequence[str] = ()
+    # Promotion across accounts (cicd:accountId): the upstream's account ID, or the downstream
+    # environments in other accounts as {environment: (account ID, physical-name prefix)}.
+    upstream_account: str = ""
+    downstreams: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     deploy_timeout_minutes: int = 60
     access_log_bucket: pulumi.Input[str] | None = None
     protect: bool = False
@@ -121,12 +126,35 @@ class BuildPipeline(pulumi.ComponentResource):
             protect=args.protect or bool(args.promoted_to),
             tags=args.tags,
             kms_key_arn=args.data_key_arn,
+            statements=lambda arn: _upstream_copies(args, arn),
         )
         self.release_parameter = release_parameter(args.project, args.service_name, args.environment)
-        upstream_bucket = releases_bucket_name(args.upstream_prefix, ctx.account_id) if not settings.builds else None
+        # An upstream in this account keeps the bundles in its own bucket; one in another account
+        # copies them into this stack's (its release job, `_upstream_copies`).
+        upstream_bucket = (
+            None
+            if settings.builds
+            else self.releases.name
+            if args.upstream_account
+            else releases_bucket_name(args.upstream_prefix, ctx.account_id)
+        )
         upstream_parameter = (
             release_parameter(args.project, args.service_name, settings.promote_from) if not settings.builds else ""
         )
+        upstream_reader = (
+            pulumi.Output.concat(
+                "arn:",
+                ctx.partition,
+                ":iam::",
+                args.upstream_account,
+                ":role/",
+                reader_role_name(args.upstream_prefix, args.prefix),
+            )
+            if args.upstream_account
+            else None
+        )
+        for env, (account, downstream_prefix) in sorted(args.downstreams.items()):
+            self._serve_downstream(name, args, env, account, downstream_prefix)
         jobs = JobContext(
             secret_names=self._token_secrets(name, args),
             repository_arn=repository_arn,
@@ -137,6 +165,11 @@ class BuildPipeline(pulumi.ComponentResource):
             release_parameter=self.release_parameter,
             upstream_releases_bucket=upstream_bucket,
             upstream_release_parameter=upstream_parameter,
+            upstream_reader_role_arn=upstream_reader,
+            downstream_buckets={
+                env: releases_bucket_name(downstream_prefix, account)
+                for env, (account, downstream_prefix) in sorted(args.downstreams.items())
+            },
         )
         builds = BuildProjects(
             name,
@@ -183,6 +216,7 @@ class BuildPipeline(pulumi.ComponentResource):
                 upstream_releases_bucket=upstream_bucket,
                 upstream_release_parameter=upstream_parameter,
                 upstream_data_key_alias=args.upstream_data_key_alias,
+                upstream_account=args.upstream_account,
                 tags=args.tags,
             ),
             opts=child_opts(self),
@@ -221,6 +255,61 @@ class BuildPipeline(pulumi.ComponentResource):
                 "artifact_bucket": self.artifacts.name,
                 "projects": {role: p.name for role, p in self.projects.items()},
             }
+        )
+
+    def _serve_downstream(self, name: str, args: BuildPipelineArgs, env: str, account: str, prefix: str) -> None:
+        """A stack in another account promotes this one's releases: a role there may read the record's
+        history through a role here (its deploy job checks a release against it), and the record's
+        changes are forwarded to that account's default event bus (they start its pipeline)."""
+        ctx = args.context
+        partition = ctx.partition
+        role_with_policy(
+            self,
+            f"{name}-reader-{env}",
+            role_name=reader_role_name(args.prefix, prefix),
+            description=f"Lets the {env} deploy job in account {account} read the releases {args.prefix} recorded",
+            # The account is the principal (a role that does not exist yet is refused in a principal, not
+            # in a condition); the condition narrows it to that stack's deploy job.
+            trust=policy_document(
+                [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {
+                            "ArnEquals": {
+                                "aws:PrincipalArn": f"arn:{partition}:iam::{account}:role/{prefix}-deploy-build"
+                            }
+                        },
+                    }
+                ]
+            ),
+            statements=[
+                {
+                    "Sid": "ReleaseHistory",
+                    "Effect": "Allow",
+                    "Action": "ssm:GetParameterHistory",
+                    "Resource": ctx.arn("ssm", f"parameter{self.release_parameter}"),
+                }
+            ],
+            tags=args.tags,
+        )
+        bus = f"arn:{partition}:events:{ctx.region}:{account}:event-bus/default"
+        event_rule(
+            self,
+            name,
+            f"releases-to-{env}",
+            f"Forwards each release of {args.environment} to account {account}, where it starts {prefix}",
+            context=ctx,
+            prefix=args.prefix,
+            target_arn=bus,
+            pattern={
+                "source": ["aws.ssm"],
+                "detail-type": ["Parameter Store Change"],
+                "detail": {"name": [self.release_parameter], "operation": ["Create", "Update"]},
+            },
+            start=("events:PutEvents", bus),
+            tags=args.tags,
         )
 
     def _artifacts(self, name: str, args: BuildPipelineArgs):
@@ -265,3 +354,26 @@ class BuildPipeline(pulumi.ComponentResource):
                 opts=stateful_opts(self, args.protect),
             )
         return {key: f"{args.prefix}/{key}" for key in names}
+
+
+def _upstream_copies(args: BuildPipelineArgs, bucket_arn: pulumi.Output[str]) -> list[dict]:
+    """An upstream in another account copies its release bundles under `<upstream>/` in this stack's
+    releases bucket: its release job's role may put objects there and nothing else."""
+    if not args.upstream_account:
+        return []
+    partition, upstream = args.context.partition, args.pipeline.promote_from
+    return [
+        {
+            "Sid": "UpstreamReleaseCopies",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:{partition}:iam::{args.upstream_account}:root"},
+            "Action": "s3:PutObject",
+            "Resource": pulumi.Output.concat(bucket_arn, f"/{upstream}/*"),
+            "Condition": {
+                "ArnEquals": {
+                    "aws:PrincipalArn": f"arn:{partition}:iam::{args.upstream_account}:role/"
+                    f"{args.upstream_prefix}-release-build"
+                }
+            },
+        }
+    ]

@@ -23,6 +23,12 @@ def release_parameter(project: str, service: str, environment: str) -> str:
     return f"/{project}/{service}/{environment}/release"
 
 
+def reader_role_name(upstream_prefix: str, downstream_prefix: str) -> str:
+    """The role in the upstream's account through which a stack in another account reads the upstream's
+    release records and bundles (created by the upstream's stack, assumed by the downstream's)."""
+    return f"{upstream_prefix}-reader-{downstream_prefix}"
+
+
 def releases_bucket_name(prefix: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
     """A stack's releases bucket: `<service>-<env code>-releases-<account>` (known from config)."""
     return pulumi.Output.concat(prefix, "-releases-", account_id)

@@ -46,6 +46,10 @@ class ReleasePipelineArgs:
     upstream_releases_bucket: pulumi.Input[str] | None = None
     upstream_release_parameter: str = ""
     upstream_data_key_alias: str = ""
+    # An upstream in another account (its account ID): its release job copies the bundles into this
+    # stack's releases bucket (``upstream_releases_bucket`` is then this stack's), and its rule forwards
+    # the record's changes to this account's default event bus.
+    upstream_account: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -117,6 +121,23 @@ class ReleasePipeline(Part):
             opts=child_opts(self, depends_on=list(args.projects.values())),
         )
         if not settings.builds:
+            pattern: dict[str, Any] = {
+                "source": ["aws.ssm"],
+                "detail-type": ["Parameter Store Change"],
+                "detail": {"name": [args.upstream_release_parameter], "operation": ["Create", "Update"]},
+            }
+            if args.upstream_account:
+                # The upstream's rule forwards its record's changes to this account's default bus: only
+                # events from that account start the pipeline (the bus admits it by this permission).
+                pattern["account"] = [args.upstream_account]
+                aws.cloudwatch.EventPermission(
+                    f"{name}-upstream-events",
+                    principal=args.upstream_account,
+                    statement_id=f"{args.prefix}-releases-of-{settings.promote_from}",
+                    action="events:PutEvents",
+                    event_bus_name="default",
+                    opts=child_opts(self),
+                )
             # Parameter Store sends every change of a parameter to EventBridge: a new upstream release
             # starts this pipeline (the bundle was written before the record, so the source has it).
             event_rule(
@@ -127,11 +148,7 @@ class ReleasePipeline(Part):
                 context=args.context,
                 prefix=args.prefix,
                 target_arn=self.pipeline.arn,
-                pattern={
-                    "source": ["aws.ssm"],
-                    "detail-type": ["Parameter Store Change"],
-                    "detail": {"name": [args.upstream_release_parameter], "operation": ["Create", "Update"]},
-                },
+                pattern=pattern,
                 start=("codepipeline:StartPipelineExecution", args.context.arn("codepipeline", self.name)),
                 tags=args.tags,
             )

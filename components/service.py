@@ -55,6 +55,8 @@ class FargateServiceArgs:
     data_key_arn: pulumi.Input[str]
     data_key_alias: str
     logs_key_arn: pulumi.Input[str]
+    # The account of ``repository_name`` when another's (a release promoted across accounts); "": this one.
+    repository_account: str = ""
     certificate_arn: str = ""
     protect: bool = False
     waf: bool = False
@@ -126,6 +128,7 @@ class FargateService(pulumi.ComponentResource):
                 service=svc,
                 image_ref=args.image_ref,
                 repository_name=args.repository_name,
+                repository_account=args.repository_account,
                 xray_image=args.xray_image,
                 image_cache_prefix=args.image_cache_prefix,
                 data_key_arn=args.data_key_arn,

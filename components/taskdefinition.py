@@ -59,6 +59,8 @@ class TaskDefinitionArgs:
     logs_key_arn: pulumi.Input[str]
     log_retention_days: int
     xray_sampling_rate: float
+    # The account of ``repository_name`` when another's (a release promoted across accounts); "": this one.
+    repository_account: str = ""
     images_ready: Sequence[pulumi.Resource] = ()
     protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -165,6 +167,14 @@ class TaskDefinition(Part):
         )
         self.register_outputs({"task_definition_arn": self.task_definition.arn})
 
+    @staticmethod
+    def _repository_arn(args: TaskDefinitionArgs) -> pulumi.Input[str]:
+        ctx, name = args.context, args.repository_name
+        if not args.repository_account:
+            return ctx.arn("ecr", f"repository/{name}")
+        # Another account's repository also admits this role in its own policy (components/image.py).
+        return f"arn:{ctx.partition}:ecr:{ctx.region}:{args.repository_account}:repository/{name}"
+
     def _execution_statements(self, args: TaskDefinitionArgs) -> list[dict]:
         ctx = args.context
         cached = ctx.arn("ecr", f"repository/{args.image_cache_prefix}/*")
@@ -176,7 +186,7 @@ class TaskDefinition(Part):
                 "Sid": "EcrPull",
                 "Effect": "Allow",
                 "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                "Resource": [ctx.arn("ecr", f"repository/{args.repository_name}"), cached],
+                "Resource": [self._repository_arn(args), cached],
             },
             # The first pull of a public image through the cache imports it and creates its repository.
             {

@@ -138,8 +138,8 @@ def render(data: dict[str, Any]) -> str:
             f"Releases: this stack {role}"
             + (
                 " (git -> tests, scans, image -> deploy -> release)"
-                if role == "builds"
-                else f" (a {role.split()[-1]} release -> approval -> deploy -> release; never builds)"
+                if role.startswith("builds")
+                else f" (a {role.split()[2]} release -> approval -> deploy -> release; never builds)"
             )
         )
     out.append("")
@@ -178,7 +178,11 @@ def render(data: dict[str, Any]) -> str:
         out.append("")
         out.append(
             f"Release record stood in (offline there is none; `pulumi preview` reads {name}): "
-            f"{record['environment']} released {record['image']}"
+            + (
+                f"{record['environment']} runs {record['image']}, promoted from {record['promoted_from']}"
+                if record.get("promoted_from")
+                else f"{record['environment']} released {record['image']}"
+            )
         )
     if data["uncheckedSecrets"]:
         out.append("")

@@ -139,13 +139,14 @@ def record(
     secret_keys: list[str] | None = None,
     region: str = "us-east-1",
     parameters: dict[str, str] | None = None,
+    account_id: str = ACCOUNT_ID,
 ) -> tuple[dict[str, Registration], dict[str, Any]]:
     """Run `build` (a program, or a test that builds one component) under recording mocks.
 
     Returns the registrations and the stack's exported outputs. Each call starts a fresh runtime:
     nothing of a previous run (root stack, config, registrations) leaks into the next.
     """
-    mocks = PlatformMocks(first_preview=first_preview, region=region, parameters=parameters)
+    mocks = PlatformMocks(first_preview=first_preview, region=region, parameters=parameters, account_id=account_id)
     monitor = RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
@@ -181,7 +182,7 @@ def run(
     """
     if config is None:
         config, secret_keys = load_stack_config(stack, root)
-    stand_ins = stand_in_releases(config) if parameters is None else {}
+    stand_ins = stand_in_releases(config, _upstream_account(config, root)) if parameters is None else {}
     if parameters is None:
         parameters = stand_ins
     if root not in sys.path:
@@ -194,6 +195,8 @@ def run(
         secret_keys=secret_keys,
         region=config.get("aws:region", "us-east-1"),
         parameters=parameters,
+        # The credentials stand in for the account the stack names (cicd:accountId), as they must on AWS.
+        account_id=_configured_account(config) or ACCOUNT_ID,
     )
     return ProgramResult(
         stack=stack,
@@ -207,9 +210,37 @@ def run(
     )
 
 
-def stand_in_releases(config: dict[str, str]) -> dict[str, str]:
+def _configured_account(config: dict[str, str]) -> str:
+    value = config.get("cicd:accountId") or ""
+    return value if value.isdigit() and len(value) == 12 else ""
+
+
+def _upstream_account(config: dict[str, str], root: str) -> str:
+    """The account of the stack this one promotes from, when both name theirs and they differ."""
+    own = _configured_account(config)
+    try:
+        upstream = json.loads(config.get("cicd:pipeline") or "{}").get("promoteFrom")
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+    if not own or not upstream:
+        return ""
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import config as contract  # the program's own reading of the project's stack files
+
+    try:
+        stacks = contract.project_stacks()
+    except contract.ConfigError:
+        return ""  # the program reports it
+    accounts = {facts[0]: facts[2] for facts in stacks.values()}
+    return accounts.get(upstream, "") if accounts.get(upstream, "") not in ("", own) else ""
+
+
+def stand_in_releases(config: dict[str, str], upstream_account: str = "") -> dict[str, str]:
     """The release record a promoting stack's upstream would have: offline there is none, so the plan
-    stands in one (a digest of zeros in the upstream's repository) and says so (`plan.py`)."""
+    stands in one (a digest of zeros in the upstream's repository) and says so (`plan.py`). With the
+    upstream in another account (`upstream_account`), whose records this stack cannot read, it stands in
+    this stack's own record of that image, as after its first promotion."""
     try:
         pipeline = json.loads(config.get("cicd:pipeline") or "{}")
         service = json.loads(config.get("cicd:service") or "{}")
@@ -221,8 +252,13 @@ def stand_in_releases(config: dict[str, str]) -> dict[str, str]:
     name = service.get("name", "web")
     codes = {"dev": "dev", "staging": "stg", "prod": "prd"}
     region = config.get("aws:region", "us-east-1")
-    image = f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{name}-{codes.get(upstream, upstream)}@sha256:{'0' * 64}"
+    registry = upstream_account or ACCOUNT_ID
+    image = f"{registry}.dkr.ecr.{region}.amazonaws.com/{name}-{codes.get(upstream, upstream)}@sha256:{'0' * 64}"
     record = {"image": image, "commit": "0" * 40, "environment": upstream, "time": "2026-01-01T00:00:00Z"}
+    if upstream_account:
+        own = str(config.get("cicd:environment") or "dev")
+        record = {**record, "environment": own, "promoted_from": upstream}
+        return {f"/{PROJECT}/{name}/{own}/release": json.dumps(record)}
     return {f"/{PROJECT}/{name}/{upstream}/release": json.dumps(record)}
 
 

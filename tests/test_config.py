@@ -578,7 +578,8 @@ def test_the_chain_of_a_project_must_reach_a_stack_that_builds():
 
 def test_the_projects_stack_files_form_a_valid_chain():
     stacks = config.project_stacks()
-    assert stacks["dev"] == ("dev", "") and stacks["prod"] == ("prod", "dev")
+    # Both in one account: neither stack file names its account.
+    assert stacks["dev"] == ("dev", "", "") and stacks["prod"] == ("prod", "dev", "")
     assert config.promotion_errors(stacks) == []
 
 

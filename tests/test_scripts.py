@@ -296,13 +296,18 @@ case "$1 $2" in
   "s3 cp")
     src="$4"; dst="$5"
     if [[ "$src" == s3://* ]]; then src="$(s3path "$src")"; [[ -f "$src" ]] || { echo "NoSuchKey $4" >&2; exit 1; }; fi
+    if [[ -n "${MISSING_BUCKET:-}" && "$dst" == "s3://$MISSING_BUCKET/"* ]]; then
+      echo "An error occurred (NoSuchBucket) when calling the PutObject operation" >&2; exit 1
+    fi
     if [[ "$dst" == s3://* ]]; then dst="$(s3path "$dst")"; fi
     mkdir -p "$(dirname "$dst")"; cp "$src" "$dst" ;;
   "ssm put-parameter")
     while [[ $# -gt 0 ]]; do
       if [[ "$1" == --value ]]; then printf '%s' "$2" > "$FAKE_S3/parameter.json"; fi; shift
     done ;;
-  "ssm get-parameter-history") cat "$FAKE_S3/history.json" ;;
+  "ssm get-parameter-history")
+    echo "${AWS_ACCESS_KEY_ID:-own}" > "$FAKE_S3/history-read-as"; cat "$FAKE_S3/history.json" ;;
+  "sts assume-role") printf 'AKIDUPSTREAM\tsecret\ttoken\n' ;;
   "cloudwatch put-metric-data") ;;
 esac
 """
@@ -371,6 +376,27 @@ def test_a_release_is_tagged_bundled_recorded_and_timed(tmp_path):
         assert (
             inside == {k: v for k, v in record.items() if k != "bundle_sha256"} and "Pulumi.yaml" in bundle.namelist()
         )
+
+
+def test_a_release_is_copied_to_downstream_accounts_before_it_is_recorded(tmp_path):
+    (tmp_path / "s3").mkdir()
+    stub(tmp_path, "aws", AWS_STUB)
+    buckets = "web-prd-releases-222222222222 web-stg-releases-333333333333"
+    env = release_env(tmp_path, DOWNSTREAM_BUCKETS=buckets, MISSING_BUCKET="web-stg-releases-333333333333")
+    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
+    # A downstream stack not deployed yet does not fail dev's release: it is named, and promotes the next.
+    assert result.returncode == 0, result.stderr
+    assert "warning: no copy of this release in web-stg-releases-333333333333" in result.stderr
+    own = tmp_path / "s3" / "web-dev-releases-123456789012" / "dev"
+    copy = tmp_path / "s3" / "web-prd-releases-222222222222" / "dev"
+    assert (copy / f"{SHA}.zip").read_bytes() == (own / f"{SHA}.zip").read_bytes()
+    assert (copy / "latest.zip").read_bytes() == (own / f"{SHA}.zip").read_bytes()
+    log = calls(tmp_path)
+    copied = max(i for i, c in enumerate(log) if "s3://web-prd-releases-222222222222/dev/latest.zip" in c)
+    recorded = next(i for i, c in enumerate(log) if c.startswith("aws ssm put-parameter"))
+    assert copied < recorded
+    record = json.loads((tmp_path / "s3" / "parameter.json").read_text())
+    assert record["bundle_sha256"] == hashlib.sha256((copy / "latest.zip").read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -471,8 +497,8 @@ def test_prod_records_the_dev_release_it_deployed(tmp_path):
     assert not [c for c in calls(tmp_path) if c.startswith("aws ecr")]
 
 
-def verify(tmp_path, release="latest", bundle_dir=None):
-    env = {**PROMOTE_ENV, "RELEASE": release, "FAKE_S3": str(tmp_path / "s3")}
+def verify(tmp_path, release="latest", bundle_dir=None, **extra):
+    env = {**PROMOTE_ENV, "RELEASE": release, "FAKE_S3": str(tmp_path / "s3"), **extra}
     stub(tmp_path, "aws", AWS_STUB)
     script = os.path.join(SCRIPTS, "verify-release.sh")
     environment = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path), **env}
@@ -553,3 +579,43 @@ def test_a_release_must_match_a_record_in_both_image_and_commit(tmp_path, swap):
     (source / "release.json").write_text(json.dumps({"image": RELEASED, "commit": SHA}))
     result = verify(tmp_path, bundle_dir=source)
     assert result.returncode != 0 and "never released" in result.stderr
+
+
+@pytest.mark.parametrize("role", ["", "arn:aws:iam::111111111111:role/web-dev-reader-web-prd"])
+def test_an_upstream_in_another_account_is_read_through_its_reader_role(tmp_path, role):
+    record = upstream_bundle(tmp_path)
+    source = tmp_path / "pipeline-source"
+    source.mkdir()
+    (source / "release.json").write_text(json.dumps(record))
+    result = verify(tmp_path, bundle_dir=source, **({"UPSTREAM_ROLE_ARN": role} if role else {}))
+    assert result.returncode == 0, result.stderr
+    reader = (tmp_path / "s3" / "history-read-as").read_text().strip()
+    assumed = [c for c in calls(tmp_path) if c.startswith("aws sts assume-role")]
+    if role:
+        assert reader == "AKIDUPSTREAM" and len(assumed) == 1 and f"--role-arn {role}" in assumed[0]
+    else:
+        assert reader == "own" and not assumed
+
+
+def test_a_reader_role_that_cannot_be_assumed_stops_the_deploy(tmp_path):
+    record = upstream_bundle(tmp_path)
+    source = tmp_path / "pipeline-source"
+    source.mkdir()
+    (source / "release.json").write_text(json.dumps(record))
+    stub_body = AWS_STUB.replace("printf 'AKIDUPSTREAM", "echo AccessDenied >&2; exit 254; printf 'AKIDUPSTREAM")
+    result = verify(tmp_path, bundle_dir=source, UPSTREAM_ROLE_ARN="arn:aws:iam::111111111111:role/r")
+    assert result.returncode == 0  # the plain stub assumes it
+    stub(tmp_path, "aws", stub_body)
+    environment = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path), **PROMOTE_ENV}
+    environment.update(FAKE_S3=str(tmp_path / "s3"), UPSTREAM_ROLE_ARN="arn:aws:iam::111111111111:role/r")
+    (tmp_path / "release.env").unlink()
+    failed = subprocess.run(
+        ["bash", os.path.join(SCRIPTS, "verify-release.sh"), str(tmp_path / "release.env")],
+        cwd=source,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert failed.returncode != 0 and "AccessDenied" in failed.stderr
+    assert not (tmp_path / "release.env").exists()

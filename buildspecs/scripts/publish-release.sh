@@ -98,6 +98,17 @@ print(json.dumps({"image": os.environ["IMAGE"], "commit": os.environ["COMMIT"], 
   aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$bundle_key"
   # What a downstream stack promotes: written before the record that starts its pipeline.
   aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$ENVIRONMENT/latest.zip"
+  # A downstream stack in another account reads bundles from its own releases bucket (encrypted there
+  # with its key): each gets a copy, before the record whose forwarded event starts its pipeline.
+  for bucket in ${DOWNSTREAM_BUCKETS:-}; do
+    for key in "$bundle_key" "$ENVIRONMENT/latest.zip"; do
+      if ! copied="$(aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$bucket/$key" 2>&1)"; then
+        # Not fatal: the release is good here; that stack promotes the next one (README, bootstrap).
+        echo "warning: no copy of this release in $bucket (is that stack deployed?): $copied" >&2
+        break
+      fi
+    done
+  done
 else
   : "${DEPLOYED_COMMIT:?the deploy job exports it}" "${PROMOTE_FROM:?}" "${UPSTREAM_RELEASES_BUCKET:?}"
   aws s3 cp --only-show-errors "s3://$UPSTREAM_RELEASES_BUCKET/$PROMOTE_FROM/$DEPLOYED_COMMIT.zip" "$work/bundle.zip"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The deploy job of a stack that promotes releases of $PROMOTE_FROM: choose the release and refuse a
-# digest $PROMOTE_FROM never released. RELEASE is "latest" (the release this pipeline started from) or
+# digest $PROMOTE_FROM never released. With $PROMOTE_FROM in another account (UPSTREAM_ROLE_ARN set),
+# its record history is read through that role, and the bundles are the copies in this stack's bucket. RELEASE is "latest" (the release this pipeline started from) or
 # a commit (a rollback). Either way the job deploys that commit's bundle from the upstream's releases
 # bucket, and only if the upstream's record history (the SSM parameter's last 100 versions) holds the
 # same image, commit and sha256 of the bundle's bytes. Writes shell lines to $1 that the buildspec sources: the exports of
@@ -11,7 +12,16 @@ out="$1"
 release="${RELEASE:-latest}"
 dir="$PWD"
 history="$(mktemp)"  # up to 100 records: a file, not an environment variable
-aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json > "$history"
+if [[ -n "${UPSTREAM_ROLE_ARN:-}" ]]; then
+  # The upstream is in another account: its records are read through the role it keeps for this job.
+  creds="$(aws sts assume-role --role-arn "$UPSTREAM_ROLE_ARN" --role-session-name "verify-$PROMOTE_FROM" \
+    --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)"
+  read -r key secret token <<<"$creds"
+  AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" AWS_SESSION_TOKEN="$token" \
+    aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json > "$history"
+else
+  aws ssm get-parameter-history --name "$UPSTREAM_RELEASE_PARAMETER" --query 'Parameters[].Value' --output json > "$history"
+fi
 if [[ "$release" == "latest" ]]; then
   # The release this pipeline started from: its release.json names the commit.
   [[ -f release.json ]] || { echo "error: no release.json in the pipeline's source: not a release of $PROMOTE_FROM" >&2; exit 1; }

@@ -1,0 +1,261 @@
+"""Promotion across accounts: dev (account D) builds and releases, prod (account P) promotes.
+
+Both stack files name their account (`cicd:accountId`); each stack learns the other's from the
+project's stack files. What crosses the boundary: prod's task execution role pulls dev's released images
+(dev's repository policy), dev's release job copies each bundle into prod's releases bucket (prod's
+bucket and key policies), dev's record changes are forwarded to prod's default event bus (prod's bus
+permission and rule), and prod's deploy job reads dev's record history through a role dev keeps for it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import POLICY_DIR, Plan, policy_config, run_plan
+
+import config
+from offline import analyzer, program
+
+D, P = "111111111111", "222222222222"
+TWO_ACCOUNTS = {"dev": ("dev", "", D), "prod": ("prod", "dev", P)}
+
+
+@pytest.fixture(scope="module")
+def accounts():
+    """Both plans with the two stack files naming their accounts."""
+    saved = config.project_stacks
+    config.project_stacks = lambda root=None: dict(TWO_ACCOUNTS)
+    try:
+        plans = run_plan("dev", **{"cicd:accountId": D}), run_plan("prod", **{"cicd:accountId": P})
+    finally:
+        config.project_stacks = saved
+    return plans
+
+
+def statements(resource, key="policy"):
+    return json.loads(resource.inputs[key])["Statement"]
+
+
+def by_sid(plan: Plan, policy_name: str) -> dict:
+    return {s["Sid"]: s for s in statements(plan.named(policy_name))}
+
+
+def mentions(plan: Plan, account: str) -> set[str]:
+    return {r.name for r in plan.registrations if account in json.dumps(r.inputs, default=str)}
+
+
+def test_each_stack_says_where_its_releases_come_from_and_go(accounts):
+    dev, prod = accounts
+    assert dev.outputs["releaseRole"] == f"builds; prod promotes from it in account {P}"
+    assert prod.outputs["releaseRole"] == f"promotes from dev (in account {D})"
+    # prod cannot read dev's Parameter Store: the offline plan stands in prod's own record of dev's image.
+    assert prod.outputs["imageSource"] == "release record of prod"
+    assert prod.outputs["imageRef"].startswith(f"{D}.dkr.ecr.us-east-1.amazonaws.com/web-dev@sha256:")
+
+
+def test_nothing_else_names_the_other_account(accounts):
+    dev, prod = accounts
+    assert mentions(dev, P) == {
+        "image-policy",
+        "pipeline-reader-prod-role",
+        "pipeline-releases-to-prod",
+        "pipeline-releases-to-prod-target",
+        "pipeline-releases-to-prod-events-policy",
+        "pipeline-release",
+        "pipeline-release-policy",
+    }
+    assert mentions(prod, D) == {
+        "data-key",
+        "pipeline-upstream-events",
+        "pipeline-on-release",
+        "pipeline-releases-policy",
+        "pipeline-deploy",
+        "pipeline-deploy-policy",
+        "service-execution-policy",
+        "service-task",
+    }
+
+
+def test_only_prods_execution_role_may_pull_devs_images(accounts):
+    dev, _ = accounts
+    [statement] = statements(dev.named("image-policy"))
+    assert statement["Principal"] == {"AWS": [f"arn:aws:iam::{P}:root"]}
+    assert statement["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [f"arn:aws:iam::{P}:role/web-prd-execution"]}}
+    assert dev.named("image-policy").inputs["repository"] == "web-dev"
+
+
+def test_prods_execution_role_pulls_from_devs_repository(accounts):
+    _, prod = accounts
+    pull = by_sid(prod, "service-execution-policy")["EcrPull"]
+    assert pull["Resource"][0] == f"arn:aws:ecr:us-east-1:{D}:repository/web-dev"
+
+
+def test_the_reader_role_admits_only_prods_deploy_job_and_reads_only_devs_record_history(accounts):
+    dev, _ = accounts
+    role = dev.named("pipeline-reader-prod-role")
+    assert role.inputs["name"] == "web-dev-reader-web-prd"
+    [trust] = statements(role, "assumeRolePolicy")
+    assert trust["Principal"] == {"AWS": f"arn:aws:iam::{P}:root"}
+    assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{P}:role/web-prd-deploy-build"}}
+    assert statements(dev.named("pipeline-reader-prod-policy")) == [
+        {
+            "Sid": "ReleaseHistory",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameterHistory",
+            "Resource": f"arn:aws:ssm:us-east-1:{D}:parameter/cicd/web/dev/release",
+        }
+    ]
+
+
+def test_prods_deploy_job_reads_devs_history_through_that_role_only(accounts):
+    _, prod = accounts
+    deploy = by_sid(prod, "pipeline-deploy-policy")
+    reader = f"arn:aws:iam::{D}:role/web-dev-reader-web-prd"
+    assert deploy["UpstreamReleases"] == {
+        "Sid": "UpstreamReleases",
+        "Effect": "Allow",
+        "Action": "sts:AssumeRole",
+        "Resource": reader,
+    }
+    variables = {
+        v["name"]: v["value"] for v in prod.named("pipeline-deploy").inputs["environment"]["environmentVariables"]
+    }
+    assert variables["UPSTREAM_ROLE_ARN"] == reader
+    # The bundles are the copies in prod's own bucket, under prod's own key.
+    assert variables["UPSTREAM_RELEASES_BUCKET"] == f"web-prd-releases-{P}"
+    assert deploy["UpstreamBundles"]["Resource"] == f"arn:aws:s3:::web-prd-releases-{P}/dev/*"
+    assert deploy["UpstreamKey"]["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/web-prd-data"}
+    }
+    assert not [s for s in statements(prod.named("pipeline-deploy-policy")) if s["Action"] == "ssm:GetParameterHistory"]
+
+
+def test_dev_copies_each_bundle_into_prods_bucket_and_nowhere_else(accounts):
+    dev, prod = accounts
+    release = by_sid(dev, "pipeline-release-policy")
+    assert release["DownstreamCopies"]["Action"] == "s3:PutObject"
+    assert release["DownstreamCopies"]["Resource"] == [f"arn:aws:s3:::web-prd-releases-{P}/dev/*"]
+    assert release["DownstreamKeys"]["Resource"] == [f"arn:aws:kms:us-east-1:{P}:key/*"]
+    assert release["DownstreamKeys"]["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+    variables = {
+        v["name"]: v["value"] for v in dev.named("pipeline-release").inputs["environment"]["environmentVariables"]
+    }
+    assert variables["DOWNSTREAM_BUCKETS"] == f"web-prd-releases-{P}"
+    # prod's side admits exactly dev's release job: puts under dev/ in its bucket, its key only through S3.
+    devs_release_job = {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{D}:role/web-dev-release-build"}}
+    bucket = {s.get("Sid"): s for s in statements(prod.named("pipeline-releases-policy"))}
+    copies = bucket["UpstreamReleaseCopies"]
+    assert (copies["Principal"], copies["Action"], copies["Condition"]) == (
+        {"AWS": f"arn:aws:iam::{D}:root"},
+        "s3:PutObject",
+        devs_release_job,
+    )
+    assert copies["Resource"] == f"arn:aws:s3:::web-prd-releases-{P}/dev/*"
+    key = {s["Sid"]: s for s in statements(prod.one("aws:kms/key:Key", "data-key"))}["UpstreamReleaseCopies"]
+    assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    listed = {"ArnEquals": {"aws:PrincipalArn": [f"arn:aws:iam::{D}:role/web-dev-release-build"]}}
+    assert key["Condition"] == {**listed, "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+
+
+def test_a_release_of_dev_reaches_prods_event_bus_and_starts_its_pipeline(accounts):
+    dev, prod = accounts
+    bus = f"arn:aws:events:us-east-1:{P}:event-bus/default"
+    assert dev.named("pipeline-releases-to-prod-target").inputs["arn"] == bus
+    assert statements(dev.named("pipeline-releases-to-prod-events-policy")) == [
+        {"Sid": "Start", "Effect": "Allow", "Action": "events:PutEvents", "Resource": bus}
+    ]
+    forwarded = json.loads(dev.named("pipeline-releases-to-prod").inputs["eventPattern"])
+    assert forwarded["detail"]["name"] == ["/cicd/web/dev/release"]
+    permission = prod.named("pipeline-upstream-events").inputs
+    assert (permission["principal"], permission["action"], permission["eventBusName"]) == (
+        D,
+        "events:PutEvents",
+        "default",
+    )
+    pattern = json.loads(prod.named("pipeline-on-release").inputs["eventPattern"])
+    assert pattern["account"] == [D] and pattern["detail"]["name"] == ["/cicd/web/dev/release"]
+    source = prod.named("pipeline-pipeline").inputs["stages"][0]["actions"][0]["configuration"]
+    assert source["S3Bucket"] == f"web-prd-releases-{P}" and source["S3ObjectKey"] == "dev/latest.zip"
+
+
+def test_both_stacks_pass_every_mandatory_policy(accounts):
+    with analyzer.PolicyServer(POLICY_DIR) as server:
+        for plan, stack in zip(accounts, ("dev", "prod"), strict=True):
+            server.configure(policy_config(stack))
+            mandatory = [f for f in server.analyze(plan.registrations) if f.level == "mandatory"]
+            assert mandatory == [], stack
+
+
+def test_one_account_creates_none_of_it(dev, prod):
+    for plan in (dev, prod):
+        types = {r.type for r in plan.registrations}
+        assert "aws:ecr/repositoryPolicy:RepositoryPolicy" not in types
+        assert "aws:cloudwatch/eventPermission:EventPermission" not in types
+    assert "UPSTREAM_ROLE_ARN" not in json.dumps(prod.named("pipeline-deploy").inputs)
+
+
+@pytest.mark.parametrize(
+    ("stacks", "message"),
+    [
+        (
+            {"dev": ("dev", "", D), "prod": ("prod", "dev", "")},
+            "cicd:accountId is set in stack dev but not in stack prod, which promotes from it: set it in both",
+        ),
+        (
+            {"dev": ("dev", "", ""), "prod": ("prod", "dev", P)},
+            "cicd:accountId is set in stack prod but not in stack dev, which it promotes from: set it in both",
+        ),
+    ],
+)
+def test_an_account_named_on_one_side_only_is_an_error(stacks, message):
+    assert any(e.startswith(message) for e in config.promotion_errors(stacks))
+
+
+def test_the_same_account_on_both_sides_is_one_account():
+    stacks = {"dev": ("dev", "", D), "prod": ("prod", "dev", D)}
+    assert config.promotion_errors(stacks) == []
+    assert config.other_accounts(stacks, "prod") == {} and config.other_accounts(stacks, "dev") == {}
+    assert config.other_accounts(TWO_ACCOUNTS, "prod") == {"dev": D}
+    assert config.other_accounts(TWO_ACCOUNTS, "dev") == {"prod": P}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (111111111111, 'must be a quoted string of 12 digits ("111111111111"?)'),
+        (12345678901, 'must be a quoted string of 12 digits ("012345678901"?)'),
+        ("12345", "must be 12 digits, quoted (an AWS account ID), or empty"),
+    ],
+)
+def test_an_account_id_must_be_twelve_quoted_digits(value, message):
+    with pytest.raises(config.ConfigError) as raised:
+        config.load_settings({"accountId": value}, project="cicd", stack="dev", region="us-east-1")
+    [error] = [e for e in raised.value.errors if e.startswith("cicd:accountId")]
+    assert message in error
+
+
+def test_credentials_of_another_account_are_refused_before_anything_is_registered(monkeypatch):
+    # The mocks answer for the account the stack names; here they answer for another.
+    monkeypatch.setattr(program, "_configured_account", lambda config: "")
+    monkeypatch.setattr(config, "project_stacks", lambda root=None: dict(TWO_ACCOUNTS))
+    with pytest.raises(config.ConfigError) as raised:
+        run_plan("dev", **{"cicd:accountId": D})
+    assert raised.value.errors == [
+        f"cicd:accountId is {D}, but the AWS credentials are of account 123456789012: use credentials of {D} "
+        "for stack dev (AWS_PROFILE), or fix the key"
+    ]
+
+
+def test_the_plan_names_each_stacks_place_in_a_chain_across_accounts(policy_server):
+    from offline import plan as plan_cli
+
+    data = plan_cli.plan("prod", server=policy_server)
+    data["outputs"]["releaseRole"] = f"promotes from dev (in account {D})"
+    assert (
+        f"Releases: this stack promotes from dev (in account {D}) (a dev release -> approval -> deploy -> release;"
+        in plan_cli.render(data)
+    )
+    data["outputs"]["releaseRole"] = f"builds; prod promotes from it in account {P}"
+    assert f"Releases: this stack builds; prod promotes from it in account {P} (git -> tests" in plan_cli.render(data)
