@@ -582,11 +582,29 @@ class ObservabilitySettings(Section):
         return self
 
 
+class CostSettings(Section):
+    """`cicd:cost`: the usage the monthly estimate assumes (cost/estimate.py); prices are in cost/prices.json."""
+
+    requests_per_month: Between(0, 10**12) = 1_000_000
+    # The mean response size: the load balancer's processed bytes (its LCUs) come from it.
+    response_kb: Between(0, 10**6) = 20
+    log_gb_per_month: Between(0, 10**6) = 5
+    nat_gb_per_month: Between(0, 10**7) = 10
+    # Pipeline executions a day (a building stack: pushes to the branch; a promoting one: promotions).
+    builds_per_day: Between(0, 1000) = 5
+    # Minutes each CodeBuild job of an execution runs (unit tests, scans, image, deploy, release).
+    build_minutes: Between(1, 2160) = 5
+    image_mb: Between(1, 10**5) = 200
+    s3_gb: Between(0, 10**7) = 1
+    # Fargate Spot is not in the Price List: an assumed discount off on-demand (AWS says "up to 70%").
+    spot_discount_percent: Between(0, 90) = 50
+
+
 # ---------------------------------------------------------------------------------------------
 # The stack
 
 
-OBJECT_KEYS = ("service", "deployment", "network", "pipeline", "observability", "tags")
+OBJECT_KEYS = ("service", "deployment", "network", "pipeline", "observability", "cost", "tags")
 
 
 class Settings(Section):
@@ -609,6 +627,7 @@ class Settings(Section):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
     # Protected and retained stateful resources; the default (and the only choice) in prod.
     protect: Annotated[bool, BeforeValidator(_flag)] = False
     certificate_arn: OptionalMatching(CERTIFICATE_ARN_RE.pattern, "an ACM certificate ARN or empty") = ""

@@ -82,8 +82,21 @@ def plan(
         "mandatoryViolations": len(checked.mandatory),
         "uncheckedSecrets": result.unchecked_secrets,
         "standInReleases": {k: json.loads(v) for k, v in result.stand_in_releases.items()},
+        "cost": monthly_cost(result),
         "seconds": {"program": round(program_seconds, 3), "total": round(time.perf_counter() - started, 3)},
     }
+
+
+def monthly_cost(result: program.ProgramResult) -> dict[str, Any]:
+    """The stack's monthly estimate (cost/estimate.py) from its registrations and `cicd:cost`."""
+    import config as contract
+    from cost import estimate
+
+    raw = json.loads(result.config.get("cicd:cost") or "{}")
+    assumptions = contract.CostSettings.model_validate(raw, by_alias=True, by_name=False).model_dump(by_alias=True)
+    region = result.config.get("aws:region", "us-east-1")
+    found = estimate.estimate(result.registrations.values(), region=region, assumptions=assumptions)
+    return found.as_json(assumptions)
 
 
 def awsx_children(vpc: Any) -> str:
@@ -150,6 +163,11 @@ def render(data: dict[str, Any]) -> str:
         out.append(f"  {count:3d}  {typ}")
     for note in data.get("notShown", []):
         out.append(f"  and, not shown: {note}")
+    if data.get("cost"):
+        from cost import estimate
+
+        out.append("")
+        out += estimate.render(data["cost"])
     wait = data["outputs"].get("deployWaitSeconds")
     if isinstance(wait, dict):
         out.append("")

@@ -1,0 +1,368 @@
+"""A stack's monthly cost: the planned resources, usage assumptions (`cicd:cost`) and the dated price
+table (`cost/prices.json`) give one line per priced quantity.
+
+Pure functions over what the engine registers (type, URN, inputs as camelCase properties), so the
+same estimate can be made from a plan, a preview's resources or a policy's view of them. A month is
+730 hours, as AWS's pricing pages count it. Account-wide free tiers (CodePipeline's 100 minutes, three
+dashboards, KMS's 20,000 requests, X-Ray's 100,000 traces) are not subtracted: other stacks of the
+account share them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+HOURS = 730
+DAYS = 30
+PRICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices.json")
+BASELINE = "on-demand X86_64 Fargate and a NAT gateway per AZ, everything else the same"
+
+
+class Resource(Protocol):
+    urn: str
+    type: str
+    inputs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Item:
+    component: str
+    resource: str
+    what: str
+    quantity: float
+    unit: str
+    unit_usd: float
+    monthly_usd: float
+    source: str
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {
+            "component": data["component"],
+            "resource": data["resource"],
+            "what": data["what"],
+            "quantity": round(self.quantity, 4),
+            "unit": self.unit,
+            "unitUsd": self.unit_usd,
+            "monthlyUsd": round(self.monthly_usd, 2),
+            "source": self.source,
+        }
+
+
+@dataclass
+class Estimate:
+    region: str
+    compiled: str
+    items: list[Item] = field(default_factory=list)
+    unpriced: list[str] = field(default_factory=list)
+    baseline_usd: float = 0.0
+
+    @property
+    def monthly_usd(self) -> float:
+        return sum(i.monthly_usd for i in self.items)
+
+    def by_component(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for item in self.items:
+            totals[item.component] = totals.get(item.component, 0.0) + item.monthly_usd
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def as_json(self, assumptions: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "currency": "USD",
+            "monthlyUsd": round(self.monthly_usd, 2),
+            "region": self.region,
+            "pricesCompiled": self.compiled,
+            "components": {k: round(v, 2) for k, v in self.by_component().items()},
+            "items": [i.as_json() for i in self.items],
+            "unpriced": list(self.unpriced),
+            "baseline": {
+                "what": BASELINE,
+                "monthlyUsd": round(self.baseline_usd, 2),
+                "savingsUsd": round(self.baseline_usd - self.monthly_usd, 2),
+            },
+            "assumptions": dict(assumptions),
+        }
+
+
+def load_prices(path: str = PRICES) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+class _Pricer:
+    def __init__(self, prices: Mapping[str, Any], region: str, estimate: Estimate) -> None:
+        self.table, self.region, self.estimate = prices["prices"], region, estimate
+
+    def add(self, component: str, resource: str, what: str, key: str, quantity: float) -> float:
+        """One line: `quantity` of price `key`. A price the table lacks for the region is listed as
+        unpriced (never taken as zero). Returns the line's monthly USD."""
+        if quantity <= 0:
+            return 0.0
+        entry = self.table.get(key)
+        found = entry and entry["usd"].get(self.region)
+        if not found:
+            note = f"{resource}: {what} ({key} has no price for {self.region})"
+            if note not in self.estimate.unpriced:
+                self.estimate.unpriced.append(note)
+            return 0.0
+        usd, source = found
+        line = Item(component, resource, what, quantity, entry["unit"], usd, quantity * usd, source)
+        self.estimate.items.append(line)
+        return line.monthly_usd
+
+
+def component_of(urn: str) -> str:
+    """The top-level component a resource belongs to (`FargateService`), from its URN's type chain."""
+    chain = urn.split("::")[2] if urn.count("::") >= 3 else ""
+    first = chain.split("$")[0]
+    return first.rsplit(":", 1)[-1] if first.startswith("cicd:") else "stack"
+
+
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def fargate_tasks(service: Mapping[str, Any]) -> tuple[float, float]:
+    """(on-demand tasks, Spot tasks) of a service at its desired count: a strategy's base goes to its
+    provider first, the rest is shared by weight (as ECS places them)."""
+    desired = _number(service.get("desiredCount"), 1.0)
+    strategy = service.get("capacityProviderStrategies") or []
+    if not strategy:
+        return desired, 0.0
+    remaining, tasks = desired, {"FARGATE": 0.0, "FARGATE_SPOT": 0.0}
+    for entry in strategy:
+        base = min(_number(entry.get("base")), remaining)
+        tasks[entry.get("capacityProvider", "FARGATE")] = tasks.get(entry.get("capacityProvider", "FARGATE"), 0) + base
+        remaining -= base
+    weights = {e.get("capacityProvider", "FARGATE"): _number(e.get("weight")) for e in strategy}
+    total = sum(weights.values())
+    for provider, weight in weights.items():
+        if total:
+            tasks[provider] = tasks.get(provider, 0.0) + remaining * weight / total
+    return tasks.get("FARGATE", 0.0), tasks.get("FARGATE_SPOT", 0.0)
+
+
+def estimate(
+    resources: Iterable[Resource],
+    *,
+    region: str,
+    assumptions: Mapping[str, Any],
+    prices: Mapping[str, Any] | None = None,
+) -> Estimate:
+    """The monthly estimate of `resources` in `region`, and (as `baseline_usd`) of the same stack on
+    on-demand X86_64 Fargate with a NAT gateway per availability zone."""
+    prices = prices or load_prices()
+    resources = list(resources)
+    actual = _estimate(resources, region, assumptions, prices, baseline=False)
+    actual.baseline_usd = _estimate(resources, region, assumptions, prices, baseline=True).monthly_usd
+    return actual
+
+
+def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
+    result = Estimate(region=region, compiled=prices.get("compiled", ""))
+    price = _Pricer(prices, region, result)
+    by_type: dict[str, list[Resource]] = {}
+    for r in resources:
+        by_type.setdefault(r.type, []).append(r)
+
+    def each(typ: str) -> list[Resource]:
+        return by_type.get(typ, [])
+
+    requests = float(a["requestsPerMonth"])
+    # Fargate: every service's tasks at its desired count, around the clock.
+    tasks = {r.urn.rsplit("::", 1)[-1]: r for r in each("aws:ecs/taskDefinition:TaskDefinition")}
+    for service in each("aws:ecs/service:Service"):
+        task = next(iter(tasks.values()), None) if len(tasks) == 1 else None
+        if task is None:
+            result.unpriced.append(f"{_name(service.urn)}: its task definition is not the stack's only one")
+            continue
+        vcpu = _number(task.inputs.get("cpu")) / 1024
+        gb = _number(task.inputs.get("memory")) / 1024
+        arch = (task.inputs.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
+        on_demand, spot = fargate_tasks(service.inputs)
+        if baseline:
+            on_demand, spot, arch = on_demand + spot, 0.0, "X86_64"
+        component, name = component_of(service.urn), _name(service.urn)
+        for kind, count, factor in (("on-demand", on_demand, 1.0), ("Spot", spot, 1 - a["spotDiscountPercent"] / 100)):
+            if count <= 0:
+                continue
+            for dimension, size in (("vcpuHour", vcpu), ("gbHour", gb)):
+                key = f"fargate.{dimension}.{arch}"
+                what = f"{count:g} {kind} {arch} task(s), {'vCPU' if dimension == 'vcpuHour' else 'GB'}"
+                if factor == 1.0:
+                    price.add(component, name, what, key, count * size * HOURS)
+                else:  # Spot: the on-demand price less the assumed discount, as one line
+                    before = len(result.items)
+                    price.add(component, name, what, key, count * size * HOURS)
+                    if len(result.items) > before:
+                        line = result.items.pop()
+                        result.items.append(
+                            Item(
+                                line.component,
+                                line.resource,
+                                f"{line.what} at {a['spotDiscountPercent']}% off (assumed)",
+                                line.quantity,
+                                line.unit,
+                                round(line.unit_usd * factor, 8),
+                                line.monthly_usd * factor,
+                                line.source + " less the assumed Spot discount",
+                            )
+                        )
+    # Load balancers: hours, and LCUs from the larger of new connections (25/s each) and processed
+    # bytes (1 GB/hour each), taking every request as a new connection.
+    for lb in each("aws:lb/loadBalancer:LoadBalancer"):
+        component, name = component_of(lb.urn), _name(lb.urn)
+        price.add(component, name, "load balancer hours", "alb.hour", HOURS)
+        per_second = requests / (HOURS * 3600)
+        gb_per_hour = requests * a["responseKb"] / 1e6 / HOURS
+        lcus = max(per_second / 25, gb_per_hour)
+        price.add(component, name, f"{lcus:.4f} LCU on average", "alb.lcuHour", lcus * HOURS)
+    # NAT gateways (awsx's VPC creates them): hours, and the GB they process.
+    for vpc in each("awsx:ec2:Vpc"):
+        component, name = component_of(vpc.urn), _name(vpc.urn)
+        zones = int(_number(vpc.inputs.get("numberOfAvailabilityZones"), 3))
+        strategy = (vpc.inputs.get("natGateways") or {}).get("strategy", "OnePerAz")
+        count = {"None": 0, "Single": 1, "OnePerAz": zones}.get(strategy, zones)
+        if baseline:
+            count = zones
+        price.add(component, name, f"{count} NAT gateway(s)", "nat.hour", count * HOURS)
+        if count:
+            price.add(component, name, "data through NAT", "nat.gb", float(a["natGbPerMonth"]))
+    for endpoint in each("aws:ec2/vpcEndpoint:VpcEndpoint"):
+        if endpoint.inputs.get("vpcEndpointType") != "Interface":
+            continue  # gateway endpoints (S3) are free
+        zones = len(endpoint.inputs.get("subnetIds") or []) or 1
+        service = str(endpoint.inputs.get("serviceName", "")).rsplit(".", 1)[-1]
+        price.add(
+            component_of(endpoint.urn),
+            _name(endpoint.urn),
+            f"{service} endpoint in {zones} AZ(s)",
+            "endpoint.hour",
+            zones * HOURS,
+        )
+    for key in each("aws:kms/key:Key"):
+        price.add(component_of(key.urn), _name(key.urn), "customer managed key", "kms.keyMonth", 1)
+    for secret in each("aws:secretsmanager/secret:Secret"):
+        price.add(component_of(secret.urn), _name(secret.urn), "secret", "secretsmanager.secretMonth", 1)
+    for alarm in each("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        queries = alarm.inputs.get("metricQueries") or []
+        metrics = sum(1 for q in queries if q.get("metric")) or 1
+        price.add(
+            component_of(alarm.urn),
+            _name(alarm.urn),
+            f"alarm on {metrics} metric(s)",
+            "cloudwatch.alarmMetricMonth",
+            metrics,
+        )
+    for dashboard in each("aws:cloudwatch/dashboard:Dashboard"):
+        price.add(component_of(dashboard.urn), _name(dashboard.urn), "dashboard", "cloudwatch.dashboardMonth", 1)
+    # Logs: the service's log group takes the assumed volume, kept for its retention.
+    services_logs = [
+        g for g in each("aws:cloudwatch/logGroup:LogGroup") if str(g.inputs.get("name", "")).startswith("/ecs/")
+    ]
+    for group in services_logs[:1]:
+        component, name = component_of(group.urn), _name(group.urn)
+        ingested = float(a["logGbPerMonth"])
+        price.add(component, name, "log data ingested", "logs.ingestGb", ingested)
+        months = _number(group.inputs.get("retentionInDays"), 3653) * 24 / HOURS
+        price.add(component, name, f"log data kept {months:.1f} month(s)", "logs.storageGbMonth", ingested * months)
+    # The pipeline: each execution runs each CodeBuild action for the assumed minutes.
+    executions = a["buildsPerDay"] * DAYS
+    projects = {str(p.inputs.get("name")): p for p in each("aws:codebuild/project:Project")}
+    for pipeline in each("aws:codepipeline/pipeline:Pipeline"):
+        component, name = component_of(pipeline.urn), _name(pipeline.urn)
+        actions = [
+            act
+            for stage in pipeline.inputs.get("stages") or []
+            for act in stage.get("actions") or []
+            if act.get("provider") == "CodeBuild"
+        ]
+        minutes = executions * len(actions) * a["buildMinutes"]
+        price.add(
+            component,
+            name,
+            f"{executions:g} executions x {len(actions)} build actions",
+            "codepipeline.actionMinute",
+            minutes,
+        )
+        for act in actions:
+            project = projects.get(str((act.get("configuration") or {}).get("ProjectName")))
+            if project is not None:
+                _build_minutes(price, project, executions * a["buildMinutes"], f"{executions:g} runs")
+    # Jobs beside the pipeline: the drift check daily, a pull-request preview per change.
+    for project in projects.values():
+        role = str(project.inputs.get("name", "")).rsplit("-", 1)[-1]
+        if role == "drift":
+            _build_minutes(price, project, DAYS * a["buildMinutes"], "daily drift check")
+        elif role == "preview":
+            _build_minutes(price, project, executions * a["buildMinutes"], "a preview per change")
+    for repository in each("aws:ecr/repository:Repository"):
+        kept = 30
+        gb = kept * a["imageMb"] / 1024
+        price.add(component_of(repository.urn), _name(repository.urn), f"{kept} images kept", "ecr.storageGbMonth", gb)
+    for rule in each("aws:xray/samplingRule:SamplingRule"):
+        rate = _number(rule.inputs.get("fixedRate"))
+        traces = requests * rate / 1e6
+        price.add(component_of(rule.urn), _name(rule.urn), f"{rate:g} of requests traced", "xray.tracesMillion", traces)
+    for acl in each("aws:wafv2/webAcl:WebAcl"):
+        component, name = component_of(acl.urn), _name(acl.urn)
+        price.add(component, name, "web ACL", "waf.webAclMonth", 1)
+        price.add(component, name, "rules", "waf.ruleMonth", len(acl.inputs.get("rules") or []))
+        price.add(component, name, "requests inspected", "waf.requestsMillion", requests / 1e6)
+    if each("aws:s3/bucket:Bucket"):
+        first = each("aws:s3/bucket:Bucket")[0]
+        price.add(
+            component_of(first.urn), "buckets", "objects stored (all buckets)", "s3.storageGbMonth", float(a["s3Gb"])
+        )
+    if any(not lb.inputs.get("internal") for lb in each("aws:lb/loadBalancer:LoadBalancer")) or each("awsx:ec2:Vpc"):
+        result.unpriced.append(
+            "public IPv4 addresses (an internet-facing load balancer's, one per AZ, and each NAT gateway's "
+            "Elastic IP): AWS bills them by the hour; the price table does not have that price yet"
+        )
+    return result
+
+
+def _build_minutes(price: _Pricer, project: Resource, minutes: float, why: str) -> None:
+    env = project.inputs.get("environment") or {}
+    key = f"codebuild.minute.{env.get('computeType')}.{env.get('type')}"
+    price.add(component_of(project.urn), _name(project.urn), why, key, minutes)
+
+
+def money(usd: float) -> str:
+    return f"${usd:,.2f}"
+
+
+def render(cost: Mapping[str, Any]) -> list[str]:
+    """The plan's text for a `cost` document (as_json)."""
+    out = [
+        f"Monthly estimate: {money(cost['monthlyUsd'])} in {cost['region']} (prices of {cost['pricesCompiled']}, "
+        "cost/prices.json; usage assumed as cicd:cost says)"
+    ]
+    for component, usd in cost["components"].items():
+        out.append(f"  {component:<18} {money(usd):>10}")
+        for item in (i for i in cost["items"] if i["component"] == component):
+            out.append(
+                f"      {item['resource']:<34} {item['quantity']:>12,.2f} {item['unit']} x ${item['unitUsd']:g}"
+                f" = {money(item['monthlyUsd'])}  ({item['what']})"
+            )
+    for note in cost["unpriced"]:
+        out.append(f"  unpriced: {note}")
+    base = cost["baseline"]
+    out.append(
+        f"Against {base['what']}: {money(base['monthlyUsd'])}; "
+        f"this stack's choices save {money(base['savingsUsd'])} a month"
+        + (f" ({base['savingsUsd'] / base['monthlyUsd']:.0%})" if base["monthlyUsd"] else "")
+    )
+    return out

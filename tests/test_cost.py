@@ -1,0 +1,142 @@
+"""The monthly estimate, checked against figures worked out by hand from cost/prices.json (us-east-1,
+prices compiled 2026-11-27) and the default usage assumptions of cicd:cost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_plan
+
+import config
+from cost import estimate
+from offline import plan as plan_cli
+
+DEFAULTS = config.CostSettings().model_dump(by_alias=True)
+H = 730  # hours in AWS's month
+
+
+def cost_of(plan, **assumptions):
+    return estimate.estimate(plan.registrations, region="us-east-1", assumptions={**DEFAULTS, **assumptions}).as_json(
+        {**DEFAULTS, **assumptions}
+    )
+
+
+def lines(cost, resource):
+    return {i["what"]: i["monthlyUsd"] for i in cost["items"] if i["resource"] == resource}
+
+
+# dev: one ARM64 task of 0.25 vCPU / 0.5 GB (its base of one runs on-demand), one NAT gateway, six
+# build actions per execution, 5 executions a day, 5 minutes each, on arm1.small ($0.0034/min).
+DEV_BY_HAND = {
+    "fargate": 0.25 * H * 0.03238 + 0.5 * H * 0.00356,
+    "alb": H * 0.0225 + (1e6 * 20 / 1e6 / H) * H * 0.008,  # LCUs from 20 GB a month of responses
+    "nat": H * 0.045 + 10 * 0.045,
+    "kms": 2 * 1.0,
+    "secrets": 2 * 0.40,
+    "alarms": (2 + 1 + 2 + 1 + 1 + 1 + 2 + 2 + 2 + 1) * 0.10,  # metric-math alarms count their metrics
+    "dashboard": 3.0,
+    "logs": 5 * 0.50 + 5 * (14 * 24 / H) * 0.03,  # 14 days of retention
+    "pipeline": 150 * 6 * 5 * 0.002,
+    "codebuild": (150 * 6 * 5 + 30 * 5 + 150 * 5) * 0.0034,  # pipeline jobs, daily drift, a preview per change
+    "ecr": 30 * 200 / 1024 * 0.10,
+    "xray": 1e6 * 0.2 / 1e6 * 5.0,
+    "s3": 1 * 0.023,
+}
+
+
+def test_dev_estimate_is_the_sum_worked_out_by_hand(dev):
+    cost = cost_of(dev)
+    assert cost["monthlyUsd"] == round(sum(DEV_BY_HAND.values()), 2) == 95.93
+    assert lines(cost, "service-service") == {
+        "1 on-demand ARM64 task(s), vCPU": round(0.25 * H * 0.03238, 2),
+        "1 on-demand ARM64 task(s), GB": round(0.5 * H * 0.00356, 2),
+    }
+    assert lines(cost, "network-vpc") == {"1 NAT gateway(s)": 32.85, "data through NAT": 0.45}
+    assert cost["unpriced"] and cost["unpriced"][0].startswith("public IPv4 addresses")
+
+
+def test_the_baseline_is_on_demand_x86_with_a_nat_gateway_per_az(dev):
+    cost = cost_of(dev)
+    x86 = 0.25 * H * 0.04048 + 0.5 * H * 0.004445
+    baseline = sum(DEV_BY_HAND.values()) - DEV_BY_HAND["fargate"] + x86 + H * 0.045  # a second NAT gateway
+    assert cost["baseline"]["monthlyUsd"] == round(baseline, 2)
+    assert cost["baseline"]["savingsUsd"] == round(baseline - sum(DEV_BY_HAND.values()), 2)
+
+
+def test_prod_estimate_is_the_sum_worked_out_by_hand(prod):
+    by_hand = {
+        "fargate": 3 * 0.5 * H * 0.03238 + 3 * 1.0 * H * 0.00356,
+        "alb": H * 0.0225 + 20 * 0.008,
+        "nat": 3 * H * 0.045 + 10 * 0.045,
+        "waf": 5.0 + 3 * 1.0 + 1e6 / 1e6 * 0.60,
+        "kms": 2 * 1.0,
+        "secrets": 1 * 0.40,  # prod builds nothing: no SonarQube token
+        "alarms": 15 * 0.10,
+        "dashboard": 3.0,
+        "logs": 5 * 0.50 + 5 * (365 * 24 / H) * 0.03,
+        "pipeline": 150 * 2 * 5 * 0.002,  # deploy and record: the approval is not billed
+        "codebuild": (150 * 2 * 5 + 30 * 5) * 0.0034,
+        "xray": 1e6 * 0.05 / 1e6 * 5.0,
+        "s3": 0.023,
+    }
+    cost = cost_of(prod)
+    assert cost["monthlyUsd"] == round(sum(by_hand.values()), 2)
+    assert "ContainerImage" not in cost["components"]  # prod runs dev's images: no repository of its own
+
+
+def test_spot_tasks_are_priced_at_the_assumed_discount():
+    plan = run_plan("dev", **{"cicd:service": {"desiredCount": 3, "maxCount": 4}})
+    cost = cost_of(plan, spotDiscountPercent=60)
+    # A base of one on-demand task, the other two shared 1:3 between FARGATE and FARGATE_SPOT.
+    service = lines(cost, "service-service")
+    assert service["1.5 on-demand ARM64 task(s), vCPU"] == round(1.5 * 0.25 * H * 0.03238, 2)
+    assert service["1.5 Spot ARM64 task(s), vCPU at 60% off (assumed)"] == round(1.5 * 0.25 * H * 0.03238 * 0.4, 2)
+
+
+def test_a_price_the_table_lacks_is_listed_never_taken_as_zero(dev):
+    prices = estimate.load_prices()
+    del prices["prices"]["nat.hour"]["usd"]["us-east-1"]
+    cost = estimate.estimate(dev.registrations, region="us-east-1", assumptions=DEFAULTS, prices=prices).as_json(
+        DEFAULTS
+    )
+    assert "network-vpc: 1 NAT gateway(s) (nat.hour has no price for us-east-1)" in cost["unpriced"]
+    assert cost["monthlyUsd"] == round(sum(DEV_BY_HAND.values()) - H * 0.045, 2)
+
+
+def test_every_price_names_its_source_and_covers_the_four_regions():
+    prices = estimate.load_prices()
+    assert prices["compiled"] == "2026-11-27"
+    for key, entry in prices["prices"].items():
+        assert entry["unit"] and entry["offer"], key
+        assert set(entry["usd"]) == {"us-east-1", "us-east-2", "us-west-2", "eu-west-1"}, key
+        for region, (usd, source) in entry["usd"].items():
+            assert usd > 0 and source in prices["sources"], (key, region)
+
+
+def test_assumptions_are_validated_with_the_key_named():
+    with pytest.raises(config.ConfigError) as raised:
+        config.load_settings(
+            {"cost": {"requestsPerMonth": -1, "spotDiscountPercent": 95, "buildsPerDay": "5"}},
+            project="cicd",
+            stack="dev",
+            region="us-east-1",
+        )
+    errors = [e for e in raised.value.errors if e.startswith("cicd:cost")]
+    assert [e.split(" ", 1)[0] for e in errors] == [
+        "cicd:cost.requestsPerMonth",
+        "cicd:cost.buildsPerDay",
+        "cicd:cost.spotDiscountPercent",
+    ]
+
+
+def test_the_plan_prints_the_estimate_and_json_carries_it(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert plan_cli.main(["--stack", "dev", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Monthly estimate: $95.93 in us-east-1" in text
+    assert "this stack's choices save $" in text
+    cost = json.loads(out.read_text())["cost"]
+    assert cost["monthlyUsd"] == 95.93
+    assert {"component", "resource", "monthlyUsd"} <= set(cost["items"][0])
+    assert round(sum(i["monthlyUsd"] for i in cost["items"]), 2) == pytest.approx(95.93, abs=0.05)
