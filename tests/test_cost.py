@@ -4,12 +4,13 @@ prices compiled 2026-11-27) and the default usage assumptions of cicd:cost."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import run_plan
 
 import config
-from cost import estimate
+from cost import estimate, refresh
 from offline import plan as plan_cli
 
 DEFAULTS = config.CostSettings().model_dump(by_alias=True)
@@ -140,3 +141,86 @@ def test_the_plan_prints_the_estimate_and_json_carries_it(tmp_path, capsys):
     assert cost["monthlyUsd"] == 95.93
     assert {"component", "resource", "monthlyUsd"} <= set(cost["items"][0])
     assert round(sum(i["monthlyUsd"] for i in cost["items"]), 2) == pytest.approx(95.93, abs=0.05)
+
+
+# -- the refresh script, on a recorded Price List answer ----------------------------------------------
+
+RECORDED = os.path.join(os.path.dirname(__file__), "data", "pricing", "AmazonECS-us-east-1.json")
+
+
+class RecordedClient:
+    """Answers get_products from recorded responses by (service, region); nothing for the rest."""
+
+    def __init__(self, answers):
+        self.answers, self.asked = answers, []
+
+    def get_paginator(self, operation):
+        assert operation == "get_products"
+        client = self
+
+        class Paginator:
+            def paginate(self, **params):
+                region = params["Filters"][0]["Value"]
+                client.asked.append((params["ServiceCode"], region))
+                return [client.answers.get((params["ServiceCode"], region), {"PriceList": []})]
+
+        return Paginator()
+
+
+def test_refresh_reads_the_recorded_fargate_prices_and_keeps_what_it_cannot_read():
+    with open(RECORDED, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    table = estimate.load_prices()
+    client = RecordedClient({("AmazonECS", "us-east-1"): recorded})
+    new, missing = refresh.refresh(client, table, "2026-11-27")
+    usd = {k: v["usd"]["us-east-1"] for k, v in new["prices"].items()}
+    assert usd["fargate.vcpuHour.X86_64"] == [0.04048, "PRICE-LIST-API"]
+    assert usd["fargate.gbHour.X86_64"] == [0.004445, "PRICE-LIST-API"]
+    assert usd["fargate.vcpuHour.ARM64"] == [0.03238, "PRICE-LIST-API"]
+    assert usd["fargate.gbHour.ARM64"] == [0.00356, "PRICE-LIST-API"]
+    # Not answered (here: every other service and region): kept as they were, and reported.
+    assert usd["alb.hour"] == table["prices"]["alb.hour"]["usd"]["us-east-1"]
+    assert "alb.hour in us-east-1: 0 prices for LoadBalancerUsage (kept the table's)" in missing
+    assert "fargate.vcpuHour.X86_64 in us-east-2: 0 prices for Fargate-vCPU-Hours:perCPU (kept the table's)" in missing
+    # Windows and ARM rows of the same offer are not taken for the Linux x86 ones.
+    assert not [m for m in missing if m.startswith("fargate.") and "us-east-1" in m]
+    assert ("AmazonECS", "us-east-1") in client.asked and "PRICE-LIST-API" in new["sources"]
+
+
+def test_refresh_asks_the_api_as_botocore_models_it():
+    import botocore.session
+    from botocore.stub import Stubber
+
+    with open(RECORDED, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    session = botocore.session.get_session()
+    client = session.create_client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    with Stubber(client) as stub:
+        stub.add_response(
+            "get_products",
+            {"FormatVersion": recorded["FormatVersion"], "PriceList": recorded["PriceList"]},
+            {
+                "ServiceCode": "AmazonECS",
+                "Filters": [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": "us-east-1"}],
+                "FormatVersion": "aws_v1",
+            },
+        )
+        found = list(refresh.products(client, "AmazonECS", "us-east-1"))
+    assert len(found) == 11
+    assert {p["product"]["attributes"]["usagetype"] for p in found} >= {"USE1-Fargate-ARM-GB-Hours"}
+
+
+@pytest.mark.parametrize(
+    ("usagetype", "region", "wanted", "expected"),
+    [
+        ("USE1-Fargate-GB-Hours", "us-east-1", "Fargate-GB-Hours", True),
+        ("USE1-Fargate-ARM-GB-Hours", "us-east-1", "Fargate-GB-Hours", False),
+        ("NatGateway-Hours", "us-east-1", "NatGateway-Hours", True),
+        ("NatGateway-Hours", "eu-west-1", "NatGateway-Hours", False),
+        ("EU-NatGateway-Hours", "eu-west-1", "NatGateway-Hours", True),
+        ("us-west-2-KMS-Keys", "us-west-2", "KMS-Keys", True),
+        ("USE2-LCUUsage", "us-west-2", "LCUUsage", False),
+    ],
+)
+def test_a_usagetype_matches_only_its_region(usagetype, region, wanted, expected):
+    assert refresh.matches(usagetype, region, wanted) is expected
