@@ -447,7 +447,10 @@ ACCOUNT_ID_RE = r"^\d{12}$"
 def _account_id(value: Any) -> Any:
     # YAML reads 012345678901 as a number, and an account ID may start with 0: only a quoted string is exact.
     if isinstance(value, int) and not isinstance(value, bool):
-        raise _error(f'must be a quoted string of 12 digits ("{value:012d}"?); got the number {value}')
+        raise _error(
+            "must be a quoted string of 12 digits (YAML reads an unquoted ID as a number, which loses leading "
+            f"zeros); got the number {value}"
+        )
     return value
 
 
@@ -681,6 +684,19 @@ class Settings(Section):
                 f"own region); got {self.certificate_arn}",
                 "certificateArn",
             )
+        if self.account_id and self.account_id != OFFLINE_SECRET:
+            for key, arn in (
+                ("pipeline.deployRoleArn", self.pipeline.deploy_role_arn),
+                ("pipeline.previewRoleArn", self.pipeline.preview_role_arn),
+                ("certificateArn", self.certificate_arn),
+            ):
+                owner = arn.split(":")[4] if arn.count(":") >= 5 else ""
+                if owner.isdigit() and owner != self.account_id:
+                    raise _error(
+                        f"is in account {owner}, but {NAMESPACE}:accountId is {self.account_id}: the stack's roles "
+                        "and certificate must be in its own account",
+                        key,
+                    )
         if self.pipeline.promote_from == self.environment:
             raise _error(
                 f"must name another environment: a stack cannot promote its own releases (this one is "
@@ -1021,7 +1037,8 @@ def project_stacks(root: str = os.path.dirname(os.path.abspath(__file__))) -> di
         source = pipeline.get("promoteFrom", "") if isinstance(pipeline, dict) else ""
         account = values.get(f"{NAMESPACE}:accountId")
         account = (
-            f"{account:012d}" if isinstance(account, int) and not isinstance(account, bool) else str(account or "")
+            # A number is refused (load names it): YAML drops leading zeros, and reads some IDs as octal.
+            f"unquoted {account}" if isinstance(account, int) and not isinstance(account, bool) else str(account or "")
         )
         stacks[stack] = (str(values.get(f"{NAMESPACE}:environment") or "dev"), str(source or ""), account)
     return stacks

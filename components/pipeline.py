@@ -24,7 +24,6 @@ from .bucket import private_bucket
 from .buildprojects import BUILD_IMAGES, BuildProjects, BuildProjectsArgs
 from .common import AwsContext, child_opts, policy_document, role_with_policy, stateful_opts
 from .drift import DriftDetection, DriftDetectionArgs
-from .events import event_rule
 from .jobs import JobContext, pipeline_jobs
 from .previews import PullRequestPreviews, PullRequestPreviewsArgs
 from .release import reader_role_name, release_parameter, releases_bucket_name
@@ -128,6 +127,11 @@ class BuildPipeline(pulumi.ComponentResource):
             kms_key_arn=args.data_key_arn,
             statements=lambda arn: _upstream_copies(args, arn),
         )
+        if args.upstream_account:
+            # The upstream's copy of its newest bundle starts this stack's pipeline: S3 tells EventBridge.
+            aws.s3.BucketNotification(
+                f"{name}-releases-events", bucket=self.releases.name, eventbridge=True, opts=child_opts(self)
+            )
         self.release_parameter = release_parameter(args.project, args.service_name, args.environment)
         # An upstream in this account keeps the bundles in its own bucket; one in another account
         # copies them into this stack's (its release job, `_upstream_copies`).
@@ -217,6 +221,7 @@ class BuildPipeline(pulumi.ComponentResource):
                 upstream_release_parameter=upstream_parameter,
                 upstream_data_key_alias=args.upstream_data_key_alias,
                 upstream_account=args.upstream_account,
+                upstream_bundle_bucket=self.releases.name if args.upstream_account else None,
                 tags=args.tags,
             ),
             opts=child_opts(self),
@@ -259,8 +264,8 @@ class BuildPipeline(pulumi.ComponentResource):
 
     def _serve_downstream(self, name: str, args: BuildPipelineArgs, env: str, account: str, prefix: str) -> None:
         """A stack in another account promotes this one's releases: a role there may read the record's
-        history through a role here (its deploy job checks a release against it), and the record's
-        changes are forwarded to that account's default event bus (they start its pipeline)."""
+        history through a role here (its deploy job checks a release against it). Its pipeline starts
+        on the bundle the release job copies into its bucket (no event crosses the accounts)."""
         ctx = args.context
         partition = ctx.partition
         role_with_policy(
@@ -292,23 +297,6 @@ class BuildPipeline(pulumi.ComponentResource):
                     "Resource": ctx.arn("ssm", f"parameter{self.release_parameter}"),
                 }
             ],
-            tags=args.tags,
-        )
-        bus = f"arn:{partition}:events:{ctx.region}:{account}:event-bus/default"
-        event_rule(
-            self,
-            name,
-            f"releases-to-{env}",
-            f"Forwards each release of {args.environment} to account {account}, where it starts {prefix}",
-            context=ctx,
-            prefix=args.prefix,
-            target_arn=bus,
-            pattern={
-                "source": ["aws.ssm"],
-                "detail-type": ["Parameter Store Change"],
-                "detail": {"name": [self.release_parameter], "operation": ["Create", "Update"]},
-            },
-            start=("events:PutEvents", bus),
             tags=args.tags,
         )
 

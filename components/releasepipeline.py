@@ -47,9 +47,9 @@ class ReleasePipelineArgs:
     upstream_release_parameter: str = ""
     upstream_data_key_alias: str = ""
     # An upstream in another account (its account ID): its release job copies the bundles into this
-    # stack's releases bucket (``upstream_releases_bucket`` is then this stack's), and its rule forwards
-    # the record's changes to this account's default event bus.
+    # stack's releases bucket, ``upstream_bundle_bucket`` (``upstream_releases_bucket`` is then the same).
     upstream_account: str = ""
+    upstream_bundle_bucket: pulumi.Input[str] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -127,17 +127,16 @@ class ReleasePipeline(Part):
                 "detail": {"name": [args.upstream_release_parameter], "operation": ["Create", "Update"]},
             }
             if args.upstream_account:
-                # The upstream's rule forwards its record's changes to this account's default bus: only
-                # events from that account start the pipeline (the bus admits it by this permission).
-                pattern["account"] = [args.upstream_account]
-                aws.cloudwatch.EventPermission(
-                    f"{name}-upstream-events",
-                    principal=args.upstream_account,
-                    statement_id=f"{args.prefix}-releases-of-{settings.promote_from}",
-                    action="events:PutEvents",
-                    event_bus_name="default",
-                    opts=child_opts(self),
-                )
+                # An upstream in another account copies its newest bundle here after recording the
+                # release: that object's creation starts the pipeline (no event crosses the accounts).
+                pattern = {
+                    "source": ["aws.s3"],
+                    "detail-type": ["Object Created"],
+                    "detail": {
+                        "bucket": {"name": [args.upstream_bundle_bucket]},
+                        "object": {"key": [f"{settings.promote_from}/latest.zip"]},
+                    },
+                }
             # Parameter Store sends every change of a parameter to EventBridge: a new upstream release
             # starts this pipeline (the bundle was written before the record, so the source has it).
             event_rule(
@@ -196,7 +195,8 @@ def _stages(args: ReleasePipelineArgs) -> tuple[list[aws.codepipeline.PipelineSt
                 _approval(
                     args,
                     f"Promote the newest {upstream} release to {args.stack}? "
-                    f"(aws ssm get-parameter --name {args.upstream_release_parameter})",
+                    f"(aws ssm get-parameter --name {args.upstream_release_parameter}"
+                    + (f", with credentials of account {args.upstream_account})" if args.upstream_account else ")"),
                 )
             )
         deploy = build(

@@ -3,8 +3,8 @@
 Both stack files name their account (`cicd:accountId`); each stack learns the other's from the
 project's stack files. What crosses the boundary: prod's task execution role pulls dev's released images
 (dev's repository policy), dev's release job copies each bundle into prod's releases bucket (prod's
-bucket and key policies), dev's record changes are forwarded to prod's default event bus (prod's bus
-permission and rule), and prod's deploy job reads dev's record history through a role dev keeps for it.
+bucket and key policies; the copy of the newest starts prod's pipeline, through S3's own events in prod's
+account), and prod's deploy job reads dev's record history through a role dev keeps for it.
 """
 
 from __future__ import annotations
@@ -21,13 +21,30 @@ D, P = "111111111111", "222222222222"
 TWO_ACCOUNTS = {"dev": ("dev", "", D), "prod": ("prod", "dev", P)}
 
 
+def in_account(account: str) -> dict:
+    """A stack file's keys for `account`: its ID, and its deploy role there."""
+    return {
+        "cicd:accountId": account,
+        "cicd:pipeline": {"deployRoleArn": f"arn:aws:iam::{account}:role/cicd-deployer"},
+    }
+
+
 @pytest.fixture(scope="module")
 def accounts():
     """Both plans with the two stack files naming their accounts."""
     saved = config.project_stacks
     config.project_stacks = lambda root=None: dict(TWO_ACCOUNTS)
     try:
-        plans = run_plan("dev", **{"cicd:accountId": D}), run_plan("prod", **{"cicd:accountId": P})
+        plans = (
+            run_plan("dev", **in_account(D)),
+            run_plan(
+                "prod",
+                **in_account(P),
+                **{
+                    "cicd:certificateArn": f"arn:aws:acm:us-east-1:{P}:certificate/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f"
+                },
+            ),
+        )
     finally:
         config.project_stacks = saved
     return plans
@@ -59,16 +76,12 @@ def test_nothing_else_names_the_other_account(accounts):
     assert mentions(dev, P) == {
         "image-policy",
         "pipeline-reader-prod-role",
-        "pipeline-releases-to-prod",
-        "pipeline-releases-to-prod-target",
-        "pipeline-releases-to-prod-events-policy",
         "pipeline-release",
         "pipeline-release-policy",
     }
     assert mentions(prod, D) == {
         "data-key",
-        "pipeline-upstream-events",
-        "pipeline-on-release",
+        "pipeline-pipeline",  # the approval's question says where dev's record is
         "pipeline-releases-policy",
         "pipeline-deploy",
         "pipeline-deploy-policy",
@@ -159,25 +172,23 @@ def test_dev_copies_each_bundle_into_prods_bucket_and_nowhere_else(accounts):
     assert key["Condition"] == {**listed, "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
 
 
-def test_a_release_of_dev_reaches_prods_event_bus_and_starts_its_pipeline(accounts):
+def test_devs_copy_of_its_newest_bundle_starts_prods_pipeline(accounts):
     dev, prod = accounts
-    bus = f"arn:aws:events:us-east-1:{P}:event-bus/default"
-    assert dev.named("pipeline-releases-to-prod-target").inputs["arn"] == bus
-    assert statements(dev.named("pipeline-releases-to-prod-events-policy")) == [
-        {"Sid": "Start", "Effect": "Allow", "Action": "events:PutEvents", "Resource": bus}
-    ]
-    forwarded = json.loads(dev.named("pipeline-releases-to-prod").inputs["eventPattern"])
-    assert forwarded["detail"]["name"] == ["/cicd/web/dev/release"]
-    permission = prod.named("pipeline-upstream-events").inputs
-    assert (permission["principal"], permission["action"], permission["eventBusName"]) == (
-        D,
-        "events:PutEvents",
-        "default",
-    )
+    # Nothing crosses as an event: no rule of dev targets prod, no bus of prod admits dev.
+    assert not [r for r in dev.all("aws:cloudwatch/eventTarget:EventTarget") if P in json.dumps(r.inputs)]
+    assert "aws:cloudwatch/eventPermission:EventPermission" not in {r.type for r in prod.registrations}
+    notification = prod.named("pipeline-releases-events").inputs
+    assert notification == {"bucket": f"web-prd-releases-{P}", "eventbridge": True}
     pattern = json.loads(prod.named("pipeline-on-release").inputs["eventPattern"])
-    assert pattern["account"] == [D] and pattern["detail"]["name"] == ["/cicd/web/dev/release"]
+    assert pattern == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [f"web-prd-releases-{P}"]}, "object": {"key": ["dev/latest.zip"]}},
+    }
     source = prod.named("pipeline-pipeline").inputs["stages"][0]["actions"][0]["configuration"]
     assert source["S3Bucket"] == f"web-prd-releases-{P}" and source["S3ObjectKey"] == "dev/latest.zip"
+    approval = prod.named("pipeline-pipeline").inputs["stages"][1]["actions"][0]["configuration"]["CustomData"]
+    assert f"with credentials of account {D}" in approval
 
 
 def test_both_stacks_pass_every_mandatory_policy(accounts):
@@ -192,7 +203,7 @@ def test_one_account_creates_none_of_it(dev, prod):
     for plan in (dev, prod):
         types = {r.type for r in plan.registrations}
         assert "aws:ecr/repositoryPolicy:RepositoryPolicy" not in types
-        assert "aws:cloudwatch/eventPermission:EventPermission" not in types
+        assert "aws:s3/bucketNotification:BucketNotification" not in types
     assert "UPSTREAM_ROLE_ARN" not in json.dumps(prod.named("pipeline-deploy").inputs)
 
 
@@ -224,8 +235,8 @@ def test_the_same_account_on_both_sides_is_one_account():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (111111111111, 'must be a quoted string of 12 digits ("111111111111"?)'),
-        (12345678901, 'must be a quoted string of 12 digits ("012345678901"?)'),
+        (111111111111, "must be a quoted string of 12 digits (YAML reads an unquoted ID as a number"),
+        (12345678901, "got the number 12345678901"),
         ("12345", "must be 12 digits, quoted (an AWS account ID), or empty"),
     ],
 )
@@ -241,7 +252,7 @@ def test_credentials_of_another_account_are_refused_before_anything_is_registere
     monkeypatch.setattr(program, "_configured_account", lambda config: "")
     monkeypatch.setattr(config, "project_stacks", lambda root=None: dict(TWO_ACCOUNTS))
     with pytest.raises(config.ConfigError) as raised:
-        run_plan("dev", **{"cicd:accountId": D})
+        run_plan("dev", **in_account(D))
     assert raised.value.errors == [
         f"cicd:accountId is {D}, but the AWS credentials are of account 123456789012: use credentials of {D} "
         "for stack dev (AWS_PROFILE), or fix the key"
@@ -259,3 +270,35 @@ def test_the_plan_names_each_stacks_place_in_a_chain_across_accounts(policy_serv
     )
     data["outputs"]["releaseRole"] = f"builds; prod promotes from it in account {P}"
     assert f"Releases: this stack builds; prod promotes from it in account {P} (git -> tests" in plan_cli.render(data)
+
+
+def test_roles_and_certificate_of_another_account_are_refused():
+    with pytest.raises(config.ConfigError) as raised:
+        config.load_settings(
+            {
+                "accountId": P,
+                "pipeline": {
+                    "deployRoleArn": f"arn:aws:iam::{D}:role/cicd-deployer",
+                    "backendUrl": "s3://state",
+                    "promoteFrom": "dev",
+                },
+                "environment": "prod",
+                "protect": True,
+                "certificateArn": f"arn:aws:acm:us-east-1:{P}:certificate/0f3c6d2e-8a4b-4c1d-9e2f-1a2b3c4d5e6f",
+                "service": {"spot": False},
+            },
+            project="cicd",
+            stack="prod",
+            region="us-east-1",
+        )
+    assert any(
+        e.startswith(f"cicd:pipeline.deployRoleArn is in account {D}, but cicd:accountId is {P}")
+        for e in raised.value.errors
+    ), raised.value.errors
+
+
+def test_an_unquoted_account_in_another_stack_file_is_refused(tmp_path):
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  cicd:environment: dev\n  cicd:accountId: 012345670123\n")
+    stacks = config.project_stacks(str(tmp_path))
+    # YAML 1.1 reads it as an octal number: never taken for an account, the program names it.
+    assert stacks["dev"][2].startswith("unquoted ") and stacks["dev"][2] != "unquoted 12345670123"

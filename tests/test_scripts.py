@@ -378,25 +378,40 @@ def test_a_release_is_tagged_bundled_recorded_and_timed(tmp_path):
         )
 
 
-def test_a_release_is_copied_to_downstream_accounts_before_it_is_recorded(tmp_path):
+def test_a_release_is_copied_to_downstream_accounts_and_starts_them_after_it_is_recorded(tmp_path):
     (tmp_path / "s3").mkdir()
     stub(tmp_path, "aws", AWS_STUB)
     buckets = "web-prd-releases-222222222222 web-stg-releases-333333333333"
     env = release_env(tmp_path, DOWNSTREAM_BUCKETS=buckets, MISSING_BUCKET="web-stg-releases-333333333333")
     result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
-    # A downstream stack not deployed yet does not fail dev's release: it is named, and promotes the next.
+    # A downstream stack not deployed yet does not fail dev's release: it is named, and promotes a later one.
     assert result.returncode == 0, result.stderr
-    assert "warning: no copy of this release in web-stg-releases-333333333333" in result.stderr
+    assert "warning: web-stg-releases-333333333333 does not exist" in result.stderr
     own = tmp_path / "s3" / "web-dev-releases-123456789012" / "dev"
     copy = tmp_path / "s3" / "web-prd-releases-222222222222" / "dev"
     assert (copy / f"{SHA}.zip").read_bytes() == (own / f"{SHA}.zip").read_bytes()
     assert (copy / "latest.zip").read_bytes() == (own / f"{SHA}.zip").read_bytes()
     log = calls(tmp_path)
-    copied = max(i for i, c in enumerate(log) if "s3://web-prd-releases-222222222222/dev/latest.zip" in c)
+    bundle = next(i for i, c in enumerate(log) if f"s3://web-prd-releases-222222222222/dev/{SHA}.zip" in c)
+    latest = next(i for i, c in enumerate(log) if "s3://web-prd-releases-222222222222/dev/latest.zip" in c)
     recorded = next(i for i, c in enumerate(log) if c.startswith("aws ssm put-parameter"))
-    assert copied < recorded
+    # The bundle is there before the record; latest.zip, which starts prod's pipeline, after it.
+    assert bundle < recorded < latest
     record = json.loads((tmp_path / "s3" / "parameter.json").read_text())
     assert record["bundle_sha256"] == hashlib.sha256((copy / "latest.zip").read_bytes()).hexdigest()
+
+
+def test_a_copy_refused_for_another_reason_fails_the_release_before_it_is_recorded(tmp_path):
+    (tmp_path / "s3").mkdir()
+    refused = AWS_STUB.replace(
+        '  "s3 cp")\n', '  "s3 cp")\n    [[ "$5" == s3://web-prd-* ]] && { echo "AccessDenied" >&2; exit 1; }\n', 1
+    )
+    assert refused != AWS_STUB
+    stub(tmp_path, "aws", refused)
+    env = release_env(tmp_path, DOWNSTREAM_BUCKETS="web-prd-releases-222222222222")
+    result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
+    assert result.returncode != 0 and "cannot copy this release to web-prd-releases-222222222222" in result.stderr
+    assert not [c for c in calls(tmp_path) if c.startswith("aws ssm put-parameter")]
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ print(next((d.get("updatedBy") for d in details
             if d.get("input", {}).get("actionTypeId", {}).get("category") == "Approval" and d.get("updatedBy")), "none"))')"
 now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 work="$(mktemp -d)"
+downstream=()  # the releases buckets of downstream stacks in other accounts that got this release
 
 # Lead time for changes (DORA): from the commit to this release, in minutes. Best effort, and before
 # anything is recorded: a time it cannot read is reported and skipped, never a failed release.
@@ -99,15 +100,19 @@ print(json.dumps({"image": os.environ["IMAGE"], "commit": os.environ["COMMIT"], 
   # What a downstream stack promotes: written before the record that starts its pipeline.
   aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$ENVIRONMENT/latest.zip"
   # A downstream stack in another account reads bundles from its own releases bucket (encrypted there
-  # with its key): each gets a copy, before the record whose forwarded event starts its pipeline.
+  # with its key): each gets this release's bundle now, and `latest.zip` (which starts its pipeline)
+  # after the record. A stack not deployed yet (no bucket) is skipped and promotes a later release;
+  # any other failure fails the release.
   for bucket in ${DOWNSTREAM_BUCKETS:-}; do
-    for key in "$bundle_key" "$ENVIRONMENT/latest.zip"; do
-      if ! copied="$(aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$bucket/$key" 2>&1)"; then
-        # Not fatal: the release is good here; that stack promotes the next one (README, bootstrap).
-        echo "warning: no copy of this release in $bucket (is that stack deployed?): $copied" >&2
-        break
+    if ! copied="$(aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$bucket/$bundle_key" 2>&1)"; then
+      if [[ "$copied" == *NoSuchBucket* ]]; then
+        echo "warning: $bucket does not exist (that stack is not deployed yet): it gets no copy of this release" >&2
+        continue
       fi
-    done
+      echo "error: cannot copy this release to $bucket: $copied" >&2
+      exit 1
+    fi
+    downstream+=("$bucket")
   done
 else
   : "${DEPLOYED_COMMIT:?the deploy job exports it}" "${PROMOTE_FROM:?}" "${UPSTREAM_RELEASES_BUCKET:?}"
@@ -141,5 +146,10 @@ if [[ -n "$minutes" ]]; then
 fi
 # Last: the record starts downstream pipelines, whose source is already in place.
 aws ssm put-parameter --name "$RELEASE_PARAMETER" --type String --overwrite --value "$record" > /dev/null
+# Downstream stacks in other accounts start on their copy of the newest bundle, once the record they
+# check it against exists.
+for bucket in "${downstream[@]}"; do
+  aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$bucket/$ENVIRONMENT/latest.zip"
+done
 printf '%s\n' "$image" > "$out"
 echo "released $image ($commit) to $ENVIRONMENT; record $RELEASE_PARAMETER"
