@@ -28,7 +28,7 @@ upstream_key_alias = (
     "" if pipe.builds else f"alias/{prefix}-data" if upstream_account else f"alias/{settings.upstream_prefix}-data"
 )
 
-if settings.account_id:
+if settings.account_id not in ("", config.OFFLINE_SECRET):
     # Before anything is registered: credentials of another account would build this stack there.
     config.require_account(settings, aws.get_caller_identity().account_id)
 context = AwsContext.of_provider(settings.region)

@@ -862,8 +862,9 @@ def image_to_deploy(settings: Settings, released: str) -> str:
             [
                 f"{NAMESPACE}:service.image is empty and this stack has recorded no release yet: it promotes releases "
                 f"of {upstream}, whose records are in account {settings.upstream_account}, which this program does "
-                f"not read. Run this stack's pipeline (a release of {upstream} starts it), or set a digest "
-                f"{upstream} released (README, bootstrap)"
+                f"not read. For this first `up`, set it to a digest {upstream} released (with credentials of "
+                f"{settings.upstream_account}: aws ssm get-parameter --name "
+                f"/{settings.project}/{settings.service.name}/{upstream}/release); README, Two accounts"
             ]
         )
     if settings.pipeline.promote_from:

@@ -70,6 +70,19 @@ def assume_role_policy(service: str, conditions: Mapping[str, Any] | None = None
     return policy_document([statement])
 
 
+def other_account_roles(partition: str, roles: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The Principal and Condition of a resource policy statement admitting roles of other accounts,
+    given as (account ID, role name). The principal is each account: a role that does not exist yet
+    (before that stack's first `up`) is refused as a principal by ECR, S3, KMS and IAM, but not in a
+    condition, which narrows it to exactly those roles."""
+    return {
+        "Principal": {"AWS": sorted({f"arn:{partition}:iam::{account}:root" for account, _ in roles})},
+        "Condition": {
+            "ArnEquals": {"aws:PrincipalArn": sorted(f"arn:{partition}:iam::{a}:role/{r}" for a, r in roles)}
+        },
+    }
+
+
 class Part(pulumi.ComponentResource):
     """A component split out of a larger one (session 3). Its children were the larger one's until
     then: `child_opts` and `stateful_opts` give each an alias to that former parent, so an existing

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .common import AwsContext, child_opts, policy_document, stateful_opts
+from .common import AwsContext, child_opts, other_account_roles, policy_document, stateful_opts
 from .facts import KMS_PUBLISH, KMS_USE
 
 # Explicit actions instead of kms:*: the account (and through it IAM) administers and uses the key.
@@ -52,8 +52,8 @@ class ServiceGrant:
 
 @dataclass(frozen=True)
 class RoleGrant:
-    """Lets roles of another account use the key: the principal is that account (a role that does not
-    exist yet is refused in a principal, not in a condition), narrowed to the roles by `aws:PrincipalArn`."""
+    """Lets roles of another account use the key (`common.other_account_roles`), optionally only
+    through one AWS service (`kms:ViaService`)."""
 
     sid: str
     account: str
@@ -62,20 +62,11 @@ class RoleGrant:
     via_service: str = ""
 
     def statement(self, partition: str) -> dict[str, Any]:
-        condition: dict[str, Any] = {
-            "ArnEquals": {"aws:PrincipalArn": [f"arn:{partition}:iam::{self.account}:role/{r}" for r in self.roles]}
-        }
+        admitted = other_account_roles(partition, [(self.account, role) for role in self.roles])
         if self.via_service:
-            condition["StringEquals"] = {"kms:ViaService": self.via_service}
-        return {
-            "Sid": self.sid,
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:{partition}:iam::{self.account}:root"},
-            "Action": list(self.actions),
-            # In a key policy, "*" means this key and nothing else.
-            "Resource": "*",
-            "Condition": condition,
-        }
+            admitted["Condition"]["StringEquals"] = {"kms:ViaService": self.via_service}
+        # In a key policy, "*" means this key and nothing else.
+        return {"Sid": self.sid, "Effect": "Allow", **admitted, "Action": list(self.actions), "Resource": "*"}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from .common import AwsContext, assume_role_policy, child_opts, key_by_alias, role_with_policy, stateful_opts
+from .common import (
+    AwsContext,
+    assume_role_policy,
+    child_opts,
+    key_by_alias,
+    other_account_roles,
+    role_with_policy,
+    stateful_opts,
+)
 from .facts import PLATFORMS
 
 # Public images the tasks run (the X-Ray daemon) come through a pull-through cache in the stack's own
@@ -204,10 +212,7 @@ class ContainerImage(pulumi.ComponentResource):
         )
 
     def _grant_pulls(self, name: str, args: ContainerImageArgs) -> None:
-        """Another account's task execution roles pull released images by digest. The principal is the
-        account (a role that does not exist yet, as before that stack's first `up`, is refused in a
-        principal but not in a condition); the condition narrows it to exactly those roles."""
-        partition = args.context.partition
+        """Another account's task execution roles pull released images by digest."""
         aws.ecr.RepositoryPolicy(
             f"{name}-policy",
             repository=self.repository.name,
@@ -218,24 +223,12 @@ class ContainerImage(pulumi.ComponentResource):
                         {
                             "Sid": "PromotedPull",
                             "Effect": "Allow",
-                            "Principal": {
-                                "AWS": sorted(
-                                    {f"arn:{partition}:iam::{account}:root" for account, _ in args.pull_roles}
-                                )
-                            },
+                            **other_account_roles(args.context.partition, args.pull_roles),
                             "Action": [
                                 "ecr:BatchCheckLayerAvailability",
                                 "ecr:BatchGetImage",
                                 "ecr:GetDownloadUrlForLayer",
                             ],
-                            "Condition": {
-                                "ArnEquals": {
-                                    "aws:PrincipalArn": sorted(
-                                        f"arn:{partition}:iam::{account}:role/{role}"
-                                        for account, role in args.pull_roles
-                                    )
-                                }
-                            },
                         }
                     ],
                 },

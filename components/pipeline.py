@@ -22,7 +22,7 @@ import pulumi_aws as aws
 
 from .bucket import private_bucket
 from .buildprojects import BUILD_IMAGES, BuildProjects, BuildProjectsArgs
-from .common import AwsContext, child_opts, policy_document, role_with_policy, stateful_opts
+from .common import AwsContext, child_opts, other_account_roles, policy_document, role_with_policy, stateful_opts
 from .drift import DriftDetection, DriftDetectionArgs
 from .jobs import JobContext, pipeline_jobs
 from .previews import PullRequestPreviews, PullRequestPreviewsArgs
@@ -145,17 +145,9 @@ class BuildPipeline(pulumi.ComponentResource):
         upstream_parameter = (
             release_parameter(args.project, args.service_name, settings.promote_from) if not settings.builds else ""
         )
+        reader = reader_role_name(args.upstream_prefix, args.prefix)
         upstream_reader = (
-            pulumi.Output.concat(
-                "arn:",
-                ctx.partition,
-                ":iam::",
-                args.upstream_account,
-                ":role/",
-                reader_role_name(args.upstream_prefix, args.prefix),
-            )
-            if args.upstream_account
-            else None
+            f"arn:{ctx.partition}:iam::{args.upstream_account}:role/{reader}" if args.upstream_account else None
         )
         for env, (account, downstream_prefix) in sorted(args.downstreams.items()):
             self._serve_downstream(name, args, env, account, downstream_prefix)
@@ -221,7 +213,6 @@ class BuildPipeline(pulumi.ComponentResource):
                 upstream_release_parameter=upstream_parameter,
                 upstream_data_key_alias=args.upstream_data_key_alias,
                 upstream_account=args.upstream_account,
-                upstream_bundle_bucket=self.releases.name if args.upstream_account else None,
                 tags=args.tags,
             ),
             opts=child_opts(self),
@@ -267,25 +258,17 @@ class BuildPipeline(pulumi.ComponentResource):
         history through a role here (its deploy job checks a release against it). Its pipeline starts
         on the bundle the release job copies into its bucket (no event crosses the accounts)."""
         ctx = args.context
-        partition = ctx.partition
         role_with_policy(
             self,
             f"{name}-reader-{env}",
             role_name=reader_role_name(args.prefix, prefix),
             description=f"Lets the {env} deploy job in account {account} read the releases {args.prefix} recorded",
-            # The account is the principal (a role that does not exist yet is refused in a principal, not
-            # in a condition); the condition narrows it to that stack's deploy job.
             trust=policy_document(
                 [
                     {
                         "Effect": "Allow",
-                        "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                        **other_account_roles(ctx.partition, [(account, f"{prefix}-deploy-build")]),
                         "Action": "sts:AssumeRole",
-                        "Condition": {
-                            "ArnEquals": {
-                                "aws:PrincipalArn": f"arn:{partition}:iam::{account}:role/{prefix}-deploy-build"
-                            }
-                        },
                     }
                 ]
             ),
@@ -349,19 +332,13 @@ def _upstream_copies(args: BuildPipelineArgs, bucket_arn: pulumi.Output[str]) ->
     releases bucket: its release job's role may put objects there and nothing else."""
     if not args.upstream_account:
         return []
-    partition, upstream = args.context.partition, args.pipeline.promote_from
+    release_job = (args.upstream_account, f"{args.upstream_prefix}-release-build")
     return [
         {
             "Sid": "UpstreamReleaseCopies",
             "Effect": "Allow",
-            "Principal": {"AWS": f"arn:{partition}:iam::{args.upstream_account}:root"},
+            **other_account_roles(args.context.partition, [release_job]),
             "Action": "s3:PutObject",
-            "Resource": pulumi.Output.concat(bucket_arn, f"/{upstream}/*"),
-            "Condition": {
-                "ArnEquals": {
-                    "aws:PrincipalArn": f"arn:{partition}:iam::{args.upstream_account}:role/"
-                    f"{args.upstream_prefix}-release-build"
-                }
-            },
+            "Resource": pulumi.Output.concat(bucket_arn, f"/{args.pipeline.promote_from}/*"),
         }
     ]

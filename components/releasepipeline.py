@@ -47,9 +47,8 @@ class ReleasePipelineArgs:
     upstream_release_parameter: str = ""
     upstream_data_key_alias: str = ""
     # An upstream in another account (its account ID): its release job copies the bundles into this
-    # stack's releases bucket, ``upstream_bundle_bucket`` (``upstream_releases_bucket`` is then the same).
+    # stack's releases bucket (``upstream_releases_bucket`` is then this stack's own).
     upstream_account: str = ""
-    upstream_bundle_bucket: pulumi.Input[str] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -121,6 +120,8 @@ class ReleasePipeline(Part):
             opts=child_opts(self, depends_on=list(args.projects.values())),
         )
         if not settings.builds:
+            # Parameter Store sends every change of a parameter to EventBridge: a new upstream release
+            # starts this pipeline (the bundle was written before the record, so the source has it).
             pattern: dict[str, Any] = {
                 "source": ["aws.ssm"],
                 "detail-type": ["Parameter Store Change"],
@@ -133,12 +134,10 @@ class ReleasePipeline(Part):
                     "source": ["aws.s3"],
                     "detail-type": ["Object Created"],
                     "detail": {
-                        "bucket": {"name": [args.upstream_bundle_bucket]},
+                        "bucket": {"name": [args.upstream_releases_bucket]},
                         "object": {"key": [f"{settings.promote_from}/latest.zip"]},
                     },
                 }
-            # Parameter Store sends every change of a parameter to EventBridge: a new upstream release
-            # starts this pipeline (the bundle was written before the record, so the source has it).
             event_rule(
                 self,
                 name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 HOURS = 730
@@ -40,11 +40,10 @@ class Item:
     source: str
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
         return {
-            "component": data["component"],
-            "resource": data["resource"],
-            "what": data["what"],
+            "component": self.component,
+            "resource": self.resource,
+            "what": self.what,
             "quantity": round(self.quantity, 4),
             "unit": self.unit,
             "unitUsd": self.unit_usd,
@@ -98,22 +97,26 @@ class _Pricer:
     def __init__(self, prices: Mapping[str, Any], region: str, estimate: Estimate) -> None:
         self.table, self.region, self.estimate = prices["prices"], region, estimate
 
-    def add(self, component: str, resource: str, what: str, key: str, quantity: float) -> float:
-        """One line: `quantity` of price `key`. A price the table lacks for the region is listed as
-        unpriced (never taken as zero). Returns the line's monthly USD."""
+    def add(
+        self, component: str, resource: str, what: str, key: str, quantity: float, *, discount: float = 0.0
+    ) -> None:
+        """One line: `quantity` of price `key`, less `discount` (a share, for assumed Spot prices). A
+        price the table lacks for the region is listed as unpriced, never taken as zero."""
         if quantity <= 0:
-            return 0.0
+            return
         entry = self.table.get(key)
         found = entry and entry["usd"].get(self.region)
         if not found:
             note = f"{resource}: {what} ({key} has no price for {self.region})"
             if note not in self.estimate.unpriced:
                 self.estimate.unpriced.append(note)
-            return 0.0
+            return
         usd, source = found
-        line = Item(component, resource, what, quantity, entry["unit"], usd, quantity * usd, source)
-        self.estimate.items.append(line)
-        return line.monthly_usd
+        if discount:
+            usd, source = round(usd * (1 - discount), 8), f"{source} less the assumed Spot discount"
+        self.estimate.items.append(
+            Item(component, resource, what, quantity, entry["unit"], usd, quantity * usd, source)
+        )
 
 
 def component_of(urn: str) -> str:
@@ -181,45 +184,26 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         return by_type.get(typ, [])
 
     requests = float(a["requestsPerMonth"])
-    # Fargate: every service's tasks at its desired count, around the clock.
-    tasks = {r.urn.rsplit("::", 1)[-1]: r for r in each("aws:ecs/taskDefinition:TaskDefinition")}
+    # Fargate: every service's tasks at its desired count, around the clock (the program has one task
+    # definition; a stack with more is not estimated here and says so).
+    tasks = each("aws:ecs/taskDefinition:TaskDefinition")
     for service in each("aws:ecs/service:Service"):
-        task = next(iter(tasks.values()), None) if len(tasks) == 1 else None
-        if task is None:
-            result.unpriced.append(f"{_name(service.urn)}: its task definition is not the stack's only one")
+        if len(tasks) != 1:
+            result.unpriced.append(f"{_name(service.urn)}: {len(tasks)} task definitions, which one it runs is unknown")
             continue
-        vcpu = _number(task.inputs.get("cpu")) / 1024
-        gb = _number(task.inputs.get("memory")) / 1024
-        arch = (task.inputs.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
+        vcpu = _number(tasks[0].inputs.get("cpu")) / 1024
+        gb = _number(tasks[0].inputs.get("memory")) / 1024
+        arch = (tasks[0].inputs.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
         on_demand, spot = fargate_tasks(service.inputs)
         if baseline:
             on_demand, spot, arch = on_demand + spot, 0.0, "X86_64"
         component, name = component_of(service.urn), _name(service.urn)
-        for kind, count, factor in (("on-demand", on_demand, 1.0), ("Spot", spot, 1 - a["spotDiscountPercent"] / 100)):
-            if count <= 0:
-                continue
-            for dimension, size in (("vcpuHour", vcpu), ("gbHour", gb)):
-                key = f"fargate.{dimension}.{arch}"
-                what = f"{count:g} {kind} {arch} task(s), {'vCPU' if dimension == 'vcpuHour' else 'GB'}"
-                if factor == 1.0:
-                    price.add(component, name, what, key, count * size * HOURS)
-                else:  # Spot: the on-demand price less the assumed discount, as one line
-                    before = len(result.items)
-                    price.add(component, name, what, key, count * size * HOURS)
-                    if len(result.items) > before:
-                        line = result.items.pop()
-                        result.items.append(
-                            Item(
-                                line.component,
-                                line.resource,
-                                f"{line.what} at {a['spotDiscountPercent']}% off (assumed)",
-                                line.quantity,
-                                line.unit,
-                                round(line.unit_usd * factor, 8),
-                                line.monthly_usd * factor,
-                                line.source + " less the assumed Spot discount",
-                            )
-                        )
+        share = a["spotDiscountPercent"] / 100
+        for kind, count, discount in (("on-demand", on_demand, 0.0), ("Spot", spot, share)):
+            off = f" at {a['spotDiscountPercent']}% off (assumed)" if discount else ""
+            for dimension, size, unit in (("vcpuHour", vcpu, "vCPU"), ("gbHour", gb, "GB")):
+                what = f"{count:g} {kind} {arch} task(s), {unit}{off}"
+                price.add(component, name, what, f"fargate.{dimension}.{arch}", count * size * HOURS, discount=discount)
     # Load balancers: hours, and LCUs from the larger of new connections (25/s each) and processed
     # bytes (1 GB/hour each), taking every request as a new connection.
     for lb in each("aws:lb/loadBalancer:LoadBalancer"):
@@ -309,7 +293,7 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         elif role == "preview":
             _build_minutes(price, project, executions * a["buildMinutes"], "a preview per change")
     for repository in each("aws:ecr/repository:Repository"):
-        kept = 30
+        kept = _images_kept(each("aws:ecr/lifecyclePolicy:LifecyclePolicy"))
         gb = kept * a["imageMb"] / 1024
         price.add(component_of(repository.urn), _name(repository.urn), f"{kept} images kept", "ecr.storageGbMonth", gb)
     for rule in each("aws:xray/samplingRule:SamplingRule"):
@@ -322,16 +306,29 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         price.add(component, name, "rules", "waf.ruleMonth", len(acl.inputs.get("rules") or []))
         price.add(component, name, "requests inspected", "waf.requestsMillion", requests / 1e6)
     if each("aws:s3/bucket:Bucket"):
-        first = each("aws:s3/bucket:Bucket")[0]
-        price.add(
-            component_of(first.urn), "buckets", "objects stored (all buckets)", "s3.storageGbMonth", float(a["s3Gb"])
-        )
+        buckets = len(each("aws:s3/bucket:Bucket"))
+        price.add("stack", "buckets", f"objects stored in its {buckets} buckets", "s3.storageGbMonth", float(a["s3Gb"]))
     if any(not lb.inputs.get("internal") for lb in each("aws:lb/loadBalancer:LoadBalancer")) or each("awsx:ec2:Vpc"):
         result.unpriced.append(
             "public IPv4 addresses (an internet-facing load balancer's, one per AZ, and each NAT gateway's "
             "Elastic IP): AWS bills them by the hour; the price table does not have that price yet"
         )
     return result
+
+
+def _images_kept(policies: list[Resource]) -> int:
+    """How many images the repository's lifecycle keeps (its "any" rule's count; 30 without one).
+    Released images a downstream stack runs are kept beyond it and not counted."""
+    for policy in policies:
+        try:
+            rules = json.loads(policy.inputs.get("policy") or "{}").get("rules", [])
+        except (TypeError, ValueError):
+            continue
+        for rule in rules:
+            selection = rule.get("selection", {})
+            if selection.get("tagStatus") == "any" and selection.get("countType") == "imageCountMoreThan":
+                return int(selection["countNumber"])
+    return 30
 
 
 def _build_minutes(price: _Pricer, project: Resource, minutes: float, why: str) -> None:

@@ -102,8 +102,17 @@ def refresh(client: Any, table: dict[str, Any], today: str) -> tuple[dict[str, A
             if len(prices) != 1:
                 missing.append(f"{key} in {region}: {len(prices)} prices for {usagetype} (kept the table's)")
                 continue
-            usd, _unit = prices.pop()
-            entry["usd"][region] = [round(usd * factor, 10), "PRICE-LIST-API"]
+            usd, unit = prices.pop()
+            usd = round(usd * factor, 10)
+            before = entry["usd"].get(region, [None])[0]
+            # A price off by more than 3x is more likely a unit we misread (per request, per million) than
+            # a price change: kept, and reported for a person to check.
+            if before and not before / 3 <= usd <= before * 3:
+                missing.append(
+                    f"{key} in {region}: {usd} per {unit} against {before} (over 3x apart; kept the table's)"
+                )
+                continue
+            entry["usd"][region] = [usd, "PRICE-LIST-API"]
     table["compiled"] = today
     return table, missing
 

@@ -182,7 +182,7 @@ def run(
     """
     if config is None:
         config, secret_keys = load_stack_config(stack, root)
-    stand_ins = stand_in_releases(config, _upstream_account(config, root)) if parameters is None else {}
+    stand_ins = stand_in_releases(config, _upstream_account(config, stack, root)) if parameters is None else {}
     if parameters is None:
         parameters = stand_ins
     if root not in sys.path:
@@ -215,25 +215,25 @@ def _configured_account(config: dict[str, str]) -> str:
     return value if value.isdigit() and len(value) == 12 else ""
 
 
-def _upstream_account(config: dict[str, str], root: str) -> str:
-    """The account of the stack this one promotes from, when both name theirs and they differ."""
-    own = _configured_account(config)
+def _upstream_account(config: dict[str, str], stack: str, root: str) -> str:
+    """The account of the stack this one promotes from, when both name theirs and they differ (as the
+    program finds it: `config.other_accounts` over the project's stack files)."""
     try:
         upstream = json.loads(config.get("cicd:pipeline") or "{}").get("promoteFrom")
     except (json.JSONDecodeError, AttributeError):
         return ""
-    if not own or not upstream:
+    if not upstream:
         return ""
     if root not in sys.path:
         sys.path.insert(0, root)
-    import config as contract  # the program's own reading of the project's stack files
+    import config as contract
 
     try:
         stacks = contract.project_stacks()
     except contract.ConfigError:
         return ""  # the program reports it
-    accounts = {facts[0]: facts[2] for facts in stacks.values()}
-    return accounts.get(upstream, "") if accounts.get(upstream, "") not in ("", own) else ""
+    own = (config.get("cicd:environment") or "dev", upstream, _configured_account(config))
+    return contract.other_accounts({**stacks, stack: own}, stack).get(upstream, "")
 
 
 def stand_in_releases(config: dict[str, str], upstream_account: str = "") -> dict[str, str]:

@@ -110,8 +110,8 @@ def test_the_reader_role_admits_only_prods_deploy_job_and_reads_only_devs_record
     role = dev.named("pipeline-reader-prod-role")
     assert role.inputs["name"] == "web-dev-reader-web-prd"
     [trust] = statements(role, "assumeRolePolicy")
-    assert trust["Principal"] == {"AWS": f"arn:aws:iam::{P}:root"}
-    assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{P}:role/web-prd-deploy-build"}}
+    assert trust["Principal"] == {"AWS": [f"arn:aws:iam::{P}:root"]}
+    assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [f"arn:aws:iam::{P}:role/web-prd-deploy-build"]}}
     assert statements(dev.named("pipeline-reader-prod-policy")) == [
         {
             "Sid": "ReleaseHistory",
@@ -157,19 +157,19 @@ def test_dev_copies_each_bundle_into_prods_bucket_and_nowhere_else(accounts):
     }
     assert variables["DOWNSTREAM_BUCKETS"] == f"web-prd-releases-{P}"
     # prod's side admits exactly dev's release job: puts under dev/ in its bucket, its key only through S3.
-    devs_release_job = {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{D}:role/web-dev-release-build"}}
+    devs_release_job = {"ArnEquals": {"aws:PrincipalArn": [f"arn:aws:iam::{D}:role/web-dev-release-build"]}}
     bucket = {s.get("Sid"): s for s in statements(prod.named("pipeline-releases-policy"))}
     copies = bucket["UpstreamReleaseCopies"]
     assert (copies["Principal"], copies["Action"], copies["Condition"]) == (
-        {"AWS": f"arn:aws:iam::{D}:root"},
+        {"AWS": [f"arn:aws:iam::{D}:root"]},
         "s3:PutObject",
         devs_release_job,
     )
     assert copies["Resource"] == f"arn:aws:s3:::web-prd-releases-{P}/dev/*"
     key = {s["Sid"]: s for s in statements(prod.one("aws:kms/key:Key", "data-key"))}["UpstreamReleaseCopies"]
     assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
-    listed = {"ArnEquals": {"aws:PrincipalArn": [f"arn:aws:iam::{D}:role/web-dev-release-build"]}}
-    assert key["Condition"] == {**listed, "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+    assert key["Principal"] == {"AWS": [f"arn:aws:iam::{D}:root"]}
+    assert key["Condition"] == {**devs_release_job, "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
 
 
 def test_devs_copy_of_its_newest_bundle_starts_prods_pipeline(accounts):

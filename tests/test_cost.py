@@ -224,3 +224,27 @@ def test_refresh_asks_the_api_as_botocore_models_it():
 )
 def test_a_usagetype_matches_only_its_region(usagetype, region, wanted, expected):
     assert refresh.matches(usagetype, region, wanted) is expected
+
+
+def test_a_price_far_from_the_tables_is_reported_not_written():
+    with open(RECORDED, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    table = estimate.load_prices()
+    table["prices"]["fargate.gbHour.ARM64"]["usd"]["us-east-1"] = [0.0356, "QPW"]  # ten times the recorded
+    new, missing = refresh.refresh(RecordedClient({("AmazonECS", "us-east-1"): recorded}), table, "2026-11-27")
+    assert new["prices"]["fargate.gbHour.ARM64"]["usd"]["us-east-1"] == [0.0356, "QPW"]
+    assert "fargate.gbHour.ARM64 in us-east-1: 0.00356 per hours against 0.0356 (over 3x apart" in " ".join(missing)
+
+
+@pytest.mark.parametrize(
+    ("rules", "kept"),
+    [
+        ([{"selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 12}}], 12),
+        ([{"selection": {"tagStatus": "tagged", "countType": "imageCountMoreThan", "countNumber": 1000}}], 30),
+    ],
+)
+def test_ecr_storage_counts_the_images_the_lifecycle_keeps(rules, kept):
+    class Policy:
+        inputs = {"policy": json.dumps({"rules": rules})}
+
+    assert estimate._images_kept([Policy()]) == kept

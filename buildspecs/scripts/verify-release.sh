@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The deploy job of a stack that promotes releases of $PROMOTE_FROM: choose the release and refuse a
 # digest $PROMOTE_FROM never released. With $PROMOTE_FROM in another account (UPSTREAM_ROLE_ARN set),
-# its record history is read through that role, and the bundles are the copies in this stack's bucket. RELEASE is "latest" (the release this pipeline started from) or
-# a commit (a rollback). Either way the job deploys that commit's bundle from the upstream's releases
+# its record history is read through that role, and the bundles are the copies in this stack's bucket.
+# RELEASE is "latest" (the release this pipeline started from) or a commit (a rollback). Either way the job deploys that commit's bundle from the upstream's releases
 # bucket, and only if the upstream's record history (the SSM parameter's last 100 versions) holds the
 # same image, commit and sha256 of the bundle's bytes. Writes shell lines to $1 that the buildspec sources: the exports of
 # IMAGE_URI, GIT_SHA and DEPLOYED_COMMIT, and a `cd` into the release's source.
