@@ -25,6 +25,7 @@ from components.deploytime import DEPLOY_JOB_MAX_MINUTES, deploy_job_minutes, de
 from components.facts import ARCHITECTURES, FARGATE_MEMORY, PROGRAM_VARIABLES, secret_word
 from components.observability import CHATBOT_REGIONS
 from components.regions import SERVICE_NAMES, SERVICE_REGIONS
+from cost.estimate import DEFAULTS as COST_DEFAULTS
 
 NAMESPACE = "cicd"
 # Set by every CI job that runs the program (deploy, drift, previews): no local image build there.
@@ -586,21 +587,22 @@ class ObservabilitySettings(Section):
 
 
 class CostSettings(Section):
-    """`cicd:cost`: the usage the monthly estimate assumes (cost/estimate.py); prices are in cost/prices.json."""
+    """`cicd:cost`: the usage the monthly estimate assumes (cost/estimate.py, whose DEFAULTS these are);
+    prices are in cost/prices.json."""
 
-    requests_per_month: Between(0, 10**12) = 1_000_000
+    requests_per_month: Between(0, 10**12) = COST_DEFAULTS["requestsPerMonth"]
     # The mean response size: the load balancer's processed bytes (its LCUs) come from it.
-    response_kb: Between(0, 10**6) = 20
-    log_gb_per_month: Between(0, 10**6) = 5
-    nat_gb_per_month: Between(0, 10**7) = 10
+    response_kb: Between(0, 10**6) = COST_DEFAULTS["responseKb"]
+    log_gb_per_month: Between(0, 10**6) = COST_DEFAULTS["logGbPerMonth"]
+    nat_gb_per_month: Between(0, 10**7) = COST_DEFAULTS["natGbPerMonth"]
     # Pipeline executions a day (a building stack: pushes to the branch; a promoting one: promotions).
-    builds_per_day: Between(0, 1000) = 5
+    builds_per_day: Between(0, 1000) = COST_DEFAULTS["buildsPerDay"]
     # Minutes each CodeBuild job of an execution runs (unit tests, scans, image, deploy, release).
-    build_minutes: Between(1, 2160) = 5
-    image_mb: Between(1, 10**5) = 200
-    s3_gb: Between(0, 10**7) = 1
+    build_minutes: Between(1, 2160) = COST_DEFAULTS["buildMinutes"]
+    image_mb: Between(1, 10**5) = COST_DEFAULTS["imageMb"]
+    s3_gb: Between(0, 10**7) = COST_DEFAULTS["s3Gb"]
     # Fargate Spot is not in the Price List: an assumed discount off on-demand (AWS says "up to 70%").
-    spot_discount_percent: Between(0, 90) = 50
+    spot_discount_percent: Between(0, 90) = COST_DEFAULTS["spotDiscountPercent"]
 
 
 # ---------------------------------------------------------------------------------------------

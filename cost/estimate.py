@@ -20,6 +20,19 @@ HOURS = 730
 DAYS = 30
 PRICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices.json")
 BASELINE = "on-demand X86_64 Fargate and a NAT gateway per AZ, everything else the same"
+# The usage assumed when a stack sets none (`cicd:cost`, validated by config.CostSettings, which takes
+# its defaults from here; the policy pack's budget uses them too).
+DEFAULTS: dict[str, int] = {
+    "requestsPerMonth": 1_000_000,
+    "responseKb": 20,
+    "logGbPerMonth": 5,
+    "natGbPerMonth": 10,
+    "buildsPerDay": 5,
+    "buildMinutes": 5,
+    "imageMb": 200,
+    "s3Gb": 1,
+    "spotDiscountPercent": 50,
+}
 
 
 class Resource(Protocol):
@@ -356,6 +369,14 @@ def render(cost: Mapping[str, Any]) -> list[str]:
             )
     for note in cost["unpriced"]:
         out.append(f"  unpriced: {note}")
+    budget = cost.get("budget")
+    if budget:
+        out.append(f"Budget (policy monthly-budget): {money(budget['maxMonthlyUsd'])} a month")
+        for key, values in budget["assumptionsDiffer"].items():
+            out.append(
+                f"  warning: the budget assumes {key} {values['budget']}, the stack (cicd:cost) {values['stack']}: "
+                "set the policy config's monthly-budget.assumptions to match"
+            )
     base = cost["baseline"]
     out.append(
         f"Against {base['what']}: {money(base['monthlyUsd'])}; "

@@ -207,9 +207,21 @@ class PolicyServer:
             request.policyConfig[name].CopyFrom(config)
         self.stub.Configure(request)
 
-    def analyze(self, resources: Iterable[Any]) -> list[Finding]:
+    def analyze(self, resources: Iterable[Any], *, region: str | None = None) -> list[Finding]:
+        """Each resource, then the stack. `region`: the default AWS provider's, which the engine sends
+        with every aws resource to stack policies (the budget reads its prices by it)."""
         findings = []
         resources = list(resources)
+        provider = (
+            analyzer_pb2.AnalyzerProviderResource(
+                type="pulumi:providers:aws",
+                urn="urn:pulumi:stack::cicd::pulumi:providers:aws::default",
+                name="default",
+                properties=struct({"region": region}),
+            )
+            if region
+            else None
+        )
         for r in resources:
             response = self.stub.Analyze(
                 analyzer_pb2.AnalyzeRequest(
@@ -231,6 +243,7 @@ class PolicyServer:
                     propertyDependencies={
                         k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v) for k, v in r.property_dependencies.items()
                     },
+                    provider=provider if r.type.startswith("aws:") else None,
                 )
                 for r in resources
             ]
@@ -271,15 +284,16 @@ def run_pack(
     stack: str = "dev",
     config: dict[str, str] | None = None,
     server: PolicyServer | None = None,
+    region: str | None = None,
 ) -> AnalyzerResult:
     """Configure the pack, analyze `resources`; serve the pack for this call unless `server` runs it."""
     if server is None:
         with PolicyServer(pack_dir, stack=stack, config=config) as own:
-            return run_pack(pack_dir, resources, policy_config=policy_config, server=own)
+            return run_pack(pack_dir, resources, policy_config=policy_config, server=own, region=region)
     info = server.info()
     server.configure(policy_config or {})
     try:
-        findings = server.analyze(resources)
+        findings = server.analyze(resources, region=region)
     finally:
         server.configure({})
     policies = [

@@ -48,13 +48,15 @@ def plan(
     program_seconds = time.perf_counter() - started
     config_path = policy_config_path(stack)
     names = [p.name for p in server.info().policies] if server is not None else None
+    policy_config = analyzer.load_policy_config(config_path, names)
     checked = analyzer.run_pack(
         POLICY_DIR,
         result.registrations.values(),
-        policy_config=analyzer.load_policy_config(config_path, names),
+        policy_config=policy_config,
         stack=stack,
         config=result.config,
         server=server,
+        region=result.config.get("aws:region"),
     )
     return {
         "stack": stack,
@@ -82,13 +84,14 @@ def plan(
         "mandatoryViolations": len(checked.mandatory),
         "uncheckedSecrets": result.unchecked_secrets,
         "standInReleases": {k: json.loads(v) for k, v in result.stand_in_releases.items()},
-        "cost": monthly_cost(result),
+        "cost": monthly_cost(result, policy_config),
         "seconds": {"program": round(program_seconds, 3), "total": round(time.perf_counter() - started, 3)},
     }
 
 
-def monthly_cost(result: program.ProgramResult) -> dict[str, Any]:
-    """The stack's monthly estimate (cost/estimate.py) from its registrations and `cicd:cost`."""
+def monthly_cost(result: program.ProgramResult, policy_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stack's monthly estimate (cost/estimate.py) from its registrations and `cicd:cost`; and the
+    pack's budget (`monthly-budget`), with any usage it assumes otherwise (it cannot read stack config)."""
     import config as contract
     from cost import estimate
 
@@ -96,7 +99,13 @@ def monthly_cost(result: program.ProgramResult) -> dict[str, Any]:
     assumptions = contract.CostSettings.model_validate(raw, by_alias=True, by_name=False).model_dump(by_alias=True)
     region = result.config.get("aws:region", "us-east-1")
     found = estimate.estimate(result.registrations.values(), region=region, assumptions=assumptions)
-    return found.as_json(assumptions)
+    cost = found.as_json(assumptions)
+    budget = (policy_config or {}).get("monthly-budget")
+    if isinstance(budget, dict) and "maxMonthlyUsd" in budget:
+        budgeted = {**estimate.DEFAULTS, **(budget.get("assumptions") or {})}
+        differ = {k: {"stack": v, "budget": budgeted.get(k)} for k, v in assumptions.items() if budgeted.get(k) != v}
+        cost["budget"] = {"maxMonthlyUsd": budget["maxMonthlyUsd"], "assumptionsDiffer": differ}
+    return cost
 
 
 def awsx_children(vpc: Any) -> str:

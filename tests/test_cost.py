@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import run_plan
+from conftest import policy_config, run_plan
 
 import config
 from cost import estimate, refresh
@@ -113,6 +113,10 @@ def test_every_price_names_its_source_and_covers_the_four_regions():
         assert set(entry["usd"]) == {"us-east-1", "us-east-2", "us-west-2", "eu-west-1"}, key
         for region, (usd, source) in entry["usd"].items():
             assert usd > 0 and source in prices["sources"], (key, region)
+
+
+def test_the_configs_defaults_are_the_estimates():
+    assert config.CostSettings().model_dump(by_alias=True) == estimate.DEFAULTS
 
 
 def test_assumptions_are_validated_with_the_key_named():
@@ -248,3 +252,65 @@ def test_ecr_storage_counts_the_images_the_lifecycle_keeps(rules, kept):
         inputs = {"policy": json.dumps({"rules": rules})}
 
     assert estimate._images_kept([Policy()]) == kept
+
+
+# -- the budget in the policy pack -----------------------------------------------------------------
+
+
+def budget_findings(server, plan, region="us-east-1", **config):
+    server.configure({"monthly-budget": {"enforcementLevel": "mandatory", **config}})
+    try:
+        return [f for f in server.analyze(plan.registrations, region=region) if f.policy == "monthly-budget"]
+    finally:
+        server.configure({})
+
+
+def test_a_stack_over_its_budget_fails_naming_the_largest_items(prod, policy_server):
+    [finding] = budget_findings(policy_server, prod, maxMonthlyUsd=150)
+    assert finding.level == "mandatory"
+    message = finding.message.splitlines()[-1]
+    # The pack's estimate is the plan's: one definition.
+    assert (
+        "the estimated cost, $187.52 a month in us-east-1 (prices of 2026-11-27), is over the budget of $150.00"
+        in message
+    )
+    assert (
+        "the largest items: network-vpc 3 NAT gateway(s) $98.55; service-service 3 on-demand ARM64 task(s)" in message
+    )
+
+
+def test_a_stack_within_its_budget_passes(prod, policy_server):
+    assert budget_findings(policy_server, prod, maxMonthlyUsd=187.53) == []
+
+
+def test_the_budget_uses_the_assumptions_its_config_gives(dev, policy_server):
+    # 100 GB of logs a month instead of 5: $47.50 more ingestion, and 14 days of storage.
+    [finding] = budget_findings(policy_server, dev, maxMonthlyUsd=100, assumptions={"logGbPerMonth": 100})
+    extra = 95 * 0.50 + 95 * (14 * 24 / H) * 0.03
+    assert f"${round(sum(DEV_BY_HAND.values()) + extra, 2):,.2f} a month" in finding.message
+
+
+def test_without_a_budget_or_a_region_the_policy_says_so(dev, policy_server):
+    assert budget_findings(policy_server, dev) == []
+    [finding] = budget_findings(policy_server, dev, region=None, maxMonthlyUsd=100)
+    assert "no resource names its AWS provider's region" in finding.message
+
+
+def test_the_sample_stacks_have_budgets_their_estimates_meet():
+    budgets = {s: policy_config(s)["monthly-budget"] for s in ("dev", "prod")}
+    assert budgets["dev"] == {"enforcementLevel": "advisory", "maxMonthlyUsd": 150}
+    assert budgets["prod"] == {"enforcementLevel": "mandatory", "maxMonthlyUsd": 300}
+
+
+def test_the_plan_warns_when_the_budget_assumes_other_usage_than_the_stack(dev):
+    from offline import program
+
+    result = program.run("dev", config={**dev.result.config, "cicd:cost": json.dumps({"logGbPerMonth": 50})})
+    cost = plan_cli.monthly_cost(result, {"monthly-budget": {"maxMonthlyUsd": 150}})
+    assert cost["budget"]["assumptionsDiffer"] == {"logGbPerMonth": {"stack": 50, "budget": 5}}
+    text = "\n".join(estimate.render(cost))
+    assert "warning: the budget assumes logGbPerMonth 5, the stack (cicd:cost) 50" in text
+    matching = plan_cli.monthly_cost(
+        result, {"monthly-budget": {"maxMonthlyUsd": 150, "assumptions": {"logGbPerMonth": 50}}}
+    )
+    assert matching["budget"]["assumptionsDiffer"] == {}

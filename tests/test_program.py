@@ -50,7 +50,7 @@ def test_stack_has_every_component(stack, dev, prod):
 def test_stack_passes_every_mandatory_policy(stack, dev, prod, policy_server):
     plan = {"dev": dev, "prod": prod}[stack]
     policy_server.configure(policy_config(stack))
-    findings = policy_server.analyze(plan.registrations)
+    findings = policy_server.analyze(plan.registrations, region=plan.result.config["aws:region"])
     policy_server.configure({})
     mandatory = [f"{f.policy}: {f.message}" for f in findings if f.level == "mandatory" and not f.could_not_run]
     assert mandatory == []
@@ -60,14 +60,14 @@ def test_stack_passes_every_mandatory_policy(stack, dev, prod, policy_server):
 
 def test_prod_has_no_advisory_findings_either(prod, policy_server):
     policy_server.configure(policy_config("prod"))
-    findings = policy_server.analyze(prod.registrations)
+    findings = policy_server.analyze(prod.registrations, region="us-east-1")
     policy_server.configure({})
     assert [f.policy for f in findings] == []
 
 
 def test_dev_advisories_are_the_documented_ones(dev, policy_server):
     policy_server.configure(policy_config("dev"))
-    findings = policy_server.analyze(dev.registrations)
+    findings = policy_server.analyze(dev.registrations, region="us-east-1")
     policy_server.configure({})
     assert sorted({f.policy for f in findings}) == ["lb-deletion-protection", "lb-http-redirects-to-https"]
     assert {f.level for f in findings} == {"advisory"}
@@ -75,7 +75,7 @@ def test_dev_advisories_are_the_documented_ones(dev, policy_server):
 
 def test_without_policy_config_dev_fails_the_prod_only_rules(dev, policy_server):
     policy_server.configure({})
-    findings = policy_server.analyze(dev.registrations)
+    findings = policy_server.analyze(dev.registrations, region="us-east-1")
     assert {f.policy for f in findings if f.level == "mandatory"} == {
         "lb-deletion-protection",
         "lb-http-redirects-to-https",

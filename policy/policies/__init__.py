@@ -1,6 +1,6 @@
 """The policies of the cicd pack, by domain."""
 
-from . import cloudwatch, codebuild, ec2, ecr, ecs, encryption, events, iam, lb, naming, s3, tags
+from . import budget, cloudwatch, codebuild, ec2, ecr, ecs, encryption, events, iam, lb, naming, s3, tags
 
 ALL_POLICIES = [
     *ecr.POLICIES,
@@ -15,4 +15,5 @@ ALL_POLICIES = [
     *codebuild.POLICIES,
     *tags.POLICIES,
     *naming.POLICIES,
+    *budget.POLICIES,
 ]
