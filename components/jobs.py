@@ -413,6 +413,8 @@ def _preview_job(args: BuildPipelineArgs, jobs: JobContext) -> Project:
         # With a preview role, the preview runs the stack's release (pin-running-image.sh defers to it).
         "RELEASE_PARAMETER": jobs.release_parameter,
         "REPOSITORY_NAME": settings.repository_name,
+        # The comment compares the monthly cost with this branch's (buildspecs/scripts/cost-diff.sh).
+        "BASE_BRANCH": settings.branch,
     }
     secrets: dict[str, str] = {}
     statements: list[dict] = [

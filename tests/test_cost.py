@@ -3,6 +3,8 @@ prices compiled 2026-11-27) and the default usage assumptions of cicd:cost."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 
@@ -10,6 +12,7 @@ import pytest
 from conftest import policy_config, run_plan
 
 import config
+from cost import diff as cost_diff
 from cost import estimate, refresh
 from offline import plan as plan_cli
 
@@ -314,3 +317,45 @@ def test_the_plan_warns_when_the_budget_assumes_other_usage_than_the_stack(dev):
         result, {"monthly-budget": {"maxMonthlyUsd": 150, "assumptions": {"logGbPerMonth": 50}}}
     )
     assert matching["budget"]["assumptionsDiffer"] == {}
+
+
+# -- the pull request's cost section -----------------------------------------------------------------
+
+BASE = {"monthlyUsd": 95.93, "pricesCompiled": "2026-11-27", "components": {"Network": 33.30, "FargateService": 27.36}}
+HEAD = {
+    "monthlyUsd": 130.13,
+    "pricesCompiled": "2026-11-27",
+    "components": {"Network": 66.15, "FargateService": 28.71, "WebFirewall": 0.0},
+}
+
+
+def test_the_cost_section_shows_both_totals_and_the_difference_per_component():
+    text = cost_diff.section("dev", BASE, HEAD)
+    lines = text.splitlines()
+    assert lines[0].startswith("**Monthly cost of stack dev**: $95.93 → $130.13 (+$34.20 a month; prices of 2026-11-27")
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| component")]
+    # The largest change first; a component only one side has counts as $0 on the other.
+    assert rows == [
+        "| Network | $33.30 | $66.15 | +$32.85 |",
+        "| FargateService | $27.36 | $28.71 | +$1.35 |",
+        "| WebFirewall | $0.00 | $0.00 | ±$0.00 |",
+    ]
+    cheaper = cost_diff.section("dev", HEAD, BASE)
+    assert "(-$34.20 a month" in cheaper and "| Network | $66.15 | $33.30 | -$32.85 |" in cheaper
+
+
+def test_a_side_without_an_estimate_is_named_not_taken_as_zero(tmp_path):
+    failed = tmp_path / "base.json"
+    failed.write_text(json.dumps({"stack": "dev", "errors": ["cicd:service.cpu must be one of 256, 512"]}))
+    head = tmp_path / "head.json"
+    head.write_text(json.dumps({"stack": "dev", "cost": HEAD}))
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert cost_diff.main(["--stack", "dev", "--base", str(failed), "--head", str(head)]) == 0
+    assert buffer.getvalue() == (
+        "**Monthly cost of stack dev**: $130.13 with this pull request; no estimate of the base "
+        "(its plan failed: cicd:service.cpu must be one of 256, 512).\n"
+    )
+    assert cost_diff.section("dev", BASE, None, head_missing="no plan") == (
+        "**Monthly cost of stack dev**: no estimate for this pull request (no plan).\n"
+    )

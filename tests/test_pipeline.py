@@ -377,6 +377,17 @@ def test_preview_posts_to_the_pull_request_and_fails_on_violations():
     assert "exit $status" in script
 
 
+def test_the_codecommit_preview_comments_the_change_to_the_monthly_cost(dev):
+    spec = buildspec("preview.yml")
+    script = " ".join(commands(spec))
+    diff = script.index('bash buildspecs/scripts/cost-diff.sh "$PULUMI_STACK" "$BASE_BRANCH" /tmp/cost.md')
+    assert diff < script.index("--cost /tmp/cost.md") < script.index("post-comment-for-pull-request")
+    # The base branch is fetched from CodeCommit with the build's own role.
+    assert spec["env"]["git-credential-helper"] is True
+    variables = {v["name"]: v["value"] for v in _project(dev, "preview")["environment"]["environmentVariables"]}
+    assert variables["BASE_BRANCH"] == "main"
+
+
 def _workflow():
     with open(os.path.join(ROOT, ".github", "workflows", "preview.yml"), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
@@ -396,6 +407,24 @@ def test_github_workflow_runs_tests_plan_and_pulumi_preview():
     assert workflow["jobs"]["preview"]["env"]["CICD_REQUIRE_IMAGE"] == "1"
     pin = next(i for i, s in enumerate(steps) if "pin-running-image.sh" in str(s.get("run", "")))
     assert pin < steps.index(action)
+
+
+def test_github_pull_requests_get_their_cost_change_from_a_job_that_runs_none_of_their_code():
+    workflow = _workflow()
+    plan_job = workflow["jobs"]["test-and-plan"]
+    step = next(s for s in plan_job["steps"] if s.get("id") == "cost")
+    assert 'cost-diff.sh "$stack" "$BASE_REF" "cost-$stack.md" .base' in step["run"]
+    assert plan_job["outputs"]["cost"] == "${{ steps.cost.outputs.comment }}"
+    base = next(s for s in plan_job["steps"] if s.get("with", {}).get("path") == ".base")
+    # Checked out after the tests and plans, which would otherwise lint and plan it too.
+    assert plan_job["steps"].index(base) > max(
+        i for i, s in enumerate(plan_job["steps"]) if str(s.get("run", "")).startswith("make ")
+    )
+    comment = workflow["jobs"]["cost-comment"]
+    assert comment["permissions"] == {"pull-requests": "write"}
+    assert comment["needs"] == "test-and-plan"
+    assert [s.get("uses") for s in comment["steps"]] == [None]  # no checkout, nothing of the PR runs
+    assert comment["steps"][0]["run"] == 'gh pr comment "$PR" --repo "$REPO" --body "$BODY"'
 
 
 def test_github_actions_are_pinned_by_sha_and_jobs_ask_for_their_own_permissions():

@@ -634,3 +634,65 @@ def test_a_reader_role_that_cannot_be_assumed_stops_the_deploy(tmp_path):
     )
     assert failed.returncode != 0 and "AccessDenied" in failed.stderr
     assert not (tmp_path / "release.env").exists()
+
+
+# -- the pull request's cost section (cost-diff.sh) -------------------------------------------------
+
+COST = {"monthlyUsd": 95.93, "pricesCompiled": "2026-11-27", "components": {"Network": 33.30}}
+
+
+def cost_stubs(tmp_path, *, fetch_fails=False):
+    """make and git as the preview job has them, and a python that plans instantly (writing `cost`
+    with Network priced at the working directory's NETWORK file, or $33.30) but runs cost.diff."""
+    stub(
+        tmp_path,
+        "make",
+        'json="${4#ARGS=--json }"; printf \'{"stack": "dev", "cost": %s}\' "$HEAD_COST" > "$json"',
+    )
+    stub(
+        tmp_path,
+        "git",
+        'case "$1" in\n'
+        f"  fetch) {'echo fatal: could not read from remote >&2; exit 128' if fetch_fails else 'exit 0'} ;;\n"
+        '  worktree) if [[ "$2" == add ]]; then mkdir -p "$5"; cp requirements.txt "$5/"; fi ;;\n'
+        "esac",
+    )
+    stub(
+        tmp_path,
+        "python",
+        'if [[ "$2" == offline.plan ]]; then printf \'{"stack": "dev", "cost": %s}\' "$BASE_COST" > "$6"; exit 0; fi\n'
+        f'cd "{ROOT}" && exec {sys.executable} "$@"',
+    )
+
+
+def test_the_cost_section_compares_the_base_branch_with_the_pull_request(tmp_path):
+    cost_stubs(tmp_path)
+    head = {**COST, "monthlyUsd": 128.78, "components": {"Network": 66.15}}
+    env = {"HEAD_COST": json.dumps(head), "BASE_COST": json.dumps(COST), "PYTHON": str(tmp_path / "python")}
+    result = run("cost-diff.sh", ["dev", "main", str(tmp_path / "cost.md")], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "cost.md").read_text()
+    assert text.startswith("**Monthly cost of stack dev**: $95.93 → $128.78 (+$32.85 a month")
+    assert "| Network | $33.30 | $66.15 | +$32.85 |" in text
+    log = calls(tmp_path)
+    assert "git fetch --quiet --depth 1 origin refs/heads/main" in log
+    assert any(c.startswith("git worktree remove --force") for c in log)
+
+
+def test_a_base_that_cannot_be_fetched_is_said_and_the_preview_goes_on(tmp_path):
+    cost_stubs(tmp_path, fetch_fails=True)
+    env = {"HEAD_COST": json.dumps(COST), "BASE_COST": "{}", "PYTHON": str(tmp_path / "python")}
+    result = run("cost-diff.sh", ["dev", "main", str(tmp_path / "cost.md")], tmp_path, env)
+    assert result.returncode == 0
+    assert (tmp_path / "cost.md").read_text() == (
+        "**Monthly cost of stack dev**: $95.93 with this pull request; no estimate of the base (no plan).\n"
+        "The base: cannot fetch main: fatal: could not read from remote\n"
+    )
+
+
+def test_the_comment_carries_the_cost_section_before_the_log():
+    text = pr_comment.comment(
+        stack="dev", commit="abc", status=0, setup_status=0, setup_log="", log="x" * 50_000, cost="**Monthly cost**\n"
+    )
+    assert text.index("**Monthly cost**") < text.index("```")
+    assert len(text.encode("utf-8")) <= pr_comment.COMMENT_LIMIT_BYTES

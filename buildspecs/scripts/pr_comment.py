@@ -1,7 +1,7 @@
 """The pull-request comment of a preview: the verdict and the end of the log that explains it.
 
     python3 pr_comment.py --stack dev --commit SHA --status 1 --setup-status 0 \
-        --setup-log /tmp/setup.log --log /tmp/preview.txt > /tmp/comment.md
+        --setup-log /tmp/setup.log --log /tmp/preview.txt --cost /tmp/cost.md > /tmp/comment.md
 
 When the setup failed (the role could not be assumed, a dependency did not install, the stack has no
 image yet) the comment shows the end of the setup log, since the preview never ran. The comment stays
@@ -40,8 +40,11 @@ def comment(
     setup_status: int,
     setup_log: str,
     log: str,
+    cost: str = "",
     limit: int = COMMENT_LIMIT_BYTES,
 ) -> str:
+    """The comment; `cost` (the pull request's change to the stack's monthly cost, cost/diff.py) goes
+    before the log, whose tail is cut to fit."""
     verdict = "passed" if status == 0 else "FAILED"
     if setup_status != 0:
         head = (
@@ -52,6 +55,9 @@ def comment(
     else:
         head = f"Preview of stack {stack} for commit {commit}: {verdict}\n\n"
         body = log
+    if cost.strip():
+        # At most a quarter of the comment: the log stays readable whatever the section holds.
+        head += tail(cost.strip(), limit // 4) + "\n\n"
     # A fence inside the log would end the code block early.
     body = body.replace("```", "'''")
     fence_open, fence_close = "```\n", "\n```\n"
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setup-status", type=int, default=0)
     parser.add_argument("--setup-log")
     parser.add_argument("--log")
+    parser.add_argument("--cost", help="the cost section (python -m cost.diff), if any")
     args = parser.parse_args(argv)
     sys.stdout.write(
         comment(
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             setup_status=args.setup_status,
             setup_log=_read(args.setup_log),
             log=_read(args.log),
+            cost=_read(args.cost),
         )
     )
     return 0
