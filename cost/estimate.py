@@ -226,12 +226,8 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         gb_per_hour = requests * a["responseKb"] / 1e6 / HOURS
         lcus = max(per_second / 25, gb_per_hour)
         price.add(component, name, f"{lcus:.4f} LCU on average", "alb.lcuHour", lcus * HOURS)
-    # NAT gateways (awsx's VPC creates them): hours, and the GB they process.
-    for vpc in each("awsx:ec2:Vpc"):
-        component, name = component_of(vpc.urn), _name(vpc.urn)
-        zones = int(_number(vpc.inputs.get("numberOfAvailabilityZones"), 3))
-        strategy = (vpc.inputs.get("natGateways") or {}).get("strategy", "OnePerAz")
-        count = {"None": 0, "Single": 1, "OnePerAz": zones}.get(strategy, zones)
+    # NAT gateways: hours, and the GB they process.
+    for component, name, count, zones in _nat_gateways(each):
         if baseline:
             count = zones
         price.add(component, name, f"{count} NAT gateway(s)", "nat.hour", count * HOURS)
@@ -327,6 +323,35 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
             "Elastic IP): AWS bills them by the hour; the price table does not have that price yet"
         )
     return result
+
+
+def _nat_gateways(each) -> list[tuple[str, str, int, int]]:
+    """(component, resource, NAT gateways, availability zones) of the stack's network. A deployment
+    registers awsx's NatGateway and Subnet resources, which the engine sends; the offline plan's mocks
+    create none, so there the VPC component's own inputs (strategy and zone count) tell."""
+    nats, subnets, vpcs = (
+        each("aws:ec2/natGateway:NatGateway"),
+        each("aws:ec2/subnet:Subnet"),
+        each("awsx:ec2:Vpc"),
+    )
+    zones = len(
+        {s.inputs.get("availabilityZone") for s in subnets if isinstance(s.inputs.get("availabilityZone"), str)}
+    )
+    if nats:
+        first = nats[0]
+        return [(component_of(first.urn), "nat-gateways", len(nats), max(zones, len(nats)))]
+    found = []
+    for vpc in vpcs:
+        declared = vpc.inputs.get("natGateways")
+        strategy = declared.get("strategy") if isinstance(declared, dict) else None
+        if strategy is None:
+            continue  # a VPC's outputs, not its inputs: its NAT gateways are resources of their own
+        zones = zones or int(_number(vpc.inputs.get("numberOfAvailabilityZones"), 3))
+        count = {"None": 0, "Single": 1, "OnePerAz": zones}.get(strategy, zones)
+        found.append((component_of(vpc.urn), _name(vpc.urn), count, zones))
+    if not found and subnets:  # no NAT gateway at all: the baseline still has one per zone
+        found.append((component_of(subnets[0].urn), "nat-gateways", 0, zones))
+    return found
 
 
 def _images_kept(policies: list[Resource]) -> int:

@@ -359,3 +359,29 @@ def test_a_side_without_an_estimate_is_named_not_taken_as_zero(tmp_path):
     assert cost_diff.section("dev", BASE, None, head_missing="no plan") == (
         "**Monthly cost of stack dev**: no estimate for this pull request (no plan).\n"
     )
+
+
+def test_nat_gateways_as_a_deployment_registers_them():
+    """The engine sends awsx's own NAT gateways and subnets, and the VPC component with its outputs
+    (a list of gateways, no strategy): the estimate counts the gateways, the baseline one per zone."""
+    from types import SimpleNamespace as R
+
+    net = "urn:pulumi:prod::cicd::cicd:network:Network$awsx:ec2:Vpc$aws:ec2/"
+    subnets = [
+        R(urn=f"{net}subnet:Subnet::s{i}", type="aws:ec2/subnet:Subnet", inputs={"availabilityZone": f"us-east-1{z}"})
+        for i, z in enumerate("abcabc")
+    ]
+    vpc = R(
+        urn="urn:pulumi:prod::cicd::cicd:network:Network$awsx:ec2:Vpc::network-vpc",
+        type="awsx:ec2:Vpc",
+        inputs={"natGateways": [{"urn": "x"}]},
+    )
+    nat = R(urn=f"{net}natGateway:NatGateway::n0", type="aws:ec2/natGateway:NatGateway", inputs={})
+    found = estimate.estimate([*subnets, vpc, nat], region="eu-west-1", assumptions=DEFAULTS)
+    assert [(i.resource, i.quantity, i.monthly_usd) for i in found.items] == [
+        ("nat-gateways", H, H * 0.048),
+        ("nat-gateways", 10, 10 * 0.048),
+    ]
+    assert found.baseline_usd == pytest.approx(3 * H * 0.048 + 10 * 0.048)
+    none = estimate.estimate([*subnets, vpc], region="eu-west-1", assumptions=DEFAULTS)
+    assert none.items == [] and none.baseline_usd == pytest.approx(3 * H * 0.048 + 10 * 0.048)
