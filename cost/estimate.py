@@ -20,6 +20,24 @@ HOURS = 730
 DAYS = 30
 PRICES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices.json")
 BASELINE = "on-demand X86_64 Fargate and a NAT gateway per AZ, everything else the same"
+# The properties the estimate reads, by resource type: a stack policy that runs it before they are
+# known (a first preview) reports that it could not run rather than estimating from a guess. (The
+# subnets of a load balancer or an endpoint are not among them: while unknown, the network's zones
+# count, which is what they will be.)
+READS: dict[str, tuple[str, ...]] = {
+    "aws:ecs/service:Service": ("desiredCount", "capacityProviderStrategies"),
+    "aws:ecs/taskDefinition:TaskDefinition": ("cpu", "memory", "runtimePlatform"),
+    "aws:lb/loadBalancer:LoadBalancer": ("internal",),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpcEndpointType", "serviceName"),
+    "aws:ec2/subnet:Subnet": ("availabilityZone",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricQueries",),
+    "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
+    "aws:codepipeline/pipeline:Pipeline": ("stages",),
+    "aws:codebuild/project:Project": ("name", "environment"),
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": ("policy",),
+    "aws:xray/samplingRule:SamplingRule": ("fixedRate", "reservoirSize"),
+    "aws:wafv2/webAcl:WebAcl": ("rules",),
+}
 # The usage assumed when a stack sets none (`cicd:cost`, validated by config.CostSettings, which takes
 # its defaults from here; the policy pack's budget uses them too).
 DEFAULTS: dict[str, int] = {
@@ -227,16 +245,26 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         lcus = max(per_second / 25, gb_per_hour)
         price.add(component, name, f"{lcus:.4f} LCU on average", "alb.lcuHour", lcus * HOURS)
     # NAT gateways: hours, and the GB they process.
-    for component, name, count, zones in _nat_gateways(each):
+    networks = _nat_gateways(each)
+    for component, name, count, zones in networks:
         if baseline:
             count = zones
         price.add(component, name, f"{count} NAT gateway(s)", "nat.hour", count * HOURS)
         if count:
             price.add(component, name, "data through NAT", "nat.gb", float(a["natGbPerMonth"]))
+            price.add(component, name, f"{count} NAT gateway Elastic IP(s)", "ipv4.hour", count * HOURS)
+    # An internet-facing load balancer has a public IPv4 address in each of its subnets' zones.
+    for lb in each("aws:lb/loadBalancer:LoadBalancer"):
+        if lb.inputs.get("internal") is not True:
+            count = len(_list(lb.inputs.get("subnets"))) or (networks[0][3] if networks else 0)
+            price.add(
+                component_of(lb.urn), _name(lb.urn), f"{count} public IPv4 address(es)", "ipv4.hour", count * HOURS
+            )
     for endpoint in each("aws:ec2/vpcEndpoint:VpcEndpoint"):
         if endpoint.inputs.get("vpcEndpointType") != "Interface":
             continue  # gateway endpoints (S3) are free
-        zones = len(endpoint.inputs.get("subnetIds") or []) or 1
+        # Unknown before the VPC exists: then one per zone of the network.
+        zones = len(_list(endpoint.inputs.get("subnetIds"))) or (networks[0][3] if networks else 1)
         service = str(endpoint.inputs.get("serviceName", "")).rsplit(".", 1)[-1]
         price.add(
             component_of(endpoint.urn),
@@ -250,8 +278,8 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
     for secret in each("aws:secretsmanager/secret:Secret"):
         price.add(component_of(secret.urn), _name(secret.urn), "secret", "secretsmanager.secretMonth", 1)
     for alarm in each("aws:cloudwatch/metricAlarm:MetricAlarm"):
-        queries = alarm.inputs.get("metricQueries") or []
-        metrics = sum(1 for q in queries if q.get("metric")) or 1
+        queries = _list(alarm.inputs.get("metricQueries"))
+        metrics = sum(1 for q in queries if isinstance(q, dict) and q.get("metric")) or 1
         price.add(
             component_of(alarm.urn),
             _name(alarm.urn),
@@ -276,17 +304,16 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
     projects = {str(p.inputs.get("name")): p for p in each("aws:codebuild/project:Project")}
     for pipeline in each("aws:codepipeline/pipeline:Pipeline"):
         component, name = component_of(pipeline.urn), _name(pipeline.urn)
-        actions = [
-            act
-            for stage in pipeline.inputs.get("stages") or []
-            for act in stage.get("actions") or []
-            if act.get("provider") == "CodeBuild"
-        ]
-        minutes = executions * len(actions) * a["buildMinutes"]
+        every = [act for stage in _list(pipeline.inputs.get("stages")) for act in _list(stage.get("actions"))]
+        actions = [act for act in every if act.get("provider") == "CodeBuild"]
+        # V2 bills every action but manual approvals, each rounded up to a minute: a source action
+        # takes one.
+        sources = [act for act in every if act.get("category") == "Source"]
+        minutes = executions * (len(actions) * a["buildMinutes"] + len(sources))
         price.add(
             component,
             name,
-            f"{executions:g} executions x {len(actions)} build actions",
+            f"{executions:g} executions x {len(actions)} build actions and {len(sources)} source action(s)",
             "codepipeline.actionMinute",
             minutes,
         )
@@ -306,9 +333,13 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         gb = kept * a["imageMb"] / 1024
         price.add(component_of(repository.urn), _name(repository.urn), f"{kept} images kept", "ecr.storageGbMonth", gb)
     for rule in each("aws:xray/samplingRule:SamplingRule"):
-        rate = _number(rule.inputs.get("fixedRate"))
-        traces = requests * rate / 1e6
-        price.add(component_of(rule.urn), _name(rule.urn), f"{rate:g} of requests traced", "xray.tracesMillion", traces)
+        # X-Ray traces the reservoir's requests each second first, then the fixed rate of the rest
+        # (requests taken as evenly spread over the month).
+        rate, reservoir = _number(rule.inputs.get("fixedRate")), _number(rule.inputs.get("reservoirSize"))
+        per_second = requests / (HOURS * 3600)
+        traced = min(per_second, reservoir) + rate * max(per_second - reservoir, 0)
+        what = f"{reservoir:g} a second, then {rate:g} of the rest"
+        price.add(component_of(rule.urn), _name(rule.urn), what, "xray.tracesMillion", traced * HOURS * 3600 / 1e6)
     for acl in each("aws:wafv2/webAcl:WebAcl"):
         component, name = component_of(acl.urn), _name(acl.urn)
         price.add(component, name, "web ACL", "waf.webAclMonth", 1)
@@ -317,12 +348,23 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
     if each("aws:s3/bucket:Bucket"):
         buckets = len(each("aws:s3/bucket:Bucket"))
         price.add("stack", "buckets", f"objects stored in its {buckets} buckets", "s3.storageGbMonth", float(a["s3Gb"]))
-    if any(not lb.inputs.get("internal") for lb in each("aws:lb/loadBalancer:LoadBalancer")) or each("awsx:ec2:Vpc"):
-        result.unpriced.append(
-            "public IPv4 addresses (an internet-facing load balancer's, one per AZ, and each NAT gateway's "
-            "Elastic IP): AWS bills them by the hour; the price table does not have that price yet"
+    # Log metric filters publish custom metrics.
+    for metric_filter in each("aws:cloudwatch/logMetricFilter:LogMetricFilter"):
+        price.add(
+            component_of(metric_filter.urn), _name(metric_filter.urn), "custom metric", "cloudwatch.metricMonth", 1
         )
+    result.unpriced += [note for typ, note in NOT_ESTIMATED if each(typ)]
     return result
+
+
+# What the stack is billed for that the estimate does not model (no usage to price it by yet).
+NOT_ESTIMATED = (
+    ("aws:ecs/cluster:Cluster", "Container Insights metrics of the cluster (per metric-month)"),
+    ("aws:ec2/flowLog:FlowLog", "VPC flow log data (ingested and stored in CloudWatch Logs)"),
+    ("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", "WAF log data (CloudWatch Logs)"),
+    ("aws:kms/key:Key", "KMS requests ($0.03 per 10,000 after 20,000 free a month per account)"),
+    ("aws:codebuild/project:Project", "CodeBuild and pipeline logs (CloudWatch Logs)"),
+)
 
 
 def _nat_gateways(each) -> list[tuple[str, str, int, int]]:
@@ -352,6 +394,11 @@ def _nat_gateways(each) -> list[tuple[str, str, int, int]]:
     if not found and subnets:  # no NAT gateway at all: the baseline still has one per zone
         found.append((component_of(subnets[0].urn), "nat-gateways", 0, zones))
     return found
+
+
+def _list(value: Any) -> list:
+    """A list property, or [] for a missing or not yet known one (an unknown is a sentinel string)."""
+    return value if isinstance(value, list) else []
 
 
 def _images_kept(policies: list[Resource]) -> int:
@@ -393,15 +440,10 @@ def render(cost: Mapping[str, Any]) -> list[str]:
                 f" = {money(item['monthlyUsd'])}  ({item['what']})"
             )
     for note in cost["unpriced"]:
-        out.append(f"  unpriced: {note}")
+        out.append(f"  not in the estimate: {note}")
     budget = cost.get("budget")
     if budget:
         out.append(f"Budget (policy monthly-budget): {money(budget['maxMonthlyUsd'])} a month")
-        for key, values in budget["assumptionsDiffer"].items():
-            out.append(
-                f"  warning: the budget assumes {key} {values['budget']}, the stack (cicd:cost) {values['stack']}: "
-                "set the policy config's monthly-budget.assumptions to match"
-            )
     base = cost["baseline"]
     out.append(
         f"Against {base['what']}: {money(base['monthlyUsd'])}; "

@@ -199,13 +199,15 @@ class PolicyServer:
             else:
                 value = dict(value)
                 level = value.pop("enforcementLevel", None)
-                if level:
-                    config.enforcementLevel = LEVEL_VALUES[level]
-                else:
-                    config.enforcementLevel = analyzer_pb2.MANDATORY
+                # Without a level the CLI keeps the policy's own (its pack's default) and sends that.
+                config.enforcementLevel = LEVEL_VALUES[level] if level else self._default_level(name)
                 config.properties.update(value)
             request.policyConfig[name].CopyFrom(config)
         self.stub.Configure(request)
+
+    def _default_level(self, policy: str) -> int:
+        levels = {p.name: p.enforcementLevel for p in self.info().policies}
+        return levels.get(policy, analyzer_pb2.MANDATORY)
 
     def analyze(self, resources: Iterable[Any], *, region: str | None = None) -> list[Finding]:
         """Each resource, then the stack. `region`: the default AWS provider's, which the engine sends

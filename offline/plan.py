@@ -90,8 +90,8 @@ def plan(
 
 
 def monthly_cost(result: program.ProgramResult, policy_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The stack's monthly estimate (cost/estimate.py) from its registrations and `cicd:cost`; and the
-    pack's budget (`monthly-budget`), with any usage it assumes otherwise (it cannot read stack config)."""
+    """The stack's monthly estimate (cost/estimate.py) from its registrations and `cicd:cost`, and the
+    budget its policy config sets (policy `monthly-budget`, which makes the same estimate)."""
     import config as contract
     from cost import estimate
 
@@ -102,9 +102,7 @@ def monthly_cost(result: program.ProgramResult, policy_config: dict[str, Any] | 
     cost = found.as_json(assumptions)
     budget = (policy_config or {}).get("monthly-budget")
     if isinstance(budget, dict) and "maxMonthlyUsd" in budget:
-        budgeted = {**estimate.DEFAULTS, **(budget.get("assumptions") or {})}
-        differ = {k: {"stack": v, "budget": budgeted.get(k)} for k, v in assumptions.items() if budgeted.get(k) != v}
-        cost["budget"] = {"maxMonthlyUsd": budget["maxMonthlyUsd"], "assumptionsDiffer": differ}
+        cost["budget"] = {"maxMonthlyUsd": budget["maxMonthlyUsd"]}
     return cost
 
 
@@ -254,6 +252,19 @@ def one_line(err: BaseException) -> str:
     return " ".join(lines) if lines else type(err).__name__
 
 
+def serve_packs(stacks: list[str], cleanup: contextlib.ExitStack) -> dict[str, analyzer.PolicyServer]:
+    """The policy pack once per stack, started as the engine starts it: with the stack's name and its
+    config in the environment (the budget reads the region and `cicd:cost` there)."""
+    servers = {}
+    for stack in stacks:
+        try:
+            config, _ = program.load_stack_config(stack)
+        except Exception:  # noqa: BLE001 - a stack file the program reports itself
+            config = {}
+        servers[stack] = cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR, stack=stack, config=config))
+    return servers
+
+
 def run_programs(
     stacks: list[str], first_preview: bool, while_running: Callable[[], Any] = lambda: None
 ) -> tuple[list[tuple], Any]:
@@ -315,9 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[dict[str, Any]] = []  # stacks with no plan: their errors, for --json
     with contextlib.ExitStack() as cleanup:
         try:
-            runs, server = run_programs(
-                stacks, args.first_preview, lambda: cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR))
-            )
+            runs, servers = run_programs(stacks, args.first_preview, lambda: serve_packs(stacks, cleanup))
         except analyzer.PolicyConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -340,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append({"stack": stack, "errors": lines})
                 continue
             try:
-                data = plan(stack, first_preview=args.first_preview, server=server, result=result)
+                data = plan(stack, first_preview=args.first_preview, server=servers[stack], result=result)
             except analyzer.PolicyConfigError as err:
                 print(f"error: stack {stack}: {err}", file=sys.stderr)
                 summary.append(f"  {stack}: FAILED: {err}")
