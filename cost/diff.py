@@ -69,6 +69,11 @@ def section(
     for name in names:
         before, after = base["components"].get(name, 0.0), head["components"].get(name, 0.0)
         lines.append(f"| {name} | {money(before)} | {money(after)} | {_signed(after - before)} |")
+    added = [n for n in head.get("unpriced", []) if n not in base.get("unpriced", [])]
+    gone = [n for n in base.get("unpriced", []) if n not in head.get("unpriced", [])]
+    if added or gone:
+        lines += ["", "Not in either estimate, and changed by this pull request:"]
+        lines += [f"- now: {n}" for n in added] + [f"- no longer: {n}" for n in gone]
     if base.get("pricesCompiled") != head.get("pricesCompiled"):
         lines += [
             "",

@@ -29,6 +29,7 @@ QUERIES: dict[str, tuple[str, str, float]] = {
     "fargate.gbHour.X86_64": ("AmazonECS", "Fargate-GB-Hours", 1),
     "fargate.vcpuHour.ARM64": ("AmazonECS", "Fargate-ARM-vCPU-Hours:perCPU", 1),
     "fargate.gbHour.ARM64": ("AmazonECS", "Fargate-ARM-GB-Hours", 1),
+    # Application, network, gateway and classic load balancers share these usagetypes: FAMILIES tells.
     "alb.hour": ("AWSELB", "LoadBalancerUsage", 1),
     "alb.lcuHour": ("AWSELB", "LCUUsage", 1),
     "nat.hour": ("AmazonEC2", "NatGateway-Hours", 1),
@@ -46,6 +47,17 @@ QUERIES: dict[str, tuple[str, str, float]] = {
     "waf.requestsMillion": ("awswaf", "RequestV2-Tier1", 1e6),
     "s3.storageGbMonth": ("AmazonS3", "TimedStorage-ByteHrs", 1),
 }
+
+
+# The product family a key's usagetype is shared across, where it is.
+FAMILIES = {"alb.hour": "Load Balancer-Application", "alb.lcuHour": "Load Balancer-Application"}
+
+
+def usagetypes(region: str, wanted: str) -> list[str]:
+    """The spellings of `wanted` in `region`'s offers (KMS spells the region out; us-east-1's older
+    offers have no prefix)."""
+    code = REGION_CODES.get(region, "")
+    return [f"{code}-{wanted}", f"{region}-{wanted}", *([wanted] if region == "us-east-1" else [])]
 
 
 def matches(usagetype: str, region: str, wanted: str) -> bool:
@@ -66,12 +78,15 @@ def first_tier_usd(product: Mapping[str, Any]) -> tuple[float, str] | None:
     return None
 
 
-def products(client: Any, service: str, region: str) -> Iterable[dict[str, Any]]:
-    """Every product of `service` in `region` (each PriceList entry is a JSON string)."""
+def products(client: Any, service: str, region: str, usagetype: str) -> Iterable[dict[str, Any]]:
+    """The products of `service` in `region` with `usagetype` (each PriceList entry is a JSON string)."""
     paginator = client.get_paginator("get_products")
     pages = paginator.paginate(
         ServiceCode=service,
-        Filters=[{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region}],
+        Filters=[
+            {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+            {"Type": "TERM_MATCH", "Field": "usagetype", "Value": usagetype},
+        ],
         FormatVersion="aws_v1",
     )
     for page in pages:
@@ -87,16 +102,16 @@ def refresh(client: Any, table: dict[str, Any], today: str) -> tuple[dict[str, A
         "published": today,
     }
     missing: list[str] = []
-    cache: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for key, (service, usagetype, factor) in QUERIES.items():
         entry = table["prices"][key]
         for region in list(entry["usd"]):
-            if (service, region) not in cache:
-                cache[(service, region)] = list(products(client, service, region))
             found = [
                 p
-                for p in cache[(service, region)]
+                for spelling in usagetypes(region, usagetype)
+                for p in products(client, service, region, spelling)
                 if matches(p.get("product", {}).get("attributes", {}).get("usagetype", ""), region, usagetype)
+                and p.get("product", {}).get("productFamily")
+                == FAMILIES.get(key, p.get("product", {}).get("productFamily"))
             ]
             prices = {first_tier_usd(p) for p in found} - {None}
             if len(prices) != 1:
@@ -113,7 +128,12 @@ def refresh(client: Any, table: dict[str, Any], today: str) -> tuple[dict[str, A
                 )
                 continue
             entry["usd"][region] = [usd, "PRICE-LIST-API"]
-    table["compiled"] = today
+    # The table's date is today's only when every price in it is: else the oldest stands.
+    refreshed = all(
+        region_entry[1] == "PRICE-LIST-API" for e in table["prices"].values() for region_entry in e["usd"].values()
+    )
+    if refreshed:
+        table["compiled"] = today
     return table, missing
 
 
@@ -134,6 +154,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{key} {region}: {before} -> {usd}")
     for line in missing:
         print(f"not refreshed: {line}", file=sys.stderr)
+    answered = sum(1 for e in new["prices"].values() for _, source in e["usd"].values() if source == "PRICE-LIST-API")
+    kept = sum(len(e["usd"]) for e in new["prices"].values()) - answered
+    print(
+        f"{answered} prices from the Price List API; {kept} kept as the table had them (not queried, or not "
+        f"answered: listed above); the table is dated {new['compiled']}",
+        file=sys.stderr,
+    )
+    if not answered:
+        print("error: the API answered nothing (credentials? pricing:GetProducts?); nothing written", file=sys.stderr)
+        return 2
     if not args.check:
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(new, handle, indent=1)

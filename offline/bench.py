@@ -48,12 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                 assert data["mandatoryViolations"] == 0, f"{stack} has mandatory violations"
         began = time.perf_counter()
         with contextlib.ExitStack() as cleanup:
-            runs, server = plan.run_programs(
-                list(STACKS), False, lambda: cleanup.enter_context(analyzer.PolicyServer(plan.POLICY_DIR))
-            )
+            runs, servers = plan.run_programs(list(STACKS), False, lambda: plan.serve_packs(list(STACKS), cleanup))
             for stack, (result, error) in zip(STACKS, runs, strict=True):
                 assert error is None, error
-                assert plan.plan(stack, server=server, result=result)["mandatoryViolations"] == 0
+                assert plan.plan(stack, server=servers[stack], result=result)["mandatoryViolations"] == 0
         parallel.append(time.perf_counter() - began)
     cold = []
     for _ in range(max(1, args.runs // 2)):

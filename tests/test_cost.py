@@ -214,6 +214,27 @@ def test_refresh_reads_the_recorded_fargate_prices_and_keeps_what_it_cannot_read
     # Windows and ARM rows of the same offer are not taken for the Linux x86 ones.
     assert not [m for m in missing if m.startswith("fargate.") and "us-east-1" in m]
     assert ("AmazonECS", "us-east-1") in client.asked and "PRICE-LIST-API" in new["sources"]
+    # Not every price was refreshed: the table keeps its date.
+    assert new["compiled"] == table["compiled"] == "2026-11-27"
+
+
+def test_refresh_takes_the_application_load_balancers_price_of_the_usagetype_all_balancers_share():
+    """A made-up answer (not a recording): the same usagetype in two product families."""
+
+    def product(family, usd):
+        term = {"priceDimensions": {"d": {"beginRange": "0", "unit": "Hrs", "pricePerUnit": {"USD": usd}}}}
+        return json.dumps(
+            {
+                "product": {"productFamily": family, "attributes": {"usagetype": "USE2-LoadBalancerUsage"}},
+                "terms": {"OnDemand": {"t": term}},
+            }
+        )
+
+    page = {"PriceList": [product("Load Balancer-Network", "0.0225"), product("Load Balancer-Application", "0.0226")]}
+    table = estimate.load_prices()
+    new, missing = refresh.refresh(RecordedClient({("AWSELB", "us-east-2"): page}), table, "2026-11-27")
+    assert new["prices"]["alb.hour"]["usd"]["us-east-2"] == [0.0226, "PRICE-LIST-API"]
+    assert not [m for m in missing if m.startswith("alb.hour in us-east-2")]
 
 
 def test_refresh_asks_the_api_as_botocore_models_it():
@@ -230,11 +251,14 @@ def test_refresh_asks_the_api_as_botocore_models_it():
             {"FormatVersion": recorded["FormatVersion"], "PriceList": recorded["PriceList"]},
             {
                 "ServiceCode": "AmazonECS",
-                "Filters": [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": "us-east-1"}],
+                "Filters": [
+                    {"Type": "TERM_MATCH", "Field": "regionCode", "Value": "us-east-1"},
+                    {"Type": "TERM_MATCH", "Field": "usagetype", "Value": "USE1-Fargate-GB-Hours"},
+                ],
                 "FormatVersion": "aws_v1",
             },
         )
-        found = list(refresh.products(client, "AmazonECS", "us-east-1"))
+        found = list(refresh.products(client, "AmazonECS", "us-east-1", "USE1-Fargate-GB-Hours"))
     assert len(found) == 11
     assert {p["product"]["attributes"]["usagetype"] for p in found} >= {"USE1-Fargate-ARM-GB-Hours"}
 
@@ -433,3 +457,25 @@ def test_a_budget_config_without_a_level_keeps_the_policys_advisory_one_as_the_c
     finally:
         policy_server.configure({})
     assert [f.level for f in findings] == ["advisory"]
+
+
+def test_what_the_estimate_leaves_out_is_compared_too():
+    head = {**HEAD, "unpriced": ["WAF log data (CloudWatch Logs)"]}
+    text = cost_diff.section("dev", {**BASE, "unpriced": []}, head)
+    assert text.endswith(
+        "Not in either estimate, and changed by this pull request:\n- now: WAF log data (CloudWatch Logs)\n"
+    )
+
+
+def test_refresh_writes_nothing_when_the_api_answers_nothing(tmp_path, monkeypatch):
+    import botocore.session
+
+    class Session:
+        def create_client(self, service, region_name):
+            assert (service, region_name) == ("pricing", "us-east-1")  # the API answers only there
+            return RecordedClient({})
+
+    monkeypatch.setattr(botocore.session, "get_session", lambda: Session())
+    out = tmp_path / "prices.json"
+    assert refresh.main(["--out", str(out)]) == 2
+    assert not out.exists()

@@ -420,7 +420,10 @@ def test_github_pull_requests_get_their_cost_change_from_a_job_that_runs_none_of
     assert plan_job["steps"].index(base) > max(
         i for i, s in enumerate(plan_job["steps"]) if str(s.get("run", "")).startswith("make ")
     )
+    # Even when the tests or a plan failed (a stack over its budget fails the plan).
+    assert step["if"] == base["if"] == "${{ !cancelled() }}"
     comment = workflow["jobs"]["cost-comment"]
+    assert comment["if"].startswith("${{ !cancelled() && needs.test-and-plan.outputs.cost != ''")
     assert comment["permissions"] == {"pull-requests": "write"}
     assert comment["needs"] == "test-and-plan"
     assert [s.get("uses") for s in comment["steps"]] == [None]  # no checkout, nothing of the PR runs

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A pull request's change to a stack's monthly cost, as the Markdown section of its comment:
 #   bash buildspecs/scripts/cost-diff.sh STACK BASE_BRANCH OUT [BASE_DIR]
-# Runs the offline plan (no cloud credentials) of this checkout and of the base: BASE_DIR when given (a
+# Runs the offline plan (no AWS calls) of this checkout and of the base: BASE_DIR when given (a
 # checkout of the base branch), else BASE_BRANCH's tip fetched into a worktree beside this one; then
 # compares their estimates (python -m cost.diff). Never fails the preview: what it could not do is
 # the section's text.
@@ -9,6 +9,7 @@ set -uo pipefail
 stack="${1:?usage: cost-diff.sh STACK BASE_BRANCH OUT}"
 base_branch="${2:?usage: cost-diff.sh STACK BASE_BRANCH OUT}"
 out="${3:?usage: cost-diff.sh STACK BASE_BRANCH OUT}"
+: > "$out"  # a rerun starts afresh
 work="$(mktemp -d)"
 python="${PYTHON:-$PWD/venv/bin/python}"  # make plan creates it
 if ! make --no-print-directory plan STACK="$stack" ARGS="--json $work/head.json" > "$work/head.log" 2>&1; then
