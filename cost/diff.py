@@ -66,9 +66,15 @@ def section(
         set(base["components"]) | set(head["components"]),
         key=lambda n: (-abs(head["components"].get(n, 0) - base["components"].get(n, 0)), n),
     )
+    same = 0
     for name in names:
         before, after = base["components"].get(name, 0.0), head["components"].get(name, 0.0)
+        if round(before, 2) == round(after, 2):
+            same += 1
+            continue
         lines.append(f"| {name} | {money(before)} | {money(after)} | {_signed(after - before)} |")
+    if same:
+        lines.append(f"| {same} other component(s), unchanged | | | |")
     added = [n for n in head.get("unpriced", []) if n not in base.get("unpriced", [])]
     gone = [n for n in base.get("unpriced", []) if n not in head.get("unpriced", [])]
     if added or gone:

@@ -25,7 +25,8 @@ BASELINE = "on-demand X86_64 Fargate and a NAT gateway per AZ, everything else t
 # subnets of a load balancer or an endpoint are not among them: while unknown, the network's zones
 # count, which is what they will be.)
 READS: dict[str, tuple[str, ...]] = {
-    "aws:ecs/service:Service": ("desiredCount", "capacityProviderStrategies"),
+    "aws:ecs/service:Service": ("name", "desiredCount", "capacityProviderStrategies"),
+    "aws:appautoscaling/target:Target": ("resourceId", "minCapacity", "scalableDimension"),
     "aws:ecs/taskDefinition:TaskDefinition": ("cpu", "memory", "runtimePlatform"),
     "aws:lb/loadBalancer:LoadBalancer": ("internal",),
     "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpcEndpointType", "serviceName"),
@@ -35,7 +36,7 @@ READS: dict[str, tuple[str, ...]] = {
     "aws:codepipeline/pipeline:Pipeline": ("stages",),
     "aws:codebuild/project:Project": ("name", "environment"),
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": ("policy",),
-    "aws:xray/samplingRule:SamplingRule": ("fixedRate", "reservoirSize"),
+    "aws:xray/samplingRule:SamplingRule": ("fixedRate",),
     "aws:wafv2/webAcl:WebAcl": ("rules",),
 }
 # The usage assumed when a stack sets none (`cicd:cost`, validated by config.CostSettings, which takes
@@ -168,10 +169,10 @@ def _number(value: Any, default: float = 0.0) -> float:
         return default
 
 
-def fargate_tasks(service: Mapping[str, Any]) -> tuple[float, float]:
-    """(on-demand tasks, Spot tasks) of a service at its desired count: a strategy's base goes to its
-    provider first, the rest is shared by weight (as ECS places them)."""
-    desired = _number(service.get("desiredCount"), 1.0)
+def fargate_tasks(service: Mapping[str, Any], count: float | None = None) -> tuple[float, float]:
+    """(on-demand tasks, Spot tasks) of a service running `count` tasks (default its desired count): a
+    strategy's base goes to its provider first, the rest is shared by weight (as ECS places them)."""
+    desired = _number(service.get("desiredCount"), 1.0) if count is None else count
     strategy = service.get("capacityProviderStrategies") or []
     if not strategy:
         return desired, 0.0
@@ -218,6 +219,13 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
     # Fargate: every service's tasks at its desired count, around the clock (the program has one task
     # definition; a stack with more is not estimated here and says so).
     tasks = each("aws:ecs/taskDefinition:TaskDefinition")
+    # The count the program owns: autoscaling's floor (minCount). ECS and autoscaling own the desired
+    # count once the service runs, and a refreshed preview would price whatever load it had then.
+    floors = {
+        str(t.inputs.get("resourceId")): _number(t.inputs.get("minCapacity"), 1.0)
+        for t in each("aws:appautoscaling/target:Target")
+        if t.inputs.get("scalableDimension") == "ecs:service:DesiredCount"
+    }
     for service in each("aws:ecs/service:Service"):
         if len(tasks) != 1:
             result.unpriced.append(f"{_name(service.urn)}: {len(tasks)} task definitions, which one it runs is unknown")
@@ -225,7 +233,8 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         vcpu = _number(tasks[0].inputs.get("cpu")) / 1024
         gb = _number(tasks[0].inputs.get("memory")) / 1024
         arch = (tasks[0].inputs.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
-        on_demand, spot = fargate_tasks(service.inputs)
+        floor = next((n for rid, n in floors.items() if rid.endswith(f"/{service.inputs.get('name')}")), None)
+        on_demand, spot = fargate_tasks(service.inputs, floor)
         if baseline:
             on_demand, spot, arch = on_demand + spot, 0.0, "X86_64"
         component, name = component_of(service.urn), _name(service.urn)
@@ -333,13 +342,16 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         gb = kept * a["imageMb"] / 1024
         price.add(component_of(repository.urn), _name(repository.urn), f"{kept} images kept", "ecr.storageGbMonth", gb)
     for rule in each("aws:xray/samplingRule:SamplingRule"):
-        # X-Ray traces the reservoir's requests each second first, then the fixed rate of the rest
-        # (requests taken as evenly spread over the month).
-        rate, reservoir = _number(rule.inputs.get("fixedRate")), _number(rule.inputs.get("reservoirSize"))
-        per_second = requests / (HOURS * 3600)
-        traced = min(per_second, reservoir) + rate * max(per_second - reservoir, 0)
-        what = f"{reservoir:g} a second, then {rate:g} of the rest"
-        price.add(component_of(rule.urn), _name(rule.urn), what, "xray.tracesMillion", traced * HOURS * 3600 / 1e6)
+        # The service samples each request itself at the rule's fixed rate (app/service/tracing.py); the
+        # rule's reservoir applies to SDKs that ask X-Ray for sampling decisions, which it does not.
+        rate = _number(rule.inputs.get("fixedRate"))
+        price.add(
+            component_of(rule.urn),
+            _name(rule.urn),
+            f"{rate:g} of requests traced",
+            "xray.tracesMillion",
+            requests * rate / 1e6,
+        )
     for acl in each("aws:wafv2/webAcl:WebAcl"):
         component, name = component_of(acl.urn), _name(acl.urn)
         price.add(component, name, "web ACL", "waf.webAclMonth", 1)
@@ -362,7 +374,12 @@ NOT_ESTIMATED = (
     ("aws:ecs/cluster:Cluster", "Container Insights metrics of the cluster (per metric-month)"),
     ("aws:ec2/flowLog:FlowLog", "VPC flow log data (ingested and stored in CloudWatch Logs)"),
     ("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", "WAF log data (CloudWatch Logs)"),
-    ("aws:kms/key:Key", "KMS requests ($0.03 per 10,000 after 20,000 free a month per account)"),
+    (
+        "aws:kms/key:Key",
+        "KMS requests ($0.03 per 10,000 after 20,000 free a month per account), and $1 a month per key for "
+        "each of its first two yearly rotations",
+    ),
+    ("aws:lb/loadBalancer:LoadBalancer", "data transfer out to the internet (the responses)"),
     ("aws:codebuild/project:Project", "CodeBuild and pipeline logs (CloudWatch Logs)"),
 )
 

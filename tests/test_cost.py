@@ -47,8 +47,7 @@ DEV_BY_HAND = {
     "pipeline": 150 * (6 * 5 + 1) * 0.002,  # the source action is billed too: a minute
     "codebuild": (150 * 6 * 5 + 30 * 5 + 150 * 5) * 0.0034,  # pipeline jobs, daily drift, a preview per change
     "ecr": 30 * 200 / 1024 * 0.10,
-    # 1,000,000 requests a month is 0.38 a second: within the reservoir of 1 a second, all traced.
-    "xray": 1e6 / 1e6 * 5.0,
+    "xray": 1e6 * 0.2 / 1e6 * 5.0,  # the service samples 20 % of requests itself
     "metrics": 4 * 0.30,  # the delivery metric filters' custom metrics
     "s3": 1 * 0.023,
 }
@@ -56,7 +55,7 @@ DEV_BY_HAND = {
 
 def test_dev_estimate_is_the_sum_worked_out_by_hand(dev):
     cost = cost_of(dev)
-    assert cost["monthlyUsd"] == round(sum(DEV_BY_HAND.values()), 2) == 112.38
+    assert cost["monthlyUsd"] == round(sum(DEV_BY_HAND.values()), 2) == 108.38
     assert lines(cost, "service-service") == {
         "1 on-demand ARM64 task(s), vCPU": round(0.25 * H * 0.03238, 2),
         "1 on-demand ARM64 task(s), GB": round(0.5 * H * 0.00356, 2),
@@ -70,7 +69,9 @@ def test_dev_estimate_is_the_sum_worked_out_by_hand(dev):
     assert cost["unpriced"] == [
         "Container Insights metrics of the cluster (per metric-month)",
         "VPC flow log data (ingested and stored in CloudWatch Logs)",
-        "KMS requests ($0.03 per 10,000 after 20,000 free a month per account)",
+        "KMS requests ($0.03 per 10,000 after 20,000 free a month per account), and $1 a month per key for "
+        "each of its first two yearly rotations",
+        "data transfer out to the internet (the responses)",
         "CodeBuild and pipeline logs (CloudWatch Logs)",
     ]
 
@@ -98,12 +99,12 @@ def test_prod_estimate_is_the_sum_worked_out_by_hand(prod):
         "logs": 5 * 0.50 + 5 * (365 * 24 / H) * 0.03,
         "pipeline": 150 * (2 * 5 + 1) * 0.002,  # source, deploy and record: the approval is not billed
         "codebuild": (150 * 2 * 5 + 30 * 5) * 0.0034,
-        "xray": 1e6 / 1e6 * 5.0,
+        "xray": 1e6 * 0.05 / 1e6 * 5.0,
         "metrics": 4 * 0.30,
         "s3": 0.023,
     }
     cost = cost_of(prod)
-    assert cost["monthlyUsd"] == round(sum(by_hand.values()), 2) == 215.67
+    assert cost["monthlyUsd"] == round(sum(by_hand.values()), 2) == 210.92
     # The baseline: x86 tasks instead of ARM64 (prod already has a NAT gateway per zone).
     x86 = 3 * 0.5 * H * 0.04048 + 3 * 1.0 * H * 0.004445
     baseline = sum(by_hand.values()) - by_hand["fargate"] + x86
@@ -112,7 +113,7 @@ def test_prod_estimate_is_the_sum_worked_out_by_hand(prod):
 
 
 def test_spot_tasks_are_priced_at_the_assumed_discount():
-    plan = run_plan("dev", **{"cicd:service": {"desiredCount": 3, "maxCount": 4}})
+    plan = run_plan("dev", **{"cicd:service": {"desiredCount": 3, "minCount": 3, "maxCount": 4}})
     cost = cost_of(plan, spotDiscountPercent=60)
     # A base of one on-demand task, the other two shared 1:3 between FARGATE and FARGATE_SPOT.
     service = lines(cost, "service-service")
@@ -164,12 +165,12 @@ def test_the_plan_prints_the_estimate_and_json_carries_it(tmp_path, capsys):
     out = tmp_path / "plan.json"
     assert plan_cli.main(["--stack", "dev", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "Monthly estimate: $112.38 in us-east-1" in text
+    assert "Monthly estimate: $108.38 in us-east-1" in text
     assert "this stack's choices save $" in text
     cost = json.loads(out.read_text())["cost"]
-    assert cost["monthlyUsd"] == 112.38
+    assert cost["monthlyUsd"] == 108.38
     assert {"component", "resource", "monthlyUsd"} <= set(cost["items"][0])
-    assert round(sum(i["monthlyUsd"] for i in cost["items"]), 2) == pytest.approx(112.38, abs=0.05)
+    assert round(sum(i["monthlyUsd"] for i in cost["items"]), 2) == pytest.approx(108.38, abs=0.05)
 
 
 # -- the refresh script, on a recorded Price List answer ----------------------------------------------
@@ -320,7 +321,7 @@ def test_a_stack_over_its_budget_fails_naming_the_largest_items(prod, policy_ser
     message = finding.message.splitlines()[-1]
     # The pack's estimate is the plan's: one definition.
     assert (
-        "the estimated cost, $215.67 a month in us-east-1 (prices of 2026-11-27), is over the budget of $150.00"
+        "the estimated cost, $210.92 a month in us-east-1 (prices of 2026-11-27), is over the budget of $150.00"
         in message
     )
     assert (
@@ -329,7 +330,7 @@ def test_a_stack_over_its_budget_fails_naming_the_largest_items(prod, policy_ser
 
 
 def test_a_stack_within_its_budget_passes(prod, policy_server):
-    assert budget_findings(policy_server, prod, maxMonthlyUsd=215.68) == []
+    assert budget_findings(policy_server, prod, maxMonthlyUsd=210.93) == []
 
 
 def test_the_budget_reads_the_stacks_region_and_usage_as_the_engine_hands_them(dev):
@@ -366,10 +367,24 @@ def test_without_a_budget_or_a_region_the_policy_says_so(dev, policy_server):
     assert "neither aws:region nor a resource's AWS provider names a region" in finding.message
 
 
-def test_the_sample_stacks_have_budgets_their_estimates_meet():
+def test_the_sample_stacks_have_budgets_their_estimates_meet(dev, prod):
     budgets = {s: policy_config(s)["monthly-budget"] for s in ("dev", "prod")}
     assert budgets["dev"] == {"enforcementLevel": "advisory", "maxMonthlyUsd": 150}
     assert budgets["prod"] == {"enforcementLevel": "mandatory", "maxMonthlyUsd": 300}
+    for plan, stack in ((dev, "dev"), (prod, "prod")):
+        assert cost_of(plan)["monthlyUsd"] <= budgets[stack]["maxMonthlyUsd"], stack
+
+
+def test_tasks_are_priced_at_the_autoscaling_floor_not_the_live_count(prod):
+    """A refreshed preview hands the policy the service's live desired count (ECS and autoscaling own
+    it): a deploy during a spike must not price the spike. The floor is cicd:service.minCount."""
+    scaled = [
+        SimpleNamespace(urn=r.urn, type=r.type, inputs={**r.inputs, "desiredCount": 12.0})
+        if r.type == "aws:ecs/service:Service"
+        else r
+        for r in prod.registrations
+    ]
+    assert cost_of(SimpleNamespace(registrations=scaled))["monthlyUsd"] == cost_of(prod)["monthlyUsd"] == 210.92
 
 
 def test_the_plan_shows_the_budget_its_policy_config_sets(dev):
@@ -398,7 +413,7 @@ def test_the_cost_section_shows_both_totals_and_the_difference_per_component():
     assert rows == [
         "| Network | $33.30 | $66.15 | +$32.85 |",
         "| FargateService | $27.36 | $28.71 | +$1.35 |",
-        "| WebFirewall | $0.00 | $0.00 | ±$0.00 |",
+        "| 1 other component(s), unchanged | | | |",
     ]
     cheaper = cost_diff.section("dev", HEAD, BASE)
     assert "(-$34.20 a month" in cheaper and "| Network | $66.15 | $33.30 | -$32.85 |" in cheaper

@@ -11,6 +11,7 @@ base_branch="${2:?usage: cost-diff.sh STACK BASE_BRANCH OUT}"
 out="${3:?usage: cost-diff.sh STACK BASE_BRANCH OUT}"
 : > "$out"  # a rerun starts afresh
 work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 python="${PYTHON:-$PWD/venv/bin/python}"  # make plan creates it
 if ! make --no-print-directory plan STACK="$stack" ARGS="--json $work/head.json" > "$work/head.log" 2>&1; then
   [[ -s "$work/head.json" ]] \
