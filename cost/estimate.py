@@ -269,9 +269,10 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
             price.add(
                 component_of(lb.urn), _name(lb.urn), f"{count} public IPv4 address(es)", "ipv4.hour", count * HOURS
             )
-    for endpoint in each("aws:ec2/vpcEndpoint:VpcEndpoint"):
-        if endpoint.inputs.get("vpcEndpointType") != "Interface":
-            continue  # gateway endpoints (S3) are free
+    interface = [e for e in each("aws:ec2/vpcEndpoint:VpcEndpoint") if e.inputs.get("vpcEndpointType") == "Interface"]
+    if interface:  # gateway endpoints (S3) are free
+        result.unpriced.append("data processed by the interface endpoints (endpoint.gb in the price table)")
+    for endpoint in interface:
         # Unknown before the VPC exists: then one per zone of the network.
         zones = len(_list(endpoint.inputs.get("subnetIds"))) or (networks[0][3] if networks else 1)
         service = str(endpoint.inputs.get("serviceName", "")).rsplit(".", 1)[-1]

@@ -36,6 +36,8 @@ QUERIES: dict[str, tuple[str, str, float]] = {
     "nat.gb": ("AmazonEC2", "NatGateway-Bytes", 1),
     "endpoint.hour": ("AmazonVPC", "VpcEndpoint-Hours", 1),
     "kms.keyMonth": ("awskms", "KMS-Keys", 1),
+    "kms.requests10k": ("awskms", "KMS-Requests", 1e4),
+    "endpoint.gb": ("AmazonVPC", "VpcEndpoint-Bytes", 1),
     "secretsmanager.secretMonth": ("AWSSecretsManager", "AWSSecretsManager-Secrets", 1),
     "cloudwatch.alarmMetricMonth": ("AmazonCloudWatch", "CW:AlarmMonitorUsage", 1),
     "logs.ingestGb": ("AmazonCloudWatch", "DataProcessing-Bytes", 1),
@@ -104,7 +106,7 @@ def refresh(client: Any, table: dict[str, Any], today: str) -> tuple[dict[str, A
     missing: list[str] = []
     for key, (service, usagetype, factor) in QUERIES.items():
         entry = table["prices"][key]
-        for region in list(entry["usd"]):
+        for region in [*entry["usd"], *entry.get("missing", {})]:
             found = [
                 p
                 for spelling in usagetypes(region, usagetype)
@@ -128,6 +130,7 @@ def refresh(client: Any, table: dict[str, Any], today: str) -> tuple[dict[str, A
                 )
                 continue
             entry["usd"][region] = [usd, "PRICE-LIST-API"]
+            entry.get("missing", {}).pop(region, None)
     # The table's date is today's only when every price in it is: else the oldest stands.
     refreshed = all(
         region_entry[1] == "PRICE-LIST-API" for e in table["prices"].values() for region_entry in e["usd"].values()

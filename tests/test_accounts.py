@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import POLICY_DIR, Plan, policy_config, run_plan
+from conftest import Plan, policy_config, run_plan
 
 import config
-from offline import analyzer, program
+from offline import program
 
 D, P = "111111111111", "222222222222"
 TWO_ACCOUNTS = {"dev": ("dev", "", D), "prod": ("prod", "dev", P)}
@@ -191,12 +191,14 @@ def test_devs_copy_of_its_newest_bundle_starts_prods_pipeline(accounts):
     assert f"with credentials of account {D}" in approval
 
 
-def test_both_stacks_pass_every_mandatory_policy(accounts):
-    with analyzer.PolicyServer(POLICY_DIR) as server:
-        for plan, stack in zip(accounts, ("dev", "prod"), strict=True):
-            server.configure(policy_config(stack))
-            mandatory = [f for f in server.analyze(plan.registrations, region="us-east-1") if f.level == "mandatory"]
-            assert mandatory == [], stack
+def test_both_stacks_pass_every_mandatory_policy(accounts, policy_server):
+    for plan, stack in zip(accounts, ("dev", "prod"), strict=True):
+        policy_server.configure(policy_config(stack))
+        try:
+            findings = policy_server.analyze(plan.registrations, region="us-east-1")
+        finally:
+            policy_server.configure({})
+        assert [f for f in findings if f.level == "mandatory"] == [], stack
 
 
 def test_one_account_creates_none_of_it(dev, prod):

@@ -136,7 +136,9 @@ def test_every_price_names_its_source_and_covers_the_four_regions():
     assert prices["compiled"] == "2026-11-27"
     for key, entry in prices["prices"].items():
         assert entry["unit"] and entry["offer"], key
-        assert set(entry["usd"]) == {"us-east-1", "us-east-2", "us-west-2", "eu-west-1"}, key
+        # A region without a price says why (no source found): never a number made up to fill the gap.
+        assert set(entry["usd"]) | set(entry.get("missing", {})) == {"us-east-1", "us-east-2", "us-west-2", "eu-west-1"}
+        assert not set(entry["usd"]) & set(entry.get("missing", {})), key
         for region, (usd, source) in entry["usd"].items():
             assert usd > 0 and source in prices["sources"], (key, region)
 
@@ -494,3 +496,13 @@ def test_refresh_writes_nothing_when_the_api_answers_nothing(tmp_path, monkeypat
     out = tmp_path / "prices.json"
     assert refresh.main(["--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_interface_endpoints_are_priced_per_zone_hour_and_their_data_named():
+    plan = run_plan("dev", **{"cicd:network": {"natGateways": "none"}})
+    cost = cost_of(plan)
+    endpoints = [i for i in cost["items"] if i["unit"] == "endpoint-AZ-hour"]
+    # natGateways none: the tasks reach AWS through interface endpoints, each in both zones.
+    assert endpoints and all(i["quantity"] == 2 * H and i["monthlyUsd"] == round(2 * H * 0.01, 2) for i in endpoints)
+    assert "data processed by the interface endpoints (endpoint.gb in the price table)" in cost["unpriced"]
+    assert not [i for i in cost["items"] if i["unit"].startswith("NAT")]
