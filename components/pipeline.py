@@ -47,7 +47,7 @@ class BuildPipelineArgs:
     ``notification_topic_policy_arn`` the same ARN from known parts, for IAM documents;
     ``notification_key_alias`` the alias of the key that encrypts the topic.
     ``deploy_timeout_minutes``: the deploy job's build timeout (5..2160); default 60.
-    ``access_log_bucket``: where the artifact bucket's S3 access logs go; default none.
+    ``access_log_bucket``: where the artifact and releases buckets' S3 access logs go; default none.
     ``xray_image``: the image job pulls it once through the stack's cache (``image_cache_prefix``), so
     the cache holds it before any task in an isolated subnet needs it.
     """
@@ -127,6 +127,7 @@ class BuildPipeline(pulumi.ComponentResource):
             kms_key_arn=args.data_key_arn,
             statements=lambda arn: _upstream_copies(args, arn),
         )
+        self._log_access(f"{name}-releases", self.releases.name, args)
         if args.upstream_account:
             # The upstream's copy of its newest bundle starts this stack's pipeline: S3 tells EventBridge.
             aws.s3.BucketNotification(
@@ -294,15 +295,19 @@ class BuildPipeline(pulumi.ComponentResource):
             tags=args.tags,
             kms_key_arn=args.data_key_arn,
         )
+        self._log_access(f"{name}-artifacts", artifacts.name, args)
+        return artifacts
+
+    def _log_access(self, name: str, bucket: pulumi.Output[str], args: BuildPipelineArgs) -> None:
+        """S3 server access logs of a bucket, under `s3/<bucket>/` in the stack's access-log bucket."""
         if args.access_log_bucket is not None:
             aws.s3.BucketLogging(
-                f"{name}-artifacts-logging",
-                bucket=artifacts.name,
+                f"{name}-logging",
+                bucket=bucket,
                 target_bucket=args.access_log_bucket,
-                target_prefix=pulumi.Output.concat("s3/", artifacts.name, "/"),
+                target_prefix=pulumi.Output.concat("s3/", bucket, "/"),
                 opts=child_opts(self),
             )
-        return artifacts
 
     def _token_secrets(self, name: str, args: BuildPipelineArgs) -> dict[str, str]:
         """Tokens the jobs read, created empty: their values are put out of band, never in state."""

@@ -542,11 +542,19 @@ def test_resources_that_name_another_depend_on_it(prod):
     assert topic.urn in drift.property_dependencies["arn"]
 
 
-def test_the_artifact_bucket_logs_access_to_the_access_log_bucket(dev):
-    logging = dev.one("aws:s3/bucketLogging:BucketLogging").inputs
-    assert logging["targetBucket"] == "web-dev-alb-logs-123456789012"
-    assert logging["targetPrefix"] == "s3/web-dev-artifacts-123456789012/"
-    policy = json.loads(dev.one("aws:s3/bucketPolicy:BucketPolicy", "service-access-logs-policy").inputs["policy"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_artifact_and_releases_buckets_log_access_to_the_access_log_bucket(stack, request):
+    plan = request.getfixturevalue(stack)
+    code = {"dev": "dev", "prod": "prd"}[stack]
+    logged = {
+        r.inputs["bucket"]: r.inputs
+        for r in plan.all("aws:s3/bucketLogging:BucketLogging")
+        if r.inputs["targetBucket"] == f"web-{code}-alb-logs-123456789012"
+    }
+    assert sorted(logged) == [f"web-{code}-artifacts-123456789012", f"web-{code}-releases-123456789012"]
+    for bucket, logging in logged.items():
+        assert logging["targetPrefix"] == f"s3/{bucket}/"
+    policy = json.loads(plan.one("aws:s3/bucketPolicy:BucketPolicy", "service-access-logs-policy").inputs["policy"])
     (s3,) = [s for s in policy["Statement"] if s.get("Sid") == "S3DeliversAccessLogs"]
     assert s3["Principal"] == {"Service": "logging.s3.amazonaws.com"}
     assert s3["Resource"].endswith("/s3/*") and s3["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"

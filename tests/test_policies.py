@@ -461,6 +461,9 @@ def bucket_set(*skip, **changes):
             },
             name="policy",
         ),
+        "logging": Resource(
+            "aws:s3/bucketLogging:BucketLogging", {"bucket": "logs", "targetBucket": "central"}, name="logging"
+        ),
     }
     for key, props in changes.items():
         parts[key] = Resource(parts[key].type, {**parts[key].props, **props}, name=key)
@@ -565,6 +568,7 @@ STACK_CASES = [
         bucket_set(versioning={"versioningConfiguration": {"status": "Suspended"}}),
         bucket_set("versioning"),
     ),
+    ("s3-access-logging", bucket_set(), bucket_set(logging={"bucket": "other"}), bucket_set("logging")),
     (
         "s3-ssl-only",
         bucket_set(),
@@ -726,8 +730,21 @@ def test_stack_policies_see_missing_companions(policy_server):
         "s3-default-encryption",
         "s3-versioning",
         "s3-ssl-only",
+        "s3-access-logging",
         "ecr-lifecycle-policy",
     } <= names
+
+
+def test_a_log_destination_bucket_need_not_log_itself(policy_server):
+    policy_server.configure({})
+    central = Resource("aws:s3/bucket:Bucket", {"bucket": "central"}, name="central")
+    logged = [f.urn for f in policy_server.analyze([*bucket_set(), central]) if f.policy == "s3-access-logging"]
+    assert logged == []  # central receives the logs of `logs`
+    lb = Resource("aws:lb/loadBalancer:LoadBalancer", {"accessLogs": {"bucket": "central", "enabled": True}})
+    assert not [f for f in policy_server.analyze([central, lb]) if f.policy == "s3-access-logging"]
+    off = Resource("aws:lb/loadBalancer:LoadBalancer", {"accessLogs": {"bucket": "central", "enabled": False}})
+    (found,) = [f for f in policy_server.analyze([central, off]) if f.policy == "s3-access-logging"]
+    assert found.urn == central.urn and "central must log access" in found.message
 
 
 @pytest.mark.parametrize(

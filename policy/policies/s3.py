@@ -19,6 +19,8 @@ ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEnc
 VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 ACL = "aws:s3/bucketAcl:BucketAcl"
+LOGGING = "aws:s3/bucketLogging:BucketLogging"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 PUBLIC_ACLS = {"public-read", "public-read-write", "authenticated-read"}
 BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
@@ -59,6 +61,27 @@ def _attached_check(typ, message, predicate=lambda props: True):
                 yield message.format(name=name), bucket.urn
 
     return check
+
+
+def _access_logged(resources, _args):
+    """Every bucket logs access to another, except a log destination: the target of another bucket's
+    logging or of a load balancer's access logs (logging it would loop, or need one more bucket)."""
+    logging = _by_bucket(resources, LOGGING)
+    destinations = {p.get("targetBucket") for props in logging.values() for p in props}
+    for lb in of_type(resources, LOAD_BALANCER):
+        logs = plain(lb.props).get("accessLogs") or {}
+        if logs.get("enabled") is not False:
+            destinations.add(logs.get("bucket"))
+    for bucket, name in _buckets(resources):
+        if name in destinations or any(p.get("targetBucket") for p in logging.get(name, [])):
+            continue
+        if is_unknown(name) and logging:
+            continue
+        yield (
+            f"Bucket {name} must log access (S3 server access logs) to the stack's log bucket. Add an "
+            "aws.s3.BucketLogging with target_bucket the access-log bucket.",
+            bucket.urn,
+        )
 
 
 def _versioned(props):
@@ -123,6 +146,12 @@ POLICIES = [
             "statement that denies aws:SecureTransport false.",
             _ssl_only,
         ),
+    ),
+    stack_policy(
+        "s3-access-logging",
+        "Checks that every bucket that is not itself a log destination logs access to one.",
+        _access_logged,
+        severity=Severity.MEDIUM,
     ),
     resource_policy(
         "s3-no-public-acl", "Checks that no bucket ACL is public.", ACL, _no_public_acl, severity=Severity.CRITICAL
