@@ -58,7 +58,8 @@ class NetworkArgs:
 
 
 class Network(pulumi.ComponentResource):
-    """A VPC from awsx with flow logs to an encrypted log group and, without NAT, VPC endpoints."""
+    """A VPC from awsx with flow logs to an encrypted log group, an S3 gateway endpoint and, without NAT,
+    the interface endpoints a task needs."""
 
     vpc_id: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[list]
@@ -103,6 +104,9 @@ class Network(pulumi.ComponentResource):
         self.endpoints: list[aws.ec2.VpcEndpoint] = []
         if args.network.nat_gateways == "none":
             self._create_endpoints(name)
+        # In every mode: ECR keeps image layers in S3, and the gateway endpoint (free) carries them,
+        # where a NAT gateway would bill every pulled GB.
+        self.endpoints.append(self._s3_gateway_endpoint(name))
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,
@@ -201,19 +205,21 @@ class Network(pulumi.ComponentResource):
                     opts=child_opts(self),
                 )
             )
-        # ECR keeps image layers in S3, which a gateway endpoint reaches through the route tables.
+
+    def _s3_gateway_endpoint(self, name: str) -> aws.ec2.VpcEndpoint:
+        """S3 through the private subnets' route tables (the route tables exist once awsx returns the
+        subnet IDs: its outputs include the route table associations)."""
+        args = self._args
         route_tables = aws.ec2.get_route_tables_output(
             vpc_id=self.vpc_id,
             filters=[aws.ec2.GetRouteTablesFilterArgs(name="association.subnet-id", values=self.private_subnet_ids)],
         )
-        self.endpoints.append(
-            aws.ec2.VpcEndpoint(
-                f"{name}-s3-endpoint",
-                vpc_id=self.vpc_id,
-                service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.s3",
-                vpc_endpoint_type="Gateway",
-                route_table_ids=route_tables.ids,
-                tags={**args.tags, "Name": f"{args.prefix}-s3"},
-                opts=child_opts(self),
-            )
+        return aws.ec2.VpcEndpoint(
+            f"{name}-s3-endpoint",
+            vpc_id=self.vpc_id,
+            service_name=f"{args.context.reverse_dns_prefix}.{args.context.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=route_tables.ids,
+            tags={**args.tags, "Name": f"{args.prefix}-s3"},
+            opts=child_opts(self),
         )

@@ -90,6 +90,8 @@ class Estimate:
     compiled: str
     items: list[Item] = field(default_factory=list)
     unpriced: list[str] = field(default_factory=list)
+    # What a choice of the stack keeps off the bill (priced as it would be without that choice).
+    avoided: list[Item] = field(default_factory=list)
     baseline_usd: float = 0.0
 
     @property
@@ -111,6 +113,7 @@ class Estimate:
             "components": {k: round(v, 2) for k, v in self.by_component().items()},
             "items": [i.as_json() for i in self.items],
             "unpriced": list(self.unpriced),
+            "avoided": [i.as_json() for i in self.avoided],
             "baseline": {
                 "what": BASELINE,
                 "monthlyUsd": round(self.baseline_usd, 2),
@@ -130,10 +133,19 @@ class _Pricer:
         self.table, self.region, self.estimate = prices["prices"], region, estimate
 
     def add(
-        self, component: str, resource: str, what: str, key: str, quantity: float, *, discount: float = 0.0
+        self,
+        component: str,
+        resource: str,
+        what: str,
+        key: str,
+        quantity: float,
+        *,
+        discount: float = 0.0,
+        avoided: bool = False,
     ) -> None:
         """One line: `quantity` of price `key`, less `discount` (a share, for assumed Spot prices). A
-        price the table lacks for the region is listed as unpriced, never taken as zero."""
+        price the table lacks for the region is listed as unpriced, never taken as zero. `avoided`: a
+        line the stack does not pay, listed beside the estimate as what its choice saves."""
         if quantity <= 0:
             return
         entry = self.table.get(key)
@@ -146,9 +158,8 @@ class _Pricer:
         usd, source = found
         if discount:
             usd, source = round(usd * (1 - discount), 8), f"{source} less the assumed Spot discount"
-        self.estimate.items.append(
-            Item(component, resource, what, quantity, entry["unit"], usd, quantity * usd, source)
-        )
+        item = Item(component, resource, what, quantity, entry["unit"], usd, quantity * usd, source)
+        (self.estimate.avoided if avoided else self.estimate.items).append(item)
 
 
 def component_of(urn: str) -> str:
@@ -226,6 +237,7 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         for t in each("aws:appautoscaling/target:Target")
         if t.inputs.get("scalableDimension") == "ecs:service:DesiredCount"
     }
+    running = 0.0  # tasks at autoscaling's floor, of every service: each deploy starts as many
     for service in each("aws:ecs/service:Service"):
         if len(tasks) != 1:
             result.unpriced.append(f"{_name(service.urn)}: {len(tasks)} task definitions, which one it runs is unknown")
@@ -235,6 +247,7 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         arch = (tasks[0].inputs.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
         floor = next((n for rid, n in floors.items() if rid.endswith(f"/{service.inputs.get('name')}")), None)
         on_demand, spot = fargate_tasks(service.inputs, floor)
+        running += on_demand + spot
         if baseline:
             on_demand, spot, arch = on_demand + spot, 0.0, "X86_64"
         component, name = component_of(service.urn), _name(service.urn)
@@ -253,14 +266,26 @@ def _estimate(resources, region, a, prices, *, baseline: bool) -> Estimate:
         gb_per_hour = requests * a["responseKb"] / 1e6 / HOURS
         lcus = max(per_second / 25, gb_per_hour)
         price.add(component, name, f"{lcus:.4f} LCU on average", "alb.lcuHour", lcus * HOURS)
-    # NAT gateways: hours, and the GB they process.
+    # NAT gateways: hours, and the GB they process: the assumed traffic, and the image layers each
+    # deploy's new tasks pull from ECR (stored in S3) unless an S3 gateway endpoint carries them.
     networks = _nat_gateways(each)
+    s3_gateway = any(
+        e.inputs.get("vpcEndpointType") == "Gateway" and str(e.inputs.get("serviceName", "")).endswith(".s3")
+        for e in each("aws:ec2/vpcEndpoint:VpcEndpoint")
+    )
+    pulled_gb = a["buildsPerDay"] * DAYS * running * a["imageMb"] / 1024
     for component, name, count, zones in networks:
         if baseline:
             count = zones
         price.add(component, name, f"{count} NAT gateway(s)", "nat.hour", count * HOURS)
         if count:
             price.add(component, name, "data through NAT", "nat.gb", float(a["natGbPerMonth"]))
+            layers = f"image layers ({running:g} task(s) x {a['buildsPerDay'] * DAYS:g} deploys)"
+            if s3_gateway:
+                what = f"{layers} through the S3 gateway endpoint, not NAT"
+                price.add(component, name, what, "nat.gb", pulled_gb, avoided=True)
+            else:
+                price.add(component, name, f"{layers} through NAT: no S3 gateway endpoint", "nat.gb", pulled_gb)
             price.add(component, name, f"{count} NAT gateway Elastic IP(s)", "ipv4.hour", count * HOURS)
     # An internet-facing load balancer has a public IPv4 address in each of its subnets' zones.
     for lb in each("aws:lb/loadBalancer:LoadBalancer"):
@@ -459,6 +484,11 @@ def render(cost: Mapping[str, Any]) -> list[str]:
             )
     for note in cost["unpriced"]:
         out.append(f"  not in the estimate: {note}")
+    for item in cost.get("avoided", []):
+        out.append(
+            f"  not billed: {item['quantity']:,.2f} {item['unit']} of {item['what']} ({item['resource']}): "
+            f"{money(item['monthlyUsd'])} a month saved"
+        )
     budget = cost.get("budget")
     if budget:
         out.append(f"Budget (policy monthly-budget): {money(budget['maxMonthlyUsd'])} a month")

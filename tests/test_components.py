@@ -377,6 +377,17 @@ def test_without_nat_the_tasks_reach_aws_through_endpoints(variant):
     assert [(r["fromPort"], r["toPort"]) for r in endpoints["ingress"]] == [(443, 443)]
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_with_nat_gateways_s3_still_goes_through_the_free_gateway_endpoint(stack, request):
+    plan = request.getfixturevalue(stack)
+    assert plan.one("awsx:ec2:Vpc").inputs["natGateways"]["strategy"] in ("Single", "OnePerAz")
+    (endpoint,) = plan.all("aws:ec2/vpcEndpoint:VpcEndpoint")  # no interface endpoints: NAT reaches AWS
+    assert endpoint.inputs["serviceName"] == "com.amazonaws.us-east-1.s3"
+    assert endpoint.inputs["vpcEndpointType"] == "Gateway"
+    assert endpoint.inputs["routeTableIds"]  # the private subnets' route tables, which the tasks use
+    assert "subnetIds" not in endpoint.inputs and "securityGroupIds" not in endpoint.inputs
+
+
 # -- the cost of a deploy -------------------------------------------------------------------------
 
 

@@ -65,6 +65,11 @@ def test_dev_estimate_is_the_sum_worked_out_by_hand(dev):
         "data through NAT": 0.45,
         "1 NAT gateway Elastic IP(s)": 3.65,
     }
+    # The S3 gateway endpoint carries the image layers each deploy's task pulls: 150 deploys of one
+    # 200 MB image, priced as NAT data only to show what it saves.
+    (avoided,) = cost["avoided"]
+    assert avoided["quantity"] == round(150 * 1 * 200 / 1024, 4) and avoided["unitUsd"] == 0.045
+    assert avoided["monthlyUsd"] == round(150 * 200 / 1024 * 0.045, 2) == 1.32
     # What the stack is billed for beyond the model is named, not left out silently.
     assert cost["unpriced"] == [
         "Container Insights metrics of the cluster (per metric-month)",
@@ -496,6 +501,30 @@ def test_refresh_writes_nothing_when_the_api_answers_nothing(tmp_path, monkeypat
     out = tmp_path / "prices.json"
     assert refresh.main(["--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_without_the_s3_gateway_endpoint_image_layers_are_billed_as_nat_data(dev):
+    gateway = next(r for r in dev.registrations if r.type == "aws:ec2/vpcEndpoint:VpcEndpoint")
+    without = [r for r in dev.registrations if r is not gateway]
+    cost = estimate.estimate(without, region="us-east-1", assumptions=DEFAULTS).as_json(DEFAULTS)
+    assert cost["avoided"] == []
+    layers = {k: v for k, v in lines(cost, "network-vpc").items() if k.startswith("image layers")}
+    assert layers == {"image layers (1 task(s) x 150 deploys) through NAT: no S3 gateway endpoint": 1.32}
+    assert cost["monthlyUsd"] == round(cost_of(dev)["monthlyUsd"] + 1.32, 2)
+    # Ten deploys a day of a 1 GB image to three tasks: 900 GB a month, $40.50 through NAT.
+    busy = {**DEFAULTS, "buildsPerDay": 10, "imageMb": 1024}
+    floor = "aws:appautoscaling/target:Target"
+    heavy = estimate.estimate(
+        [r for r in without if r.type != floor] + [_with_floor(dev, 3)], region="us-east-1", assumptions=busy
+    ).as_json(busy)
+    assert [v for k, v in lines(heavy, "network-vpc").items() if k.startswith("image layers")] == [40.5]
+
+
+def _with_floor(plan, count):
+    """The service's autoscaling target with another floor (the estimate prices tasks at the floor)."""
+    floor = next(r for r in plan.registrations if r.type == "aws:appautoscaling/target:Target")
+    assert floor.inputs["minCapacity"] == 1
+    return SimpleNamespace(urn=floor.urn, type=floor.type, inputs={**floor.inputs, "minCapacity": count})
 
 
 def test_interface_endpoints_are_priced_per_zone_hour_and_their_data_named():
