@@ -256,6 +256,8 @@ def _downstream_copies(args, jobs: JobContext) -> list[dict]:
             "Resource": [
                 ctx.s3_arn(bucket, f"{args.environment}/*") for _, bucket in sorted(jobs.downstream_buckets.items())
             ],
+            # Only into buckets those accounts own: a bucket of the same name elsewhere is refused.
+            "Condition": {"StringEquals": {"s3:ResourceAccount": accounts}},
         },
         {
             "Sid": "DownstreamKeys",
@@ -304,8 +306,14 @@ def _release_job(args, jobs: JobContext) -> Project:
     upstream: dict[str, Any] = {}
     reads: list[dict] = _downstream_copies(args, jobs)
     if jobs.downstream_buckets:
-        # The downstream environments in other accounts get a copy of each bundle (their pipelines' source).
-        upstream["DOWNSTREAM_BUCKETS"] = pulumi.Output.all(*jobs.downstream_buckets.values()).apply(" ".join)
+        # The downstream environments in other accounts get a copy of each bundle (their pipelines'
+        # source): `<account>/<bucket>` words, the account being the one that must own the bucket.
+        upstream["DOWNSTREAM_BUCKETS"] = pulumi.Output.all(
+            *(
+                pulumi.Output.concat(args.downstreams[env][0], "/", bucket)
+                for env, bucket in sorted(jobs.downstream_buckets.items())
+            )
+        ).apply(" ".join)
     if not args.pipeline.builds:
         upstream = {
             "PROMOTE_FROM": args.pipeline.promote_from,

@@ -150,12 +150,14 @@ def test_dev_copies_each_bundle_into_prods_bucket_and_nowhere_else(accounts):
     release = by_sid(dev, "pipeline-release-policy")
     assert release["DownstreamCopies"]["Action"] == "s3:PutObject"
     assert release["DownstreamCopies"]["Resource"] == [f"arn:aws:s3:::web-prd-releases-{P}/dev/*"]
+    # Only into a bucket prod's account owns: the name alone could be anyone's.
+    assert release["DownstreamCopies"]["Condition"] == {"StringEquals": {"s3:ResourceAccount": [P]}}
     assert release["DownstreamKeys"]["Resource"] == [f"arn:aws:kms:us-east-1:{P}:key/*"]
     assert release["DownstreamKeys"]["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
     variables = {
         v["name"]: v["value"] for v in dev.named("pipeline-release").inputs["environment"]["environmentVariables"]
     }
-    assert variables["DOWNSTREAM_BUCKETS"] == f"web-prd-releases-{P}"
+    assert variables["DOWNSTREAM_BUCKETS"] == f"{P}/web-prd-releases-{P}"
     # prod's side admits exactly dev's release job: puts under dev/ in its bucket, its key only through S3.
     devs_release_job = {"ArnEquals": {"aws:PrincipalArn": [f"arn:aws:iam::{D}:role/web-dev-release-build"]}}
     bucket = {s.get("Sid"): s for s in statements(prod.named("pipeline-releases-policy"))}

@@ -301,6 +301,21 @@ case "$1 $2" in
     fi
     if [[ "$dst" == s3://* ]]; then dst="$(s3path "$dst")"; fi
     mkdir -p "$(dirname "$dst")"; cp "$src" "$dst" ;;
+  "s3api put-object")
+    shift 2; bucket=""; key=""; body=""; owner=""
+    while [[ $# -gt 0 ]]; do
+      case "$1" in --bucket) bucket="$2" ;; --key) key="$2" ;; --body) body="$2" ;; --expected-bucket-owner) owner="$2" ;; esac
+      shift
+    done
+    if [[ -n "${MISSING_BUCKET:-}" && "$bucket" == "$MISSING_BUCKET" ]]; then
+      echo "An error occurred (NoSuchBucket) when calling the PutObject operation" >&2; exit 254
+    fi
+    # The account that really owns the bucket: its name's suffix, unless someone else took the name.
+    actual="${bucket##*-}"; [[ "$bucket" == "${SQUATTED_BUCKET:-}" ]] && actual=999999999999
+    if [[ -n "$owner" && "$owner" != "$actual" ]]; then
+      echo "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied" >&2; exit 254
+    fi
+    mkdir -p "$FAKE_S3/$bucket/$(dirname "$key")"; cp "$body" "$FAKE_S3/$bucket/$key"; echo '{"ETag": "x"}' ;;
   "ssm put-parameter")
     while [[ $# -gt 0 ]]; do
       if [[ "$1" == --value ]]; then printf '%s' "$2" > "$FAKE_S3/parameter.json"; fi; shift
@@ -381,7 +396,7 @@ def test_a_release_is_tagged_bundled_recorded_and_timed(tmp_path):
 def test_a_release_is_copied_to_downstream_accounts_and_starts_them_after_it_is_recorded(tmp_path):
     (tmp_path / "s3").mkdir()
     stub(tmp_path, "aws", AWS_STUB)
-    buckets = "web-prd-releases-222222222222 web-stg-releases-333333333333"
+    buckets = "222222222222/web-prd-releases-222222222222 333333333333/web-stg-releases-333333333333"
     env = release_env(tmp_path, DOWNSTREAM_BUCKETS=buckets, MISSING_BUCKET="web-stg-releases-333333333333")
     result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
     # A downstream stack not deployed yet does not fail dev's release: it is named, and promotes a later one.
@@ -392,8 +407,11 @@ def test_a_release_is_copied_to_downstream_accounts_and_starts_them_after_it_is_
     assert (copy / f"{SHA}.zip").read_bytes() == (own / f"{SHA}.zip").read_bytes()
     assert (copy / "latest.zip").read_bytes() == (own / f"{SHA}.zip").read_bytes()
     log = calls(tmp_path)
-    bundle = next(i for i, c in enumerate(log) if f"s3://web-prd-releases-222222222222/dev/{SHA}.zip" in c)
-    latest = next(i for i, c in enumerate(log) if "s3://web-prd-releases-222222222222/dev/latest.zip" in c)
+    put = "aws s3api put-object --bucket web-prd-releases-222222222222 --expected-bucket-owner 222222222222 --key"
+    bundle = next(i for i, c in enumerate(log) if c.startswith(f"{put} dev/{SHA}.zip "))
+    latest = next(i for i, c in enumerate(log) if c.startswith(f"{put} dev/latest.zip "))
+    # Every write into another account's bucket names the owner it must have.
+    assert not [c for c in log if "s3://web-prd" in c or "s3://web-stg" in c]
     recorded = next(i for i, c in enumerate(log) if c.startswith("aws ssm put-parameter"))
     # The bundle is there before the record; latest.zip, which starts prod's pipeline, after it.
     assert bundle < recorded < latest
@@ -401,17 +419,32 @@ def test_a_release_is_copied_to_downstream_accounts_and_starts_them_after_it_is_
     assert record["bundle_sha256"] == hashlib.sha256((copy / "latest.zip").read_bytes()).hexdigest()
 
 
-def test_a_copy_refused_for_another_reason_fails_the_release_before_it_is_recorded(tmp_path):
+def test_a_bucket_of_that_name_owned_by_another_account_gets_nothing_and_fails_the_release(tmp_path):
+    """Anyone may create web-prd-releases-<P> first: S3 refuses the copy, and dev records nothing."""
     (tmp_path / "s3").mkdir()
-    refused = AWS_STUB.replace(
-        '  "s3 cp")\n', '  "s3 cp")\n    [[ "$5" == s3://web-prd-* ]] && { echo "AccessDenied" >&2; exit 1; }\n', 1
+    stub(tmp_path, "aws", AWS_STUB)
+    env = release_env(
+        tmp_path,
+        DOWNSTREAM_BUCKETS="222222222222/web-prd-releases-222222222222",
+        SQUATTED_BUCKET="web-prd-releases-222222222222",
     )
-    assert refused != AWS_STUB
-    stub(tmp_path, "aws", refused)
-    env = release_env(tmp_path, DOWNSTREAM_BUCKETS="web-prd-releases-222222222222")
     result = run("publish-release.sh", [str(tmp_path / "out")], tmp_path, env)
-    assert result.returncode != 0 and "cannot copy this release to web-prd-releases-222222222222" in result.stderr
+    assert result.returncode != 0
+    assert "cannot copy this release to web-prd-releases-222222222222 (of account 222222222222)" in result.stderr
+    assert "AccessDenied" in result.stderr
+    assert not (tmp_path / "s3" / "web-prd-releases-222222222222").exists()
     assert not [c for c in calls(tmp_path) if c.startswith("aws ssm put-parameter")]
+
+
+@pytest.mark.parametrize("entry", ["web-prd-releases-222222222222", "2222/web-prd", "222222222222/"])
+def test_a_downstream_bucket_without_its_owner_is_refused_before_anything_is_copied(tmp_path, entry):
+    (tmp_path / "s3").mkdir()
+    stub(tmp_path, "aws", AWS_STUB)
+    result = run(
+        "publish-release.sh", [str(tmp_path / "out")], tmp_path, release_env(tmp_path, DOWNSTREAM_BUCKETS=entry)
+    )
+    assert result.returncode == 1 and "each word must be <account ID>/<bucket>" in result.stderr
+    assert not [c for c in calls(tmp_path) if c.startswith(("aws s3api", "aws ssm put-parameter"))]
 
 
 @pytest.mark.parametrize(

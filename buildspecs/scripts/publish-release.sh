@@ -55,6 +55,12 @@ except ValueError as err:
 '
 }
 
+# This release's bundle into a bucket of another account, only if that account owns the bucket
+# (`aws s3 cp` has no --expected-bucket-owner; put-object does).
+put_downstream() {  # bucket owner key
+  aws s3api put-object --bucket "$1" --expected-bucket-owner "$2" --key "$3" --body "$work/bundle.zip" > /dev/null
+}
+
 if [[ "${BUILDS:-1}" == "1" ]]; then
   : "${IMAGE_URI:?}" "${GIT_SHA:?}"
   [[ "$IMAGE_URI" == *@sha256:* ]] || { echo "error: IMAGE_URI must be a digest, got: $IMAGE_URI" >&2; exit 1; }
@@ -103,16 +109,23 @@ print(json.dumps({"image": os.environ["IMAGE"], "commit": os.environ["COMMIT"], 
   # with its key): each gets this release's bundle now, and `latest.zip` (which starts its pipeline)
   # after the record. A stack not deployed yet (no bucket) is skipped and promotes a later release;
   # any other failure fails the release.
-  for bucket in ${DOWNSTREAM_BUCKETS:-}; do
-    if ! copied="$(aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$bucket/$bundle_key" 2>&1)"; then
+  # DOWNSTREAM_BUCKETS: <account>/<bucket> words. Each copy names the account that must own the
+  # bucket (S3 refuses it otherwise): a bucket of that name created first by anyone else gets nothing.
+  for entry in ${DOWNSTREAM_BUCKETS:-}; do
+    owner="${entry%%/*}"; bucket="${entry#*/}"
+    if [[ ! "$owner" =~ ^[0-9]{12}$ || -z "$bucket" || "$bucket" == "$entry" ]]; then
+      echo "error: DOWNSTREAM_BUCKETS holds '$entry'; each word must be <account ID>/<bucket>" >&2
+      exit 1
+    fi
+    if ! copied="$(put_downstream "$bucket" "$owner" "$bundle_key" 2>&1)"; then
       if [[ "$copied" == *NoSuchBucket* ]]; then
         echo "warning: $bucket does not exist (that stack is not deployed yet): it gets no copy of this release" >&2
         continue
       fi
-      echo "error: cannot copy this release to $bucket: $copied" >&2
+      echo "error: cannot copy this release to $bucket (of account $owner): $copied" >&2
       exit 1
     fi
-    downstream+=("$bucket")
+    downstream+=("$owner/$bucket")
   done
 else
   : "${DEPLOYED_COMMIT:?the deploy job exports it}" "${PROMOTE_FROM:?}" "${UPSTREAM_RELEASES_BUCKET:?}"
@@ -148,8 +161,8 @@ fi
 aws ssm put-parameter --name "$RELEASE_PARAMETER" --type String --overwrite --value "$record" > /dev/null
 # Downstream stacks in other accounts start on their copy of the newest bundle, once the record they
 # check it against exists.
-for bucket in "${downstream[@]}"; do
-  aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$bucket/$ENVIRONMENT/latest.zip"
+for entry in "${downstream[@]}"; do
+  put_downstream "${entry#*/}" "${entry%%/*}" "$ENVIRONMENT/latest.zip"
 done
 printf '%s\n' "$image" > "$out"
 echo "released $image ($commit) to $ENVIRONMENT; record $RELEASE_PARAMETER"
