@@ -888,10 +888,22 @@ def image_to_deploy(settings: Settings, released: str) -> str:
     return ""
 
 
+OTHER_PARTITIONS = {"cn-": "aws-cn", "us-gov-": "aws-us-gov", "us-iso": "aws-iso", "eu-isoe-": "aws-iso-e"}
+
+
 def _check_region(region: str, source: str) -> None:
-    """Every service the stack needs must have an endpoint in its region (commercial partition)."""
-    if not region or region.startswith(("cn-", "us-gov-", "us-iso")):
+    """Every service the stack needs must have an endpoint in its region, in AWS's commercial partition
+    (the one whose endpoints, log-delivery accounts and prices the program is built and checked for)."""
+    if not region:
         return
+    other = next((p for prefix, p in OTHER_PARTITIONS.items() if region.startswith(prefix)), None)
+    if other:
+        raise _error(
+            f"{region} is in the {other} partition; this program is built and checked for AWS's commercial "
+            "partition (aws) only: its service endpoints, log-delivery accounts and prices. Choose a region such "
+            "as us-east-1",
+            full_key="aws:region",
+        )
     needed = ["codepipeline", "codebuild", "codestar-notifications"]
     if source:  # a building stack's source; a promoting stack reads its upstream's releases
         needed.append("codecommit" if source == "codecommit" else "codestar-connections")

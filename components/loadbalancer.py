@@ -23,48 +23,42 @@ ROLES = ("blue", "green")
 # The principal that delivers ALB access logs in regions opened since August 2022 (and beside the
 # regional ELB account in older ones, where AWS documents both forms).
 ELB_LOG_DELIVERY = "logdelivery.elasticloadbalancing.amazonaws.com"
-# The regions opened before August 2022, where a regional ELB account writes the logs. No region is
-# ever added to this set: every newer one uses the service principal.
-LEGACY_ELB_LOG_REGIONS = frozenset(
-    {
-        "us-east-1",
-        "us-east-2",
-        "us-west-1",
-        "us-west-2",
-        "af-south-1",
-        "ap-east-1",
-        "ap-south-1",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-northeast-3",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ap-southeast-3",
-        "ca-central-1",
-        "eu-central-1",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "eu-south-1",
-        "eu-north-1",
-        "me-south-1",
-        "sa-east-1",
-        "us-gov-west-1",
-        "us-gov-east-1",
-        "cn-north-1",
-        "cn-northwest-1",
-    }
-)
+# The regions opened before August 2022 and the ELB account that writes ALB access logs there, as
+# AWS's "Enable access logs" page lists them (the same table as the provider's aws.elb.get_service_account,
+# which the program no longer calls: a table is known at preview and offline, an invoke is not). AWS
+# recommends the service principal in every region and still honours these; no region is ever added.
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021",
+    "us-east-2": "033677994240",
+    "us-west-1": "027434742980",
+    "us-west-2": "797873946194",
+    "af-south-1": "098369216593",
+    "ap-east-1": "754344448648",
+    "ap-southeast-3": "589379963580",
+    "ap-south-1": "718504428378",
+    "ap-northeast-3": "383597477331",
+    "ap-northeast-2": "600734575887",
+    "ap-southeast-1": "114774131450",
+    "ap-southeast-2": "783225319266",
+    "ap-northeast-1": "582318560864",
+    "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416",
+    "eu-south-1": "635631232127",
+    "eu-west-3": "009996457667",
+    "eu-north-1": "897822967062",
+    "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+}
+LEGACY_ELB_LOG_REGIONS = frozenset(ELB_LOG_ACCOUNTS)
 
 
-def elb_log_account_arn(region: str) -> str | None:
-    """The ELB account that delivers ALB access logs in a region older than August 2022, as the provider
-    publishes it (aws.elb.get_service_account); None in newer regions, where AWS delivers them as the
-    log-delivery service principal alone. (A failed invoke fails the whole program in Pulumi, so the
-    closed set of older regions decides whether to ask.)"""
-    if region not in LEGACY_ELB_LOG_REGIONS:
-        return None
-    return aws.elb.get_service_account(region=region).arn
+def elb_log_account_arn(region: str, partition: str = "aws") -> str | None:
+    """The ELB account that delivers ALB access logs in a region older than August 2022; None in newer
+    regions, where AWS delivers them as the log-delivery service principal alone."""
+    account = ELB_LOG_ACCOUNTS.get(region)
+    return f"arn:{partition}:iam::{account}:root" if account else None
 
 
 def health_check_timeout(interval_seconds: int) -> int:
@@ -213,7 +207,7 @@ class LoadBalancer(Part):
         """The access-log bucket: private, versioned, TLS-only, expiring with the log retention."""
         ctx = args.context
         writer: dict[str, pulumi.Input[str]] = {"Service": ELB_LOG_DELIVERY}
-        legacy = elb_log_account_arn(ctx.region)
+        legacy = elb_log_account_arn(ctx.region, ctx.partition)
         if legacy:
             writer["AWS"] = legacy
         return private_bucket(

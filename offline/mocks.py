@@ -122,20 +122,6 @@ class PlatformMocks(pulumi_mocks.Mocks):
                 "id": self.region,
                 "endpoint": f"ec2.{self.region}.{self.dns_suffix}",
             }
-        if token == "aws:elb/getServiceAccount:getServiceAccount":
-            # The provider's table covers the regions older than August 2022 (a few shown here).
-            region = args.args.get("region") or self.region
-            accounts = {
-                "us-east-1": "127311923021",
-                "us-east-2": "033677994240",
-                "us-west-2": "797873946194",
-                "eu-west-1": "156460612806",
-                "cn-north-1": "638102146993",
-            }
-            if region not in accounts:
-                raise Exception(f"unsupported AWS Region: {region}")
-            partition = "aws-cn" if region.startswith("cn-") else "aws"
-            return {"arn": f"arn:{partition}:iam::{accounts[region]}:root", "id": accounts[region], "region": region}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {
                 "authorizationToken": "bW9jazptb2Nr",
