@@ -368,6 +368,14 @@ def test_a_budget_before_the_values_it_needs_are_known_says_it_could_not_run(pol
     assert finding.could_not_run and "task.cpu" in finding.message
 
 
+def test_a_budget_in_a_region_the_price_table_lacks_fails_rather_than_pricing_at_zero(dev):
+    with analyzer.PolicyServer(POLICY_DIR, stack="dev", config={"aws:region": "sa-east-1"}) as server:
+        [finding] = budget_findings(server, dev, region=None, maxMonthlyUsd=10**6)
+    assert finding.level == "mandatory" and not finding.could_not_run
+    assert "the budget cannot be checked: the price table" in finding.message
+    assert "has no price in sa-east-1" in finding.message and "python -m cost.refresh" in finding.message
+
+
 def test_without_a_budget_or_a_region_the_policy_says_so(dev, policy_server):
     assert budget_findings(policy_server, dev) == []
     [finding] = budget_findings(policy_server, dev, region=None, maxMonthlyUsd=100)

@@ -88,6 +88,16 @@ def _budget(resources: list, args) -> Iterator[tuple[str, str | None]]:
                 raise unknown(f"{r.name}.{key}")
         views.append(SimpleNamespace(urn=r.urn, type=r.resource_type, inputs=props))
     found = estimate.estimate(views, region=region, assumptions=assumptions(config))
+    missing = [note for note in found.unpriced if f"has no price for {region}" in note]
+    if missing:
+        # A price taken as zero would pass any stack: the budget cannot be checked without it.
+        yield (
+            f"the budget cannot be checked: the price table (cost/prices.json, prices of {found.compiled}) has no "
+            f"price in {region} for {len(missing)} item(s), e.g. {missing[0]}. Add the region's prices "
+            "(python -m cost.refresh) or remove this stack's monthly-budget",
+            None,
+        )
+        return
     total = found.monthly_usd
     if total > float(limit):
         largest = sorted(found.items, key=lambda i: -i.monthly_usd)[:3]
