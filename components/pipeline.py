@@ -128,8 +128,9 @@ class BuildPipeline(pulumi.ComponentResource):
             statements=lambda arn: _upstream_copies(args, arn),
         )
         self._log_access(f"{name}-releases", self.releases.name, args)
-        if args.upstream_account:
-            # The upstream's copy of its newest bundle starts this stack's pipeline: S3 tells EventBridge.
+        if args.upstream_account or set(args.promoted_to) - set(args.downstreams):
+            # A new `<env>/latest.zip` starts the downstream pipeline (the upstream's copy in this
+            # stack's bucket, or this stack's own for a downstream in this account): S3 tells EventBridge.
             aws.s3.BucketNotification(
                 f"{name}-releases-events", bucket=self.releases.name, eventbridge=True, opts=child_opts(self)
             )

@@ -120,24 +120,18 @@ class ReleasePipeline(Part):
             opts=child_opts(self, depends_on=list(args.projects.values())),
         )
         if not settings.builds:
-            # Parameter Store sends every change of a parameter to EventBridge: a new upstream release
-            # starts this pipeline (the bundle was written before the record, so the source has it).
+            # The upstream's release job writes its newest bundle, `<upstream>/latest.zip`, after the
+            # record it is checked against (in the upstream's bucket, or copied into this stack's from
+            # another account); S3 tells EventBridge of that object, at least once. (Parameter Store's
+            # change events, which started it before, are sent "on a best effort basis".)
             pattern: dict[str, Any] = {
-                "source": ["aws.ssm"],
-                "detail-type": ["Parameter Store Change"],
-                "detail": {"name": [args.upstream_release_parameter], "operation": ["Create", "Update"]},
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [args.upstream_releases_bucket]},
+                    "object": {"key": [f"{settings.promote_from}/latest.zip"]},
+                },
             }
-            if args.upstream_account:
-                # An upstream in another account copies its newest bundle here after recording the
-                # release: that object's creation starts the pipeline (no event crosses the accounts).
-                pattern = {
-                    "source": ["aws.s3"],
-                    "detail-type": ["Object Created"],
-                    "detail": {
-                        "bucket": {"name": [args.upstream_releases_bucket]},
-                        "object": {"key": [f"{settings.promote_from}/latest.zip"]},
-                    },
-                }
             event_rule(
                 self,
                 name,
@@ -266,7 +260,7 @@ def _release_source(args: ReleasePipelineArgs) -> aws.codepipeline.PipelineStage
         configuration={
             "S3Bucket": args.upstream_releases_bucket,
             "S3ObjectKey": f"{args.settings.promote_from}/latest.zip",
-            # The rule on the upstream's release record starts the pipeline; polling would only add delay.
+            # The rule on the upstream's newest bundle starts the pipeline; polling would only add delay.
             "PollForSourceChanges": "false",
         },
         namespace="SourceVariables",

@@ -179,6 +179,8 @@ def test_devs_copy_of_its_newest_bundle_starts_prods_pipeline(accounts):
     # Nothing crosses as an event: no rule of dev targets prod, no bus of prod admits dev.
     assert not [r for r in dev.all("aws:cloudwatch/eventTarget:EventTarget") if P in json.dumps(r.inputs)]
     assert "aws:cloudwatch/eventPermission:EventPermission" not in {r.type for r in prod.registrations}
+    # dev's own bucket announces nothing: prod's pipeline starts on its copy in prod's bucket.
+    assert "aws:s3/bucketNotification:BucketNotification" not in {r.type for r in dev.registrations}
     notification = prod.named("pipeline-releases-events").inputs
     assert notification == {"bucket": f"web-prd-releases-{P}", "eventbridge": True}
     pattern = json.loads(prod.named("pipeline-on-release").inputs["eventPattern"])
@@ -207,7 +209,8 @@ def test_one_account_creates_none_of_it(dev, prod):
     for plan in (dev, prod):
         types = {r.type for r in plan.registrations}
         assert "aws:ecr/repositoryPolicy:RepositoryPolicy" not in types
-        assert "aws:s3/bucketNotification:BucketNotification" not in types
+    # In one account prod starts on dev's own bucket's events, and announces nothing of its own.
+    assert "aws:s3/bucketNotification:BucketNotification" not in {r.type for r in prod.registrations}
     assert "UPSTREAM_ROLE_ARN" not in json.dumps(prod.named("pipeline-deploy").inputs)
 
 

@@ -103,13 +103,21 @@ def test_prod_promotes_dev_releases_and_never_builds(prod):
     ]
 
 
-def test_a_release_of_dev_starts_the_prod_pipeline(prod):
+def test_a_release_of_dev_starts_the_prod_pipeline(prod, dev):
+    """S3's event (at least once) of the bundle dev writes after its record, not Parameter Store's
+    change event, which AWS sends on a best effort basis."""
     rule = prod.one("aws:cloudwatch/eventRule:EventRule", "pipeline-on-release").inputs
     assert json.loads(rule["eventPattern"]) == {
-        "source": ["aws.ssm"],
-        "detail-type": ["Parameter Store Change"],
-        "detail": {"name": ["/cicd/web/dev/release"], "operation": ["Create", "Update"]},
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": ["web-dev-releases-123456789012"]}, "object": {"key": ["dev/latest.zip"]}},
     }
+    # dev's bucket sends its events to EventBridge (prod's bucket has no upstream copies to announce).
+    assert dev.named("pipeline-releases-events").inputs == {
+        "bucket": "web-dev-releases-123456789012",
+        "eventbridge": True,
+    }
+    assert not [r for r in prod.registrations if r.type == "aws:s3/bucketNotification:BucketNotification"]
     policy = json.loads(prod.one("aws:iam/rolePolicy:RolePolicy", "pipeline-on-release-events-policy").inputs["policy"])
     assert policy["Statement"] == [
         {

@@ -375,9 +375,14 @@ def test_a_release_is_tagged_bundled_recorded_and_timed(tmp_path):
     assert len(history) == 1 and json.loads(history[0].read_text()) == record
     log = calls(tmp_path)
     assert any(c.startswith(f"aws ecr put-image --repository-name web-dev --image-tag release-dev-{SHA}") for c in log)
-    # The record comes last: it starts downstream pipelines, whose source must already be there.
-    order = [i for i, c in enumerate(log) if c.startswith(("aws s3 cp", "aws ssm put-parameter"))]
-    assert log[order[-2]].startswith("aws s3 cp") and log[order[-1]].startswith("aws ssm put-parameter")
+    # The newest bundle comes last: its creation starts downstream pipelines, which check it against
+    # the record, so the record is in place first (and so is the commit's own bundle).
+    order = [c for c in log if c.startswith(("aws s3 cp", "aws ssm put-parameter"))]
+    assert order[-1].endswith("s3://web-dev-releases-123456789012/dev/latest.zip")
+    assert order[-2].startswith("aws ssm put-parameter")
+    assert [c for c in order if c.endswith(f"/dev/{SHA}.zip")] and order.index(
+        next(c for c in order if c.endswith(f"/dev/{SHA}.zip"))
+    ) < len(order) - 2
     metric = next(c for c in log if c.startswith("aws cloudwatch put-metric-data"))
     assert "--metric-name LeadTimeMinutes" in metric
     minutes = float(metric.split("--value ")[1].split()[0])

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Record a release of $ENVIRONMENT once its deploy has succeeded (components/release.py has the format).
 #   building stack (BUILDS=1): IMAGE_URI, GIT_SHA and COMMITTED_AT come from the pipeline; the source
-#     tree (this build's directory) is bundled with release.json as <env>/<commit>.zip and <env>/latest.zip
+#     tree (this build's directory) is bundled with release.json as <env>/<commit>.zip, and as
+#     <env>/latest.zip once recorded (its creation starts the downstream pipelines)
 #   promoting stack (BUILDS=0): the deploy job exported the commit it deployed (DEPLOYED_COMMIT); that
 #     upstream bundle's release.json is the record's base, and the bundle is kept as <env>/current.zip
 #     for the drift check
-# Then: the history object, the SSM record (last: it starts downstream pipelines), the lead time metric.
+# Then: the history object, the lead time metric, the SSM record, and last the newest bundle.
 # Writes the released image to $1. Fails, recording nothing, while a rollback alarm is in ALARM.
 set -euo pipefail
 out="$1"
@@ -103,8 +104,6 @@ print(json.dumps({"image": os.environ["IMAGE"], "commit": os.environ["COMMIT"], 
   printf '%s\n' "$record" > "$src/release.json"
   (cd "$src" && zip -q -r "$work/bundle.zip" . -x '.git/*' 'venv/*' '*/__pycache__/*')
   aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$bundle_key"
-  # What a downstream stack promotes: written before the record that starts its pipeline.
-  aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$ENVIRONMENT/latest.zip"
   # A downstream stack in another account reads bundles from its own releases bucket (encrypted there
   # with its key): each gets this release's bundle now, and `latest.zip` (which starts its pipeline)
   # after the record. A stack not deployed yet (no bucket) is skipped and promotes a later release;
@@ -157,10 +156,12 @@ if [[ -n "$minutes" ]]; then
   aws cloudwatch put-metric-data --namespace "$METRIC_NAMESPACE" --metric-name LeadTimeMinutes --value "$minutes" \
     --unit None || echo "warning: the lead time was not recorded" >&2
 fi
-# Last: the record starts downstream pipelines, whose source is already in place.
 aws ssm put-parameter --name "$RELEASE_PARAMETER" --type String --overwrite --value "$record" > /dev/null
-# Downstream stacks in other accounts start on their copy of the newest bundle, once the record they
-# check it against exists.
+# Last: the newest bundle, whose creation starts the downstream pipelines (S3's event), once the record
+# they check it against exists. A building stack's own, then the copies in other accounts' buckets.
+if [[ "${BUILDS:-1}" == "1" ]]; then
+  aws s3 cp --only-show-errors "$work/bundle.zip" "s3://$RELEASES_BUCKET/$ENVIRONMENT/latest.zip"
+fi
 for entry in "${downstream[@]}"; do
   put_downstream "${entry#*/}" "${entry%%/*}" "$ENVIRONMENT/latest.zip"
 done
