@@ -204,7 +204,22 @@ def _promoting_jobs(args, jobs, pulumi_env, pulumi_secrets, pulumi_statements) -
         "UPSTREAM_RELEASES_BUCKET": jobs.upstream_releases_bucket,
         **({"UPSTREAM_ROLE_ARN": jobs.upstream_reader_role_arn} if jobs.upstream_reader_role_arn is not None else {}),
     }
+    chosen = []
+    if args.pipeline.require_approval:
+        # Before the approval: which release this execution deploys, verified as the deploy verifies it,
+        # so the approver sees its commit, digest and bundle (and the deploy deploys exactly that one).
+        chosen.append(
+            Project(
+                "choose",
+                f"Finds and verifies the {upstream} release an execution would deploy, for its approval",
+                "buildspecs/choose-release.yml",
+                environment=promote,
+                statements=upstream_reads,
+                timeout_minutes=10,
+            )
+        )
     return [
+        *chosen,
         Project(
             "deploy",
             f"Deploys a release of {upstream} (refusing a digest {upstream} never released), after a preview",

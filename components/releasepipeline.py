@@ -183,20 +183,33 @@ def _stages(args: ReleasePipelineArgs) -> tuple[list[aws.codepipeline.PipelineSt
         # Never builds: the upstream's release (image digest and the source it was built from).
         upstream = args.settings.promote_from
         stages = [aws.codepipeline.PipelineStageArgs(name="Source", actions=[_release_source(args)])]
+        release = "#{variables.RELEASE}"
         if args.settings.require_approval:
+            # The approver sees the release this execution deploys (`latest`, or a rollback's commit):
+            # a job finds and verifies it first, and the deploy then takes exactly that commit.
+            choose = build(
+                "ChooseRelease",
+                "choose",
+                namespace="ChosenRelease",
+                variables={"RELEASE": release},
+            )
+            where = f", read with credentials of account {args.upstream_account}" if args.upstream_account else ""
             stages.append(
                 _approval(
                     args,
-                    f"Promote the newest {upstream} release to {args.stack}? "
-                    f"(aws ssm get-parameter --name {args.upstream_release_parameter}"
-                    + (f", with credentials of account {args.upstream_account})" if args.upstream_account else ")"),
+                    f"Promote {upstream}'s release of commit #{{ChosenRelease.RELEASE_COMMIT}} to {args.stack}: "
+                    "image #{ChosenRelease.RELEASE_IMAGE}, bundle sha256 #{ChosenRelease.RELEASE_BUNDLE_SHA256} "
+                    f"(RELEASE={release}; checked against {upstream}'s record {args.upstream_release_parameter}"
+                    f"{where})",
+                    before=[choose],
                 )
             )
+            release = "#{ChosenRelease.RELEASE_COMMIT}"
         deploy = build(
             "PulumiUp",
             "deploy",
             namespace="DeployVariables",
-            variables={"RELEASE": "#{variables.RELEASE}", **execution},
+            variables={"RELEASE": release, **execution},
         )
         stages.append(aws.codepipeline.PipelineStageArgs(name="Deploy", actions=[deploy]))
         deployed = {"DEPLOYED_COMMIT": "#{DeployVariables.DEPLOYED_COMMIT}"}
@@ -237,7 +250,20 @@ def _stages(args: ReleasePipelineArgs) -> tuple[list[aws.codepipeline.PipelineSt
     return stages, runs
 
 
-def _approval(args: ReleasePipelineArgs, question: str) -> aws.codepipeline.PipelineStageArgs:
+# CodePipeline's limit on an action configuration value, such as an approval's CustomData.
+CUSTOM_DATA_MAX = 1000
+
+
+def _approval(
+    args: ReleasePipelineArgs,
+    question: str,
+    before: Sequence[aws.codepipeline.PipelineStageActionArgs] = (),
+) -> aws.codepipeline.PipelineStageArgs:
+    """The approval stage: `before` (run order 1) first, whose variables the question may show."""
+    if len(question) > CUSTOM_DATA_MAX:
+        raise ValueError(
+            f"the approval's CustomData is {len(question)} characters; CodePipeline allows {CUSTOM_DATA_MAX}"
+        )
     approve = aws.codepipeline.PipelineStageActionArgs(
         name="ApproveRelease",
         category="Approval",
@@ -245,8 +271,9 @@ def _approval(args: ReleasePipelineArgs, question: str) -> aws.codepipeline.Pipe
         provider="Manual",
         version="1",
         configuration={"NotificationArn": args.notification_topic_arn, "CustomData": question},
+        run_order=2 if before else 1,
     )
-    return aws.codepipeline.PipelineStageArgs(name="Approval", actions=[approve])
+    return aws.codepipeline.PipelineStageArgs(name="Approval", actions=[*before, approve])
 
 
 def _release_source(args: ReleasePipelineArgs) -> aws.codepipeline.PipelineStageActionArgs:

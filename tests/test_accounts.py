@@ -85,6 +85,9 @@ def test_nothing_else_names_the_other_account(accounts):
         "pipeline-releases-policy",
         "pipeline-deploy",
         "pipeline-deploy-policy",
+        # The job that shows the approver the release reads dev's records as the deploy does.
+        "pipeline-choose",
+        "pipeline-choose-policy",
         "service-execution-policy",
         "service-task",
     }
@@ -191,7 +194,7 @@ def test_devs_copy_of_its_newest_bundle_starts_prods_pipeline(accounts):
     }
     source = prod.named("pipeline-pipeline").inputs["stages"][0]["actions"][0]["configuration"]
     assert source["S3Bucket"] == f"web-prd-releases-{P}" and source["S3ObjectKey"] == "dev/latest.zip"
-    approval = prod.named("pipeline-pipeline").inputs["stages"][1]["actions"][0]["configuration"]["CustomData"]
+    approval = prod.named("pipeline-pipeline").inputs["stages"][1]["actions"][1]["configuration"]["CustomData"]
     assert f"with credentials of account {D}" in approval
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, run_plan
 
 BUILDSPECS = os.path.join(ROOT, "buildspecs")
 
@@ -82,13 +82,15 @@ def test_prod_promotes_dev_releases_and_never_builds(prod):
     assert (source["provider"], source["configuration"]["S3ObjectKey"]) == ("S3", "dev/latest.zip")
     assert source["configuration"]["S3Bucket"] == "web-dev-releases-123456789012"
     assert source["configuration"]["PollForSourceChanges"] == "false"
-    approval = stages(prod)[1]["actions"][0]
+    choose, approval = stages(prod)[1]["actions"]
+    assert (choose["name"], choose["runOrder"], approval["runOrder"]) == ("ChooseRelease", 1, 2)
     assert approval["configuration"]["NotificationArn"].endswith(":web-prd-alerts")
     deploy = stages(prod)[2]["actions"][0]
     assert deploy["namespace"] == "DeployVariables"
+    # The deploy takes exactly the commit that was approved, not "latest" again.
     assert {v["name"]: v["value"] for v in json.loads(deploy["configuration"]["EnvironmentVariables"])}[
         "RELEASE"
-    ] == "#{variables.RELEASE}"
+    ] == "#{ChosenRelease.RELEASE_COMMIT}"
     record = stages(prod)[3]["actions"][0]
     assert "#{DeployVariables.DEPLOYED_COMMIT}" in record["configuration"]["EnvironmentVariables"]
     pipeline = prod.one("aws:codepipeline/pipeline:Pipeline").inputs
@@ -97,10 +99,40 @@ def test_prod_promotes_dev_releases_and_never_builds(prod):
     ]
     assert not [r for r in prod.registrations if r.type.startswith(("aws:codecommit", "aws:ecr/repository:"))]
     assert sorted(p.inputs["name"] for p in prod.all("aws:codebuild/project:Project")) == [
+        "web-prd-choose",
         "web-prd-deploy",
         "web-prd-drift",
         "web-prd-release",
     ]
+
+
+def test_the_approver_sees_the_commit_image_and_bundle_of_the_release_they_approve(prod):
+    """A rollback (RELEASE=<sha>) and `latest` alike: the choose job verifies the release first and
+    exports what the question shows."""
+    choose, approval = stages(prod)[1]["actions"]
+    assert choose["namespace"] == "ChosenRelease" and choose["configuration"]["ProjectName"] == "web-prd-choose"
+    assert {v["name"]: v["value"] for v in json.loads(choose["configuration"]["EnvironmentVariables"])} == {
+        "RELEASE": "#{variables.RELEASE}"
+    }
+    question = approval["configuration"]["CustomData"]
+    for shown in ("#{ChosenRelease.RELEASE_COMMIT}", "#{ChosenRelease.RELEASE_IMAGE}"):
+        assert shown in question
+    assert "#{ChosenRelease.RELEASE_BUNDLE_SHA256}" in question and "RELEASE=#{variables.RELEASE}" in question
+    assert len(question) <= 1000  # CodePipeline's limit on a configuration value
+    with open(os.path.join(ROOT, "buildspecs", "choose-release.yml"), encoding="utf-8") as handle:
+        spec = yaml.safe_load(handle)
+    assert spec["env"]["exported-variables"] == ["RELEASE_COMMIT", "RELEASE_IMAGE", "RELEASE_BUNDLE_SHA256"]
+    # It reads dev's releases as the deploy does, and nothing else: no deploy role, no Pulumi.
+    sids = sorted(s["Sid"] for s in _statements(prod, "choose"))
+    assert sids == ["Artifacts", "DataKey", "Logs", "UpstreamBundles", "UpstreamKey", "UpstreamReleases"]
+
+
+def test_without_an_approval_there_is_no_choose_job_and_the_deploy_takes_the_variable():
+    plan = run_plan("prod", **{"cicd:pipeline": {"requireApproval": False}})
+    assert [s["name"] for s in stages(plan)] == ["Source", "Deploy", "Release"]
+    deploy = stages(plan)[1]["actions"][0]
+    assert "#{variables.RELEASE}" in deploy["configuration"]["EnvironmentVariables"]
+    assert "web-prd-choose" not in {p.inputs["name"] for p in plan.all("aws:codebuild/project:Project")}
 
 
 def test_a_release_of_dev_starts_the_prod_pipeline(prod, dev):
@@ -666,6 +698,7 @@ def test_prod_only_reads_what_it_needs_of_dev(prod):
                 assert set(actions) <= reads, (policy.name, statement)
     names = sorted({name for name, _ in upstream})
     assert names == [
+        "pipeline-choose-policy",
         "pipeline-deploy-policy",
         "pipeline-pipeline-policy",
         "pipeline-release-policy",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -295,7 +296,11 @@ case "$1 $2" in
   "ecr put-image") ;;
   "s3 cp")
     src="$4"; dst="$5"
-    if [[ "$src" == s3://* ]]; then src="$(s3path "$src")"; [[ -f "$src" ]] || { echo "NoSuchKey $4" >&2; exit 1; }; fi
+    if [[ "$src" == s3://* ]]; then
+      # As S3 answers a reader without s3:ListBucket: a missing object is 403.
+      src="$(s3path "$src")"
+      [[ -f "$src" ]] || { echo "An error occurred (403) when calling the HeadObject operation: Forbidden" >&2; exit 1; }
+    fi
     if [[ -n "${MISSING_BUCKET:-}" && "$dst" == "s3://$MISSING_BUCKET/"* ]]; then
       echo "An error occurred (NoSuchBucket) when calling the PutObject operation" >&2; exit 1
     fi
@@ -304,7 +309,9 @@ case "$1 $2" in
   "s3api put-object")
     shift 2; bucket=""; key=""; body=""; owner=""
     while [[ $# -gt 0 ]]; do
-      case "$1" in --bucket) bucket="$2" ;; --key) key="$2" ;; --body) body="$2" ;; --expected-bucket-owner) owner="$2" ;; esac
+      case "$1" in
+        --bucket) bucket="$2" ;; --key) key="$2" ;; --body) body="$2" ;; --expected-bucket-owner) owner="$2" ;;
+      esac
       shift
     done
     if [[ -n "${MISSING_BUCKET:-}" && "$bucket" == "$MISSING_BUCKET" ]]; then
@@ -579,6 +586,51 @@ def test_the_newest_dev_release_is_deployed_by_its_digest(tmp_path):
     assert lines[-1].startswith("cd ") and deployed != str(source)
     with open(os.path.join(deployed, "release.json"), encoding="utf-8") as handle:
         assert json.load(handle)["commit"] == SHA
+
+
+def test_the_choose_job_exports_the_release_the_approver_sees(tmp_path):
+    """choose-release.yml's commands under the stub: the commit, digest and bundle hash it exports are
+    the verified release's; a release dev never recorded exports nothing and fails the job."""
+    record = upstream_bundle(tmp_path)
+    stub(tmp_path, "aws", AWS_STUB)
+    script = " && ".join(_build_commands("choose-release.yml")) + ' && echo "COMMIT=$RELEASE_COMMIT"'
+    script += ' && echo "IMAGE=$RELEASE_IMAGE" && echo "BUNDLE=$RELEASE_BUNDLE_SHA256"'
+    source = tmp_path / "pipeline-source"
+    source.mkdir()
+    (source / "release.json").write_text(json.dumps(record))
+    shutil.copytree(os.path.join(ROOT, "buildspecs"), source / "buildspecs")
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path), **PROMOTE_ENV, "FAKE_S3": str(tmp_path / "s3")}
+    done = subprocess.run(["bash", "-c", script], cwd=source, env={**env, "RELEASE": "latest"}, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    bundle = tmp_path / "s3" / "web-dev-releases-123456789012" / "dev" / f"{SHA}.zip"
+    assert f"COMMIT={SHA}" in done.stdout.splitlines() and f"IMAGE={RELEASED}" in done.stdout.splitlines()
+    assert f"BUNDLE={hashlib.sha256(bundle.read_bytes()).hexdigest()}" in done.stdout.splitlines()
+    refused = subprocess.run(["bash", "-c", script], cwd=source, env={**env, "RELEASE": "f" * 40},
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert refused.returncode != 0 and "never released commit" in refused.stderr
+    assert "COMMIT=" not in refused.stdout
+
+
+def test_a_recorded_release_whose_bundle_is_gone_is_named_with_the_bundle(tmp_path):
+    earlier = "89abcdef0123456789abcdef0123456789abcdef"
+    record = upstream_bundle(tmp_path, commit=earlier)
+    (tmp_path / "s3" / "web-dev-releases-123456789012" / "dev" / f"{earlier}.zip").unlink()
+    (tmp_path / "s3" / "history.json").write_text(json.dumps([json.dumps(record)]))
+    result = verify(tmp_path, release=earlier[:8])
+    assert result.returncode == 1
+    bundle = f"s3://web-dev-releases-123456789012/dev/{earlier}.zip"
+    assert f"error: cannot read {bundle}, the bundle of dev's release of {earlier}: it is missing" in result.stderr
+    assert "(403)" in result.stderr and not (tmp_path / "release.env").exists()
+
+
+def test_a_release_older_than_the_records_ssm_keeps_is_refused_saying_why(tmp_path):
+    upstream_bundle(tmp_path)
+    result = verify(tmp_path, release="fedcba9")
+    assert result.returncode == 1
+    assert (
+        "dev never released commit fedcba9 among its last 100 records (Parameter Store keeps no more" in result.stderr
+    )
 
 
 def test_a_bundle_that_is_not_the_recorded_bytes_is_refused(tmp_path):

@@ -5,7 +5,7 @@
 # RELEASE is "latest" (the release this pipeline started from) or a commit (a rollback). Either way the job deploys that commit's bundle from the upstream's releases
 # bucket, and only if the upstream's record history (the SSM parameter's last 100 versions) holds the
 # same image, commit and sha256 of the bundle's bytes. Writes shell lines to $1 that the buildspec sources: the exports of
-# IMAGE_URI, GIT_SHA and DEPLOYED_COMMIT, and a `cd` into the release's source.
+# IMAGE_URI, GIT_SHA, DEPLOYED_COMMIT and BUNDLE_SHA256, and a `cd` into the release's source.
 set -euo pipefail
 out="$1"
 : "${PROMOTE_FROM:?}" "${UPSTREAM_RELEASE_PARAMETER:?}" "${UPSTREAM_RELEASES_BUCKET:?}"
@@ -44,14 +44,23 @@ for value in json.load(open(os.environ["HISTORY"])) or []:
     if commit.startswith(wanted):
         commits.add(commit)
 if not commits:
-    sys.exit(f"error: {upstream} never released commit {wanted} (among its last 100 records); refusing it")
+    sys.exit(
+        f"error: {upstream} never released commit {wanted} among its last 100 records (Parameter Store keeps no "
+        "more versions of the record); refusing it"
+    )
 if len(commits) > 1:
     sys.exit(f"error: {len(commits)} recorded releases of {upstream} match commit {wanted}; give more of it")
 print(commits.pop())')"
 # Always the bundle of that commit, checked against the record's hash of its bytes, whatever the
 # pipeline's source held: what is deployed is exactly what the upstream recorded.
 dir="$(mktemp -d)"
-aws s3 cp --only-show-errors "s3://$UPSTREAM_RELEASES_BUCKET/$PROMOTE_FROM/$commit.zip" "$dir/bundle.zip"
+bundle="s3://$UPSTREAM_RELEASES_BUCKET/$PROMOTE_FROM/$commit.zip"
+if ! fetched="$(aws s3 cp --only-show-errors "$bundle" "$dir/bundle.zip" 2>&1)"; then
+  # S3 answers a reader without s3:ListBucket 403 for an object that does not exist, not 404.
+  echo "error: cannot read $bundle, the bundle of $PROMOTE_FROM's release of $commit: it is missing (deleted, or" \
+    "never copied into this account's bucket) or unreadable; S3 said: $fetched" >&2
+  exit 1
+fi
 bundle_sha256="$(sha256sum "$dir/bundle.zip" | cut -d' ' -f1)"
 unzip -q "$dir/bundle.zip" -d "$dir/src"
 dir="$dir/src"
@@ -82,7 +91,12 @@ if not matching:
 if not any(r.get("bundle_sha256") == os.environ["SHA"] for r in matching):
     sys.exit(f"error: the bundle of {commit} is not the one {upstream} recorded (sha256 differs); refusing it")
 with open(sys.argv[1], "w", encoding="utf-8") as handle:
-    for name, value in (("IMAGE_URI", image), ("GIT_SHA", commit), ("DEPLOYED_COMMIT", commit)):
+    for name, value in (
+        ("IMAGE_URI", image),
+        ("GIT_SHA", commit),
+        ("DEPLOYED_COMMIT", commit),
+        ("BUNDLE_SHA256", os.environ["SHA"]),
+    ):
         handle.write(f"export {name}={shlex.quote(value)}\n")
     handle.write(f"cd {shlex.quote(os.environ['DIR'])}\n")
 print(f"deploying the {upstream} release of {commit}: {image}")
