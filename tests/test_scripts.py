@@ -299,7 +299,7 @@ case "$1 $2" in
     if [[ "$src" == s3://* ]]; then
       # As S3 answers a reader without s3:ListBucket: a missing object is 403.
       src="$(s3path "$src")"
-      [[ -f "$src" ]] || { echo "An error occurred (403) when calling the HeadObject operation: Forbidden" >&2; exit 1; }
+      [[ -f "$src" ]] || { echo "An error occurred (403) when calling HeadObject: Forbidden" >&2; exit 1; }
     fi
     if [[ -n "${MISSING_BUCKET:-}" && "$dst" == "s3://$MISSING_BUCKET/"* ]]; then
       echo "An error occurred (NoSuchBucket) when calling the PutObject operation" >&2; exit 1
