@@ -1059,6 +1059,62 @@ def project_stacks(root: str = os.path.dirname(os.path.abspath(__file__))) -> di
     return stacks
 
 
+def stack_file_facts(root: str = os.path.dirname(os.path.abspath(__file__))) -> dict[str, dict[str, str]]:
+    """What two stack files of the project must not share, read from each `Pulumi.<stack>.yaml`: its
+    environment, service name, account and deploy role (an unreadable file is left to its own run)."""
+    import glob
+
+    import yaml
+
+    facts = {}
+    for path in sorted(glob.glob(os.path.join(root, "Pulumi.*.yaml"))):
+        stack = os.path.basename(path)[len("Pulumi.") : -len(".yaml")]
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = (yaml.safe_load(handle) or {}).get("config") or {}
+        except (yaml.YAMLError, AttributeError, OSError):
+            continue
+        if not isinstance(values, dict):
+            continue
+        service = values.get(f"{NAMESPACE}:service")
+        pipeline = values.get(f"{NAMESPACE}:pipeline")
+        facts[stack] = {
+            "file": os.path.basename(path),
+            "environment": str(values.get(f"{NAMESPACE}:environment") or "dev"),
+            "service": str((service.get("name") if isinstance(service, dict) else None) or "web"),
+            "account": str(values.get(f"{NAMESPACE}:accountId") or ""),
+            "deployRole": str((pipeline.get("deployRoleArn") if isinstance(pipeline, dict) else None) or ""),
+        }
+    return facts
+
+
+def sibling_errors(settings: Settings, facts: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """A stack file copied from another and not changed enough: the same deploy role (one pipeline could
+    then deploy the other stack), or the same physical names in one account (the same environment and
+    service: the second `up` would fail on names the first owns, or take them over)."""
+    errors = []
+    own = f"Pulumi.{settings.stack}.yaml"
+    for stack, other in sorted(facts.items()):
+        if stack == settings.stack:
+            continue
+        role = settings.pipeline.deploy_role_arn
+        if role and role != OFFLINE_SECRET and role == other["deployRole"]:
+            errors.append(
+                f"{NAMESPACE}:pipeline.deployRoleArn of stack {settings.stack} ({own}) is also the deploy role of "
+                f"stack {stack} ({other['file']}): give each stack a role of its own, trusted by its own jobs only "
+                "(a shared role lets one stack's pipeline change the other stack)"
+            )
+        same_account = not settings.account_id or not other["account"] or settings.account_id == other["account"]
+        if same_account and (other["environment"], other["service"]) == (settings.environment, settings.service.name):
+            errors.append(
+                f"{NAMESPACE}:environment {settings.environment} and {NAMESPACE}:service.name {settings.service.name} "
+                f"of stack {settings.stack} ({own}) are also those of stack {stack} ({other['file']}), in one "
+                f"account: both would create the same physical names ({settings.prefix}-…). Change the "
+                "environment or the service name of one of them"
+            )
+    return errors
+
+
 def load() -> Settings:
     """Read the `cicd` namespace of the running stack and validate all of it."""
     cfg = pulumi.Config(NAMESPACE)
@@ -1091,6 +1147,7 @@ def load() -> Settings:
         for name, (_env, _source, account) in sorted(stacks.items())
         if name != settings.stack and account and not re.match(ACCOUNT_ID_RE, account)
     ]
+    errors += sibling_errors(settings, stack_file_facts())
     if errors:
         raise ConfigError(errors)
     return settings.model_copy(update={"other_accounts": other_accounts(stacks, settings.stack)})

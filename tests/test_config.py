@@ -615,3 +615,51 @@ def test_no_secure_value_is_refused_for_what_the_plan_cannot_read():
 def test_the_aws_tag_prefix_is_reserved_in_any_case(key):
     with pytest.raises(config.ConfigError, match=f"cicd:tags.{key} must not start with 'aws:'"):
         load(tags={key: "x"})
+
+
+# -- stack files copied from one another -------------------------------------------------------------
+
+
+def _stack_file(directory, stack, environment="dev", name="web", role=ROLE, account=None):
+    lines = ["config:", "  aws:region: us-east-1", f"  cicd:environment: {environment}"]
+    lines += ["  cicd:service:", f"    name: {name}", "  cicd:pipeline:", f"    deployRoleArn: {role}"]
+    if account:
+        lines.append(f'  cicd:accountId: "{account}"')
+    (directory / f"Pulumi.{stack}.yaml").write_text("\n".join(lines) + "\n")
+
+
+def test_a_deploy_role_shared_by_two_stack_files_is_refused_naming_both(tmp_path):
+    _stack_file(tmp_path, "dev")
+    _stack_file(tmp_path, "prod", environment="prod")
+    settings = load().model_copy(update={"stack": "prod", "environment": "prod"})
+    errors = config.sibling_errors(settings, config.stack_file_facts(str(tmp_path)))
+    assert errors == [
+        "cicd:pipeline.deployRoleArn of stack prod (Pulumi.prod.yaml) is also the deploy role of stack dev "
+        "(Pulumi.dev.yaml): give each stack a role of its own, trusted by its own jobs only (a shared role lets "
+        "one stack's pipeline change the other stack)"
+    ]
+    _stack_file(tmp_path, "dev", role=ROLE + "-dev")
+    assert config.sibling_errors(settings, config.stack_file_facts(str(tmp_path))) == []
+
+
+def test_a_copied_stack_file_with_the_same_environment_and_service_is_refused(tmp_path):
+    _stack_file(tmp_path, "dev", role=ROLE + "-a")
+    _stack_file(tmp_path, "dev2", role=ROLE + "-b")
+    settings = load().model_copy(update={"stack": "dev2"})
+    (error,) = config.sibling_errors(settings, config.stack_file_facts(str(tmp_path)))
+    assert error.startswith("cicd:environment dev and cicd:service.name web of stack dev2 (Pulumi.dev2.yaml) are")
+    assert "stack dev (Pulumi.dev.yaml), in one account: both would create the same physical names (web-dev-…)" in error
+    # Another service name, or another account, makes other names.
+    _stack_file(tmp_path, "dev", name="api", role=ROLE + "-a")
+    assert config.sibling_errors(settings, config.stack_file_facts(str(tmp_path))) == []
+    _stack_file(tmp_path, "dev", role=ROLE + "-a", account="222222222222")
+    elsewhere = settings.model_copy(update={"account_id": "111111111111"})
+    assert config.sibling_errors(elsewhere, config.stack_file_facts(str(tmp_path))) == []
+    assert config.sibling_errors(settings, config.stack_file_facts(str(tmp_path)))  # one account unknown
+
+
+def test_the_sample_stack_files_have_a_deploy_role_each():
+    facts = config.stack_file_facts()
+    assert facts["dev"]["deployRole"] != facts["prod"]["deployRole"]
+    assert facts["dev"]["deployRole"].endswith("/cicd-deployer-dev")
+    assert facts["prod"]["deployRole"].endswith("/cicd-deployer-prod")
