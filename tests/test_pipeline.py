@@ -449,6 +449,26 @@ def test_github_workflow_runs_tests_plan_and_pulumi_preview():
     assert pin < steps.index(action)
 
 
+def test_github_previews_assume_a_role_of_each_stack_and_skip_forks():
+    """prod in another account would fail every pull request with dev's role; a fork's pull request
+    gets no OIDC token, so its preview could only fail."""
+    job = _workflow()["jobs"]["preview"]
+    assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    stacks = {entry["stack"]: entry for entry in job["strategy"]["matrix"]["include"]}
+    assert sorted(stacks) == ["dev", "prod"]
+    assert [stacks[s]["role"] for s in ("dev", "prod")] == ["PREVIEW_ROLE_ARN_DEV", "PREVIEW_ROLE_ARN_PROD"]
+    assert [stacks[s]["token"] for s in ("dev", "prod")] == ["PULUMI_PREVIEW_TOKEN_DEV", "PULUMI_PREVIEW_TOKEN_PROD"]
+    assert job["env"]["PREVIEW_ROLE_ARN"] == "${{ vars[matrix.role] }}"
+    assert job["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets[matrix.token] }}"
+    credentials = next(s for s in job["steps"] if "configure-aws-credentials" in str(s.get("uses")))
+    assert credentials["with"]["role-to-assume"] == "${{ env.PREVIEW_ROLE_ARN }}"
+    assert "PREVIEW_ROLE_ARN }}" not in json.dumps(job).replace("env.PREVIEW_ROLE_ARN }}", "")  # no shared role
+    # A stack without a role of its own says so and runs nothing else.
+    skipped, *rest = job["steps"]
+    assert skipped["if"] == "env.PREVIEW_ROLE_ARN == ''" and "offline plan only" in skipped["run"]
+    assert rest and all(step["if"] == "env.PREVIEW_ROLE_ARN != ''" for step in rest)
+
+
 def test_github_pull_requests_get_their_cost_change_from_a_job_that_runs_none_of_their_code():
     workflow = _workflow()
     plan_job = workflow["jobs"]["test-and-plan"]
