@@ -9,6 +9,7 @@ silently ignored; every error of a stack file is reported at once, each naming t
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import json
 import os
@@ -114,6 +115,26 @@ class ConfigError(ValueError):
 def _error(message: str, key: str | None = None, *, full_key: str | None = None) -> PydanticCustomError:
     """A validation error; `key` names a field below the one being validated, `full_key` another namespace's."""
     return PydanticCustomError("cicd", "{message}", {"message": message, "key": key, "full_key": full_key})
+
+
+# Set while the rules across sections are checked again after a section failed (`_stack_rule_errors`).
+_STACK_RULES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("stack_rules_only", default=False)
+
+
+class _Problems:
+    """A validator's errors, collected so that all of them are reported at once."""
+
+    def __init__(self) -> None:
+        self.found: list[dict[str, str | None]] = []
+
+    def add(self, message: str, key: str | None = None, *, full_key: str | None = None) -> None:
+        self.found.append({"message": message, "key": key, "full_key": full_key})
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise _error(**self.found[0])  # type: ignore[arg-type]
+        if self.found:
+            raise PydanticCustomError("cicd_all", "{count} errors", {"count": len(self.found), "errors": self.found})
 
 
 def _type_name(value: Any) -> str:
@@ -328,35 +349,39 @@ class ServiceSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
+        if _STACK_RULES_ONLY.get():
+            return self  # reported already
+        problems = _Problems()
         for reserved, what in (("sg-", "security group names"), ("internal-", "load balancer names")):
             if self.name.startswith(reserved):
-                raise _error(
+                problems.add(
                     f"must not start with '{reserved}', which AWS reserves for {what}; got {self.name!r}", "name"
                 )
         allowed = FARGATE_MEMORY[self.cpu]
         if self.memory not in allowed:
-            raise _error(
+            problems.add(
                 f"must be a Fargate size for cpu {self.cpu}: one of {', '.join(map(str, allowed))}; got {self.memory}",
                 "memory",
             )
         if self.container_port < 1024:
             # The container runs as a non-root user, which cannot bind ports below 1024.
-            raise _error(
+            problems.add(
                 f"must be 1024 or above (the container runs as a non-root user); got {self.container_port}",
                 "containerPort",
             )
         if not self.min_count <= self.desired_count <= self.max_count:
             key = "minCount" if self.min_count > self.desired_count else "desiredCount"
-            raise _error(
+            problems.add(
                 f"must lie within the others (1 <= minCount <= desiredCount <= maxCount); got minCount "
                 f"{self.min_count}, desiredCount {self.desired_count}, maxCount {self.max_count}",
                 key,
             )
         clash = sorted(set(self.secrets) & set(self.environment))
         if clash:
-            raise _error(
+            problems.add(
                 f"is also in {NAMESPACE}:service.secrets; a name may be one or the other", f"environment.{clash[0]}"
             )
+        problems.raise_any()
         return self
 
 
@@ -381,6 +406,7 @@ class DeploymentSettings(Section):
         """Each strategy's own settings: refused under another strategy, defaulted under their own."""
         if not isinstance(data, dict):
             return data
+        problems = _Problems()
         strategy = data.get("strategy", "BLUE_GREEN")
         owned = {
             "CANARY": {"canaryPercent": 10.0, "canaryBakeMinutes": 5},
@@ -390,16 +416,19 @@ class DeploymentSettings(Section):
             for name, default in defaults.items():
                 given = name in data or _snake(name) in data  # a stack file's key, or Python's field name
                 if other != strategy and given:
-                    raise _error(
+                    problems.add(
                         f"only applies when {NAMESPACE}:deployment.strategy is {other}; the strategy is {strategy}",
                         name,
                     )
                 if other == strategy and not given:
                     data = {name: default, **data}
+        problems.raise_any()
         return data
 
     @model_validator(mode="after")
     def _fits_a_deploy_job(self) -> DeploymentSettings:
+        if _STACK_RULES_ONLY.get():
+            return self  # reported already
         waits = deploy_wait_seconds(self)
         job = deploy_job_minutes(waits)
         if job > DEPLOY_JOB_MAX_MINUTES:
@@ -497,48 +526,53 @@ class PipelineSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSettings:
+        if _STACK_RULES_ONLY.get():
+            return self  # reported already
+        problems = _Problems()
         if self.promote_from:
             given = sorted(to_camel(f) for f in self.model_fields_set & set(BUILD_ONLY))
             if given:
                 others = f" (and {', '.join(given[1:])})" if len(given) > 1 else ""
-                raise _error(
+                problems.add(
                     f"only applies to a stack that builds{others}; this one promotes releases of "
                     f"{self.promote_from} ({NAMESPACE}:pipeline.promoteFrom) and never builds. Remove it",
                     given[0],
                 )
             for name, value in (("backendUrl", self.backend_url), ("deployRoleArn", self.deploy_role_arn)):
                 if not value:
-                    raise _error("is required: the Pulumi state and role the deploy job uses", name)
+                    problems.add("is required: the Pulumi state and role the deploy job uses", name)
+            problems.raise_any()
             return self
         if not self.backend_url:
-            raise _error(
+            problems.add(
                 "is required: the Pulumi state backend (s3://… or https://api.pulumi.com) the pipeline's "
                 "deploy, preview and drift jobs log in to",
                 "backendUrl",
             )
         if not self.deploy_role_arn:
-            raise _error(
+            problems.add(
                 "is required: an IAM role ARN the pipeline's Pulumi jobs assume to preview and deploy the "
                 "stack (see the README's bootstrap section)",
                 "deployRoleArn",
             )
         cloud_host = next((h for h in SONAR_CLOUD_HOSTS if self.sonar_host_url.rstrip("/") == h), None)
         if cloud_host and not self.sonar_organization:
-            raise _error(
+            problems.add(
                 f"is required when {NAMESPACE}:pipeline.sonarHostUrl is SonarQube Cloud ({cloud_host}): the "
                 "key of the organization that owns the project",
                 "sonarOrganization",
             )
         if self.preview_role_arn and self.preview_role_arn == self.deploy_role_arn:
-            raise _error(
+            problems.add(
                 "must not be the deploy role: pull-request code runs in the preview, so its role must be read-only",
                 "previewRoleArn",
             )
         for name, value in (("githubRepository", self.github_repository), ("connectionArn", self.connection_arn)):
             if self.source == "github" and not value:
-                raise _error(f"is required when {NAMESPACE}:pipeline.source is github", name)
+                problems.add(f"is required when {NAMESPACE}:pipeline.source is github", name)
             if self.source != "github" and value:
-                raise _error(f"only applies when {NAMESPACE}:pipeline.source is github; the source is codecommit", name)
+                problems.add(f"only applies when {NAMESPACE}:pipeline.source is github; the source is codecommit", name)
+        problems.raise_any()
         return self
 
 
@@ -578,6 +612,8 @@ class ObservabilitySettings(Section):
 
     @model_validator(mode="after")
     def _slack_pair(self) -> ObservabilitySettings:
+        if _STACK_RULES_ONLY.get():
+            return self  # reported already
         if bool(self.slack_workspace_id) != bool(self.slack_channel_id):
             raise _error(
                 f"and {NAMESPACE}:observability.slackChannelId must be set together (both or neither)",
@@ -669,19 +705,20 @@ class Settings(Section):
 
     @model_validator(mode="after")
     def _stack_rules(self) -> Settings:
+        problems = _Problems()
         prod = f"when {NAMESPACE}:environment is prod"
         if self.is_prod and not self.protect:
-            raise _error(
+            problems.add(
                 f"must be true {prod} (stateful resources are protected and retained so prod loses no data)", "protect"
             )
         if self.is_prod and not self.certificate_arn:
-            raise _error(f"is required {prod} (prod serves HTTPS only)", "certificateArn")
+            problems.add(f"is required {prod} (prod serves HTTPS only)", "certificateArn")
         if self.is_prod and self.service.spot:
-            raise _error(
+            problems.add(
                 f"must be false {prod} (Fargate Spot tasks can be stopped with two minutes' notice)", "service.spot"
             )
         if self.certificate_arn not in ("", OFFLINE_SECRET) and f":acm:{self.region}:" not in self.certificate_arn:
-            raise _error(
+            problems.add(
                 f"must be in the stack's region {self.region} (an ALB can only use a certificate from its "
                 f"own region); got {self.certificate_arn}",
                 "certificateArn",
@@ -694,18 +731,21 @@ class Settings(Section):
             ):
                 owner = arn.split(":")[4] if arn.count(":") >= 5 else ""
                 if owner.isdigit() and owner != self.account_id:
-                    raise _error(
+                    problems.add(
                         f"is in account {owner}, but {NAMESPACE}:accountId is {self.account_id}: the stack's roles "
                         "and certificate must be in its own account",
                         key,
                     )
         if self.pipeline.promote_from == self.environment:
-            raise _error(
+            problems.add(
                 f"must name another environment: a stack cannot promote its own releases (this one is "
                 f"{self.environment})",
                 "pipeline.promoteFrom",
             )
-        _check_region(self.region, self.pipeline.source if self.pipeline.builds else "")
+        region = _region_problem(self.region, self.pipeline.source if self.pipeline.builds else "")
+        if region:
+            problems.add(region, full_key="aws:region")
+        problems.raise_any()
         return self
 
     @property
@@ -891,18 +931,18 @@ def image_to_deploy(settings: Settings, released: str) -> str:
 OTHER_PARTITIONS = {"cn-": "aws-cn", "us-gov-": "aws-us-gov", "us-iso": "aws-iso", "eu-isoe-": "aws-iso-e"}
 
 
-def _check_region(region: str, source: str) -> None:
-    """Every service the stack needs must have an endpoint in its region, in AWS's commercial partition
-    (the one whose endpoints, log-delivery accounts and prices the program is built and checked for)."""
+def _region_problem(region: str, source: str) -> str | None:
+    """What is wrong with the region, if anything: every service the stack needs must have an endpoint
+    there, in AWS's commercial partition (the one whose endpoints, log-delivery accounts and prices the
+    program is built and checked for)."""
     if not region:
-        return
+        return None
     other = next((p for prefix, p in OTHER_PARTITIONS.items() if region.startswith(prefix)), None)
     if other:
-        raise _error(
+        return (
             f"{region} is in the {other} partition; this program is built and checked for AWS's commercial "
             "partition (aws) only: its service endpoints, log-delivery accounts and prices. Choose a region such "
-            "as us-east-1",
-            full_key="aws:region",
+            "as us-east-1"
         )
     needed = ["codepipeline", "codebuild", "codestar-notifications"]
     if source:  # a building stack's source; a promoting stack reads its upstream's releases
@@ -910,19 +950,29 @@ def _check_region(region: str, source: str) -> None:
     missing = [SERVICE_NAMES[s] for s in needed if region not in SERVICE_REGIONS[s]]
     if missing:
         usable = sorted(set.intersection(*(set(SERVICE_REGIONS[s]) for s in needed)))
-        raise _error(
+        return (
             f"{region} has no {', '.join(missing)} endpoint (AWS's published endpoints); the pipeline needs "
-            f"them. Choose a region with all of them: {', '.join(usable)}",
-            full_key="aws:region",
+            f"them. Choose a region with all of them: {', '.join(usable)}"
         )
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
 # Errors as the user wrote the keys
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    """One pydantic error as `<full key> <what is allowed>`."""
+def _describe(error: Mapping[str, Any]) -> list[str]:
+    """A pydantic error as `<full key> <what is allowed>` lines (a validator's collected errors, one each)."""
+    if error["type"] == "cicd_all":
+        return [
+            line
+            for found in error["ctx"]["errors"]
+            for line in _describe({**error, "type": "cicd", "ctx": found, "msg": found["message"]})
+        ]
+    return [_describe_one(error)]
+
+
+def _describe_one(error: Mapping[str, Any]) -> str:
     path = [str(p) for p in error["loc"]]
     ctx = error.get("ctx") or {}
     kind, value = error["type"], error.get("input")
@@ -1014,11 +1064,45 @@ def load_settings(
         # A stack file uses the camelCase names only (Python code may build sections by field name).
         settings = Settings.model_validate({**values, **identity}, by_alias=True, by_name=False)
     except ValidationError as err:
-        errors += [_describe(e) for e in err.errors(include_url=False)]
+        found = err.errors(include_url=False)
+        errors += [line for e in found for line in _describe(e)]
+        errors += [e for e in _stack_rule_errors(values, identity, found) if e not in errors]
         settings = None
     if errors:
         raise ConfigError(errors)
     return settings
+
+
+def _stack_rule_errors(values: Mapping[str, Any], identity: Mapping[str, Any], found: list) -> list[str]:
+    """The rules across sections, which pydantic skips once a section fails: checked again with each
+    failing value left out (its default stands in) and each section whose own rules failed taken as
+    given, so that a stack file's errors are all reported at once. Only errors of a key not already
+    reported are kept (a default that stands in must not be blamed)."""
+    if any(not e["loc"] for e in found):
+        return []  # the stack's own rules ran
+    failed: dict[str, set[str]] = {}
+    for e in found:
+        top, *rest = [str(p) for p in e["loc"]]
+        failed.setdefault(top, set()).update(rest[:1])
+    # Each failing value left out (its default stands in); a failing scalar or a section of the wrong
+    # kind left out whole. The sections' own rules were reported already: they do not run again.
+    retry: dict[str, Any] = dict(values)
+    for top, keys in failed.items():
+        value = retry.get(top)
+        if isinstance(value, dict) and keys:
+            retry[top] = {k: v for k, v in value.items() if k not in keys}
+        elif not isinstance(value, dict):
+            retry.pop(top, None)
+    token = _STACK_RULES_ONLY.set(True)
+    try:
+        Settings.model_validate({**retry, **identity}, by_alias=True, by_name=False)
+    except ValidationError as err:
+        return [line for e in err.errors(include_url=False) if not e["loc"] for line in _describe(e)]
+    except (TypeError, AttributeError, KeyError, ValueError):
+        return []  # a value of the wrong kind that only its own error explains
+    finally:
+        _STACK_RULES_ONLY.reset(token)
+    return []
 
 
 def _undeclared_keys() -> list[str]:
@@ -1115,8 +1199,70 @@ def sibling_errors(settings: Settings, facts: Mapping[str, Mapping[str, str]]) -
     return errors
 
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
+_FULL_KEY = re.compile(r"^((?:cicd|aws):[\w.\[\]-]+)")
+
+
+def key_lines(path: str) -> dict[str, int]:
+    """Where each key of a stack file's `config:` is: {full key: line}, for `cicd:service`,
+    `cicd:service.cpu` and `cicd:service.secrets[1]` alike (lines count from 1)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.compose(handle, Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    lines: dict[str, int] = {}
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                name = f"{key}.{key_node.value}" if key else str(key_node.value)
+                lines.setdefault(name, key_node.start_mark.line + 1)
+                walk(value, name)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines.setdefault(f"{key}[{i}]", item.start_mark.line + 1)
+                walk(item, f"{key}[{i}]")
+
+    if isinstance(document, yaml.MappingNode):
+        config = next((v for k, v in document.value if k.value == "config"), None)
+        if isinstance(config, yaml.MappingNode):
+            walk(config, "")
+    return lines
+
+
+def located(errors: list[str], stack: str, root: str = ROOT) -> list[str]:
+    """Each error that names a key, prefixed with `Pulumi.<stack>.yaml:<line>:` of that key in the stack
+    file (or of the nearest enclosing key it has, e.g. its section for a missing required key)."""
+    name = f"Pulumi.{stack}.yaml"
+    lines = key_lines(os.path.join(root, name))
+    if not lines:
+        return list(errors)
+    out = []
+    for error in errors:
+        match = _FULL_KEY.match(error)
+        if not match:
+            out.append(error)
+            continue
+        key = match.group(1).rstrip(".")
+        while key and key not in lines:
+            key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key) if re.search(r"[.\[]", key.split(":", 1)[1]) else ""
+        out.append(f"{name}:{lines[key]}: {error}" if key else f"{name}: {error}")
+    return out
+
+
 def load() -> Settings:
-    """Read the `cicd` namespace of the running stack and validate all of it."""
+    """Read the `cicd` namespace of the running stack and validate all of it; every error names the
+    key and where the stack file sets it (or would)."""
+    try:
+        return _load()
+    except ConfigError as err:
+        raise ConfigError(located(err.errors, pulumi.get_stack())) from None
+
+
+def _load() -> Settings:
     cfg = pulumi.Config(NAMESPACE)
     raw: dict[str, Any] = {key: cfg.get(key) for key in TOP_LEVEL_KEYS}
     raw.update({key: "" for key in _undeclared_keys() if key not in raw})

@@ -663,3 +663,72 @@ def test_the_sample_stack_files_have_a_deploy_role_each():
     assert facts["dev"]["deployRole"] != facts["prod"]["deployRole"]
     assert facts["dev"]["deployRole"].endswith("/cicd-deployer-dev")
     assert facts["prod"]["deployRole"].endswith("/cicd-deployer-prod")
+
+
+# -- every error at once, where the stack file has it -------------------------------------------------
+
+
+def _errors(**raw):
+    with pytest.raises(config.ConfigError) as err:
+        load(**raw)
+    return err.value.errors
+
+
+def test_the_rules_across_keys_are_all_reported_at_once():
+    errors = _errors(**{**PROD, "certificateArn": ""}, protect="false", service={"spot": True})
+    assert [e.split(" ", 1)[0] for e in errors] == ["cicd:protect", "cicd:certificateArn", "cicd:service.spot"]
+
+
+def test_a_failing_section_does_not_hide_the_stacks_own_rules():
+    """pydantic skips the rules across sections once a section fails: they are checked again."""
+    errors = _errors(
+        environment="prod", service={"cpu": 300}, pipeline={"promoteFrom": "dev", "sonarOrganization": None}
+    )
+    assert errors == [
+        "cicd:service.cpu must be one of 256, 512, 1024, 2048, 4096, 8192, 16384; got 300",
+        "cicd:certificateArn is required when cicd:environment is prod (prod serves HTTPS only)",
+    ]
+    # A default that stands in for a failing value is not blamed: spot is prod's default (false).
+    errors = _errors(**PROD, service={"spot": "yes"}, pipeline={"promoteFrom": "dev", "sonarOrganization": None})
+    assert errors == ["cicd:service.spot must be true or false; got 'yes' (str)"]
+
+
+def test_a_sections_own_rules_are_all_reported_at_once():
+    errors = _errors(pipeline={"backendUrl": None, "deployRoleArn": None, "sonarOrganization": None})
+    assert [e.split(" ", 1)[0] for e in errors] == [
+        "cicd:pipeline.backendUrl",
+        "cicd:pipeline.deployRoleArn",
+        "cicd:pipeline.sonarOrganization",
+    ]
+    errors = _errors(service={"name": "sg-web", "cpu": 256, "memory": 4096, "containerPort": 80})
+    assert [e.split(" ", 1)[0] for e in errors] == [
+        "cicd:service.name",
+        "cicd:service.memory",
+        "cicd:service.containerPort",
+    ]
+
+
+def test_errors_name_the_line_of_the_stack_file_that_sets_the_key(tmp_path):
+    (tmp_path / "Pulumi.x.yaml").write_text(
+        "config:\n  aws:region: us-east-1\n  cicd:service:\n    cpu: 300\n    secrets:\n      - API_KEY\n"
+        "      - api_key\n  cicd:pipeline:\n    branch: main\n"
+    )
+    errors = [
+        "cicd:service.cpu must be one of 256",
+        "cicd:service.secrets[1] repeats 'API_KEY'",
+        "cicd:pipeline.backendUrl is required",  # not in the file: its section's line
+        "cicd:protect must be true",  # nor its section: the file
+        "aws:region x has no CodePipeline",
+        "cicd:pipeline.promoteFrom of stack prod is x",  # names a key and a stack: the key's nearest line
+        "a message naming no key",
+    ]
+    assert config.located(errors, "x", root=str(tmp_path)) == [
+        "Pulumi.x.yaml:4: cicd:service.cpu must be one of 256",
+        "Pulumi.x.yaml:7: cicd:service.secrets[1] repeats 'API_KEY'",
+        "Pulumi.x.yaml:8: cicd:pipeline.backendUrl is required",
+        "Pulumi.x.yaml: cicd:protect must be true",
+        "Pulumi.x.yaml:2: aws:region x has no CodePipeline",
+        "Pulumi.x.yaml:8: cicd:pipeline.promoteFrom of stack prod is x",
+        "a message naming no key",
+    ]
+    assert config.located(["cicd:service.cpu bad"], "missing", root=str(tmp_path)) == ["cicd:service.cpu bad"]

@@ -233,15 +233,18 @@ def test_a_failing_stack_is_named_and_does_not_hide_the_others(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     # Every error of the stack file at once, a line each (this file also lacks the pipeline's backend).
-    assert errors == [
-        f"error: stack citest-{os.getpid()}: cicd:service.cpu must be one of 256, 512, 1024, 2048, "
+    # Each names where the stack file sets the key, or (a key it lacks) the nearest one it has.
+    name = f"citest-{os.getpid()}"
+    assert errors[:2] == [
+        f"error: stack {name}: Pulumi.{name}.yaml:4: cicd:service.cpu must be one of 256, 512, 1024, 2048, "
         "4096, 8192, 16384; got 300",
-        f"error: stack citest-{os.getpid()}: cicd:pipeline.backendUrl is required: the Pulumi state backend "
+        f"error: stack {name}: Pulumi.{name}.yaml: cicd:pipeline.backendUrl is required: the Pulumi state backend "
         "(s3://… or https://api.pulumi.com) the pipeline's deploy, preview and drift jobs log in to",
     ]
+    assert len(errors) == 4  # the deploy role and SonarQube's organization are missing too, said at once
     assert "Plan for stack prod" in result.stdout  # the other stack is still planned and reported
-    assert f"  citest-{os.getpid()}: FAILED: cicd:service.cpu" in result.stdout
-    assert "(and 1 more)" in result.stdout
+    assert f"  {name}: FAILED: Pulumi.{name}.yaml:4: cicd:service.cpu" in result.stdout
+    assert "(and 3 more)" in result.stdout
     assert "  prod: passed: " in result.stdout
 
 
@@ -300,7 +303,7 @@ def test_a_single_failing_stack_still_gets_its_summary_line(monkeypatch, capsys)
     )
     assert plan_cli.main(["--stack", "dev"]) == 1
     out = capsys.readouterr().out
-    assert "Summary:" in out and "  dev: FAILED: cicd:service.cpu must be one of 256" in out
+    assert "Summary:" in out and "  dev: FAILED: Pulumi.dev.yaml:9: cicd:service.cpu must be one of 256" in out
 
 
 @pytest.mark.parametrize(
@@ -433,4 +436,4 @@ def test_json_carries_a_failed_stack_with_its_errors(monkeypatch, tmp_path, caps
     assert plan_cli.main(["--stack", "dev", "--json", str(out)]) == 1
     capsys.readouterr()
     data = json.loads(out.read_text())
-    assert data["stack"] == "dev" and data["errors"][0].startswith("cicd:service.cpu must be one of")
+    assert data["stack"] == "dev" and data["errors"][0].startswith("Pulumi.dev.yaml:9: cicd:service.cpu must be one of")
