@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,10 +90,51 @@ class PolicyConfigError(Exception):
     """A `--policy-pack-config` file the CLI would refuse; the message names the file and the policy."""
 
 
-def load_policy_config(path: str | None, policies: Iterable[str] | None = None) -> dict[str, Any]:
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "number": (int, float),
+    "integer": (int,),
+    "string": (str,),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def schema_errors(where: str, value: Any, schema: Mapping[str, Any]) -> list[str]:
+    """What is wrong with `value` under the JSON schema subset policy configs use (type, minimum,
+    maximum, enum, items), one line each naming `where` (the CLI checks a pack's config against each
+    policy's schema before anything runs)."""
+    kind = schema.get("type")
+    if kind in _JSON_TYPES:
+        types = _JSON_TYPES[kind]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            return [
+                f"{where} must be of type {kind}; got {value!r} ({'null' if value is None else type(value).__name__})"
+            ]
+    errors = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{where} must be one of {', '.join(map(json.dumps, schema['enum']))}; got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{where} must be at least {schema['minimum']:g}; got {value:g}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{where} must be at most {schema['maximum']:g}; got {value:g}")
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            errors += schema_errors(f"{where}[{i}]", item, schema["items"])
+    return errors
+
+
+def load_policy_config(
+    path: str | None,
+    policies: Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A `--policy-pack-config` file: {policy: level} or {policy: {enforcementLevel?, ...properties}}.
 
-    With `policies` (the pack's names), a policy the pack does not have is an error too.
+    With `policies` (the pack's names), a policy the pack does not have is an error too; given as
+    {name: config schema properties}, each property is checked against its schema, and a property
+    the policy does not have is an error (a typo would be ignored, and a budget not applied). All of
+    a file's errors are reported at once, one line each.
     """
     if not path:
         return {}
@@ -119,6 +160,22 @@ def load_policy_config(path: str | None, policies: Iterable[str] | None = None) 
             raise PolicyConfigError(f"{name}: {policy} must be a level ({allowed}) or an object; got {value!r}")
         if level is not None and level not in LEVEL_VALUES:
             raise PolicyConfigError(f"{name}: {policy} has enforcement level {level!r}; allowed: {allowed}")
+    if isinstance(policies, Mapping):
+        errors = []
+        for policy, value in config.items():
+            if not isinstance(value, dict):
+                continue
+            properties = policies.get(policy) or {}
+            for key, given in value.items():
+                if key == "enforcementLevel":
+                    continue
+                if key not in properties:
+                    known = ", ".join(sorted(properties)) or "none"
+                    errors.append(f"{name}: {policy}.{key} is not a property of the policy (it has: {known})")
+                    continue
+                errors += [f"{name}: {e}" for e in schema_errors(f"{policy}.{key}", given, properties[key])]
+        if errors:
+            raise PolicyConfigError("\n".join(errors))
     return config
 
 
@@ -189,6 +246,13 @@ class PolicyServer:
 
     def info(self) -> analyzer_pb2.AnalyzerInfo:
         return self.stub.GetAnalyzerInfo(empty_pb2.Empty())
+
+    def config_schemas(self) -> dict[str, dict[str, Any]]:
+        """Each policy's config schema properties, as the pack declares them ({} for none)."""
+        return {
+            p.name: json_format.MessageToDict(p.configSchema.properties) if p.HasField("configSchema") else {}
+            for p in self.info().policies
+        }
 
     def configure(self, policy_config: dict[str, Any]) -> None:
         request = analyzer_pb2.ConfigureAnalyzerRequest()

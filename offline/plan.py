@@ -47,8 +47,8 @@ def plan(
         result = program.run(stack, first_preview=first_preview)
     program_seconds = time.perf_counter() - started
     config_path = policy_config_path(stack)
-    names = [p.name for p in server.info().policies] if server is not None else None
-    policy_config = analyzer.load_policy_config(config_path, names)
+    schemas = server.config_schemas() if server is not None else None
+    policy_config = analyzer.load_policy_config(config_path, schemas)
     checked = analyzer.run_pack(
         POLICY_DIR,
         result.registrations.values(),
@@ -351,9 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 data = plan(stack, first_preview=args.first_preview, server=servers[stack], result=result)
             except analyzer.PolicyConfigError as err:
-                print(f"error: stack {stack}: {err}", file=sys.stderr)
-                summary.append(f"  {stack}: FAILED: {err}")
-                failures.append({"stack": stack, "errors": [str(err)]})
+                lines = str(err).splitlines()
+                for line in lines:
+                    print(f"error: stack {stack}: {line}", file=sys.stderr)
+                more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+                summary.append(f"  {stack}: FAILED: {lines[0]}{more}")
+                failures.append({"stack": stack, "errors": lines})
                 continue
             print(render(data))
             print()

@@ -269,6 +269,25 @@ def test_a_program_crash_is_one_line_unless_verbose(monkeypatch, capsys):
         ('{"lb-deletion-protection": advisory}', ":1:28: not valid JSON"),
         ('{"lb-deletion-protect": "advisory"}', "lb-deletion-protect is not a policy of the pack"),
         ('{"lb-deletion-protection": 3}', "must be a level"),
+        # Property values against the policy's own schema, as the CLI checks them: never a traceback.
+        (
+            '{"monthly-budget": {"maxMonthlyUsd": "300"}}',
+            "monthly-budget.maxMonthlyUsd must be of type number; got '300' (str)",
+        ),
+        ('{"monthly-budget": {"maxMonthlyUsd": -5}}', "monthly-budget.maxMonthlyUsd must be at least 0; got -5"),
+        (
+            '{"monthly-budget": {"maxMonthlyUsd": true}}',
+            "monthly-budget.maxMonthlyUsd must be of type number; got True",
+        ),
+        (
+            '{"cloudwatch-log-group-retention": {"minimumRetentionDays": 7.5}}',
+            "minimumRetentionDays must be of type integer; got 7.5 (float)",
+        ),
+        ('{"required-tags": {"tags": ["team", 3]}}', "required-tags.tags[1] must be of type string; got 3 (int)"),
+        (
+            '{"monthly-budget": {"maxMonthlyUSD": 100}}',
+            "monthly-budget.maxMonthlyUSD is not a property of the policy (it has: maxMonthlyUsd)",
+        ),
     ],
 )
 def test_a_bad_policy_config_is_one_line_naming_file_and_policy(text, expected, tmp_path, monkeypatch, capsys):
@@ -278,6 +297,20 @@ def test_a_bad_policy_config_is_one_line_naming_file_and_policy(text, expected, 
     assert plan_cli.main(["--stack", "dev"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err and "dev.json" in err, err
+
+
+def test_every_bad_property_of_a_policy_config_is_a_line_of_its_own(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "dev.json"
+    path.write_text('{"monthly-budget": {"maxMonthlyUsd": -1}, "required-tags": {"tags": "team"}}')
+    monkeypatch.setattr(plan_cli, "policy_config_path", lambda stack: str(path))
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert [e.split(": ", 3)[-1] for e in errors] == [
+        "monthly-budget.maxMonthlyUsd must be at least 0; got -1",
+        "required-tags.tags must be of type array; got 'team' (str)",
+    ]
+    assert all(e.startswith("error: stack dev: ") for e in errors) and "(and 1 more)" in captured.out
 
 
 def test_an_unwritable_json_path_fails_before_planning(tmp_path, capsys):
