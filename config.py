@@ -23,7 +23,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from components.deploytime import DEPLOY_JOB_MAX_MINUTES, deploy_job_minutes, deploy_wait_seconds
-from components.facts import ARCHITECTURES, FARGATE_MEMORY, PROGRAM_VARIABLES, secret_word
+from components.facts import ARCHITECTURES, FARGATE_MEMORY, PROGRAM_VARIABLES, XRAY_DAEMON_PORT, secret_word
 from components.observability import CHATBOT_REGIONS
 from components.regions import SERVICE_NAMES, SERVICE_REGIONS
 from cost.estimate import DEFAULTS as COST_DEFAULTS
@@ -235,6 +235,12 @@ def _environment_variables(value: Any) -> dict[str, str]:
             )
         if not isinstance(val, str):
             raise _error(f"must be a string (quote it in YAML); got {val!r} ({_type_name(val)})", name)
+        if re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", val):
+            raise _error(
+                "holds what looks like an AWS access key ID: plain environment variables are visible in the task "
+                f"definition. Put it in {NAMESPACE}:service.secrets (Secrets Manager), or give the task a role",
+                name,
+            )
     return dict(sorted(value.items()))
 
 
@@ -269,6 +275,14 @@ def _tags(value: Any) -> dict[str, str]:
             raise _error("must not start with 'aws:', which AWS reserves", name)
         if name in PROGRAM_TAGS:
             raise _error("is set by the program; choose another tag key", name)
+        same = next((t for t in (*PROGRAM_TAGS, "Name") if t.lower() == name.lower()), None)
+        if same:
+            raise _error(
+                f"differs only in case from the tag {same!r}, which the program sets: AWS tag keys are case-sensitive, "
+                "so resources would carry both, and tools that read keys without case (cost allocation, many "
+                "scanners) see one tag with two values. Choose another tag key",
+                name,
+            )
         if not isinstance(val, str):
             raise _error(f"must be a string; got {val!r} ({_type_name(val)})", name)
         if val != OFFLINE_SECRET and not re.match(r"^[\w .:/=+\-@]{0,256}$", val):
@@ -362,6 +376,12 @@ class ServiceSettings(Section):
             problems.add(
                 f"must be a Fargate size for cpu {self.cpu}: one of {', '.join(map(str, allowed))}; got {self.memory}",
                 "memory",
+            )
+        if self.container_port == XRAY_DAEMON_PORT:
+            problems.add(
+                f"must not be {XRAY_DAEMON_PORT}: the task's X-Ray daemon sidecar listens there, in the network "
+                "namespace every container of the task shares",
+                "containerPort",
             )
         if self.container_port < 1024:
             # The container runs as a non-root user, which cannot bind ports below 1024.
@@ -495,7 +515,10 @@ class PipelineSettings(Section):
 
     source: OneOf(*SOURCES) = "codecommit"
     repository_name: Matching(r"^[\w.-]{1,100}$", "1 to 100 characters of letters, digits, '.', '_' and '-'") = "web"
-    branch: Matching(r"^(?!/)(?!.*//)(?!.*\.\.)[A-Za-z0-9._/-]{1,255}(?<!/)$", "a git branch name") = "main"
+    branch: Matching(
+        r"^(?!refs/)(?!/)(?!.*//)(?!.*\.\.)[A-Za-z0-9._/-]{1,255}(?<!/)$",
+        "a git branch name, without refs/heads/ (CodeCommit's events and CodePipeline name the branch alone)",
+    ) = "main"
     github_repository: OptionalMatching(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$", "owner/name") = ""
     connection_arn: OptionalMatching(
         CONNECTION_ARN_RE.pattern, "a CodeConnections connection ARN (arn:aws:codeconnections:…:connection/<id>)"
@@ -742,11 +765,38 @@ class Settings(Section):
                 f"{self.environment})",
                 "pipeline.promoteFrom",
             )
+        problem = self.image_problem()
+        if problem:
+            problems.add(problem, "service.image")
         region = _region_problem(self.region, self.pipeline.source if self.pipeline.builds else "")
         if region:
             problems.add(region, full_key="aws:region")
         problems.raise_any()
         return self
+
+    def image_problem(self, image_account: str = "") -> str | None:
+        """Why the task execution role could not pull `cicd:service.image`, if it could not: it pulls from
+        one repository, in the stack's region (the stack's own, or for a promoting stack its upstream's),
+        of ``image_account`` when that is known (the stack's, or its upstream's in another account)."""
+        image = self.service.image
+        if not image or image == OFFLINE_SECRET:
+            return None
+        host, _, path = image.partition("/")
+        account, region = host.split(".")[0], host.split(".")[3] if host.count(".") >= 4 else ""
+        repository = path.partition("@")[0]
+        expected = self.prefix if self.pipeline.builds else self.upstream_prefix
+        whose = "this stack's" if self.pipeline.builds else f"{self.pipeline.promote_from}'s"
+        if repository != expected or region != self.region:
+            return (
+                f"is in repository {repository} of {region}; the task execution role pulls from {whose} repository "
+                f"{expected} in {self.region} only: deploy a digest of {expected} (got {image})"
+            )
+        if image_account and account != image_account:
+            return (
+                f"is in account {account}; the task execution role pulls {expected} of account {image_account} "
+                f"only: deploy a digest of that account's repository (got {image})"
+            )
+        return None
 
     @property
     def is_prod(self) -> bool:
@@ -1278,22 +1328,61 @@ def _load() -> Settings:
             {env for name, (env, source, *_) in stacks.items() if source == environment and name != pulumi.get_stack()}
         )
     )
-    settings = load_settings(
-        raw,
-        project=pulumi.get_project(),
-        stack=pulumi.get_stack(),
-        region=region,
-        require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"),
-        promoted_to=promoted_to,
-    )
+    provider = provider_key_errors(pulumi.runtime.get_config_env())
+    try:
+        settings = load_settings(
+            raw,
+            project=pulumi.get_project(),
+            stack=pulumi.get_stack(),
+            region=region,
+            require_image=os.environ.get(REQUIRE_IMAGE_VARIABLE, "") not in ("", "0"),
+            promoted_to=promoted_to,
+        )
+    except ConfigError as err:
+        raise ConfigError(provider + err.errors) from None
     stacks[settings.stack] = (settings.environment, settings.pipeline.promote_from, settings.account_id)
-    errors = promotion_errors(stacks, only=settings.stack)
+    errors = provider + promotion_errors(stacks, only=settings.stack)
     errors += [
         f"{NAMESPACE}:accountId of stack {name} must be 12 digits, quoted; got {account!r}"
         for name, (_env, _source, account) in sorted(stacks.items())
         if name != settings.stack and account and not re.match(ACCOUNT_ID_RE, account)
     ]
     errors += sibling_errors(settings, stack_file_facts())
+    settings = settings.model_copy(update={"other_accounts": other_accounts(stacks, settings.stack)})
+    own_account = settings.account_id if settings.account_id != OFFLINE_SECRET else ""
+    problem = settings.image_problem(settings.upstream_account or own_account)
+    if problem:
+        errors.append(f"{NAMESPACE}:service.image {problem}")
     if errors:
         raise ConfigError(errors)
-    return settings.model_copy(update={"other_accounts": other_accounts(stacks, settings.stack)})
+    return settings
+
+
+# The AWS provider's configuration keys (pulumi-aws 7.51.1's `config/vars.py`; a test holds them equal):
+# a key under `aws:` that is not one of them is passed on by the CLI and read by nothing.
+AWS_PROVIDER_KEYS = (
+    "accessKey", "allowedAccountIds", "assumeRoleWithWebIdentity", "assumeRoles", "customCaBundle", "defaultTags",
+    "ec2MetadataServiceEndpoint", "ec2MetadataServiceEndpointMode", "endpoints", "forbiddenAccountIds", "httpProxy",
+    "httpsProxy", "ignoreTags", "insecure", "maxRetries", "noProxy", "profile", "region", "retryMode",
+    "s3UsEast1RegionalEndpoint", "s3UsePathStyle", "secretKey", "sharedConfigFiles", "sharedCredentialsFiles",
+    "skipCredentialsValidation", "skipMetadataApiCheck", "skipRegionValidation", "skipRequestingAccountId",
+    "stsRegion", "tagPolicyCompliance", "token", "tokenBucketRateLimiterCapacity", "useDualstackEndpoint",
+    "useFipsEndpoint", "userAgents",
+)  # fmt: skip
+
+
+def provider_key_errors(keys: Mapping[str, Any] | list[str]) -> list[str]:
+    """`aws:` keys the AWS provider does not have (a typo such as aws:regoin, or a key of another tool)."""
+    import difflib
+
+    errors = []
+    for key in sorted(keys):
+        namespace, _, name = key.partition(":")
+        if namespace == "aws" and name not in AWS_PROVIDER_KEYS:
+            close = difflib.get_close_matches(name, AWS_PROVIDER_KEYS, n=1)
+            hint = f"; did you mean aws:{close[0]}?" if close else ""
+            errors.append(
+                f"aws:{name} is not a configuration key of the AWS provider (pulumi-aws): the CLI would pass it "
+                f"on and nothing would read it{hint}"
+            )
+    return errors

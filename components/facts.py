@@ -81,3 +81,8 @@ def secret_word(name: str) -> str | None:
         if word == "KEY" and (i == 0 or words[i - 1] not in PLAIN_KEY_QUALIFIERS):
             return "KEY"
     return None
+
+
+# The X-Ray daemon sidecar listens here (UDP, and TCP for its proxy) in the task's network namespace,
+# which every container of an awsvpc task shares: the service cannot use it.
+XRAY_DAEMON_PORT = 2000

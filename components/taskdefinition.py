@@ -19,6 +19,7 @@ from .common import (
     role_with_policy,
     stateful_opts,
 )
+from .facts import XRAY_DAEMON_PORT
 
 if TYPE_CHECKING:
     from config import ServiceSettings
@@ -224,7 +225,7 @@ def container_definitions(args: TaskDefinitionArgs, log_group_name: str) -> pulu
     log_options = {"awslogs-group": log_group_name, "awslogs-region": args.context.region}
     environment = [{"name": k, "value": v} for k, v in sorted(service.environment.items())]
     environment += [
-        {"name": "AWS_XRAY_DAEMON_ADDRESS", "value": "127.0.0.1:2000"},
+        {"name": "AWS_XRAY_DAEMON_ADDRESS", "value": f"127.0.0.1:{XRAY_DAEMON_PORT}"},
         # The sample service's listen backlog and thread pool, sized for the task (app/service/server.py).
         {"name": "LISTEN_BACKLOG", "value": str(LISTEN_BACKLOG)},
         {"name": "PORT", "value": str(service.container_port)},
@@ -268,7 +269,7 @@ def container_definitions(args: TaskDefinitionArgs, log_group_name: str) -> pulu
         "linuxParameters": {"capabilities": {"drop": ["ALL"]}},
         "cpu": 32,
         "memoryReservation": 64,
-        "portMappings": [{"containerPort": 2000, "protocol": "udp"}],
+        "portMappings": [{"containerPort": XRAY_DAEMON_PORT, "protocol": "udp"}],
         "command": ["--region", args.context.region, "--local-mode"],
         "logConfiguration": {
             "logDriver": "awslogs",

@@ -732,3 +732,101 @@ def test_errors_name_the_line_of_the_stack_file_that_sets_the_key(tmp_path):
         "a message naming no key",
     ]
     assert config.located(["cicd:service.cpu bad"], "missing", root=str(tmp_path)) == ["cicd:service.cpu bad"]
+
+
+# -- mistakes a hurried user makes, refused before anything is registered -----------------------------
+
+
+def test_the_container_port_cannot_be_the_sidecars():
+    with pytest.raises(config.ConfigError, match=r"cicd:service.containerPort must not be 2000: the task's X-Ray"):
+        load(service={"containerPort": 2000})
+    assert load(service={"containerPort": 2001}).service.container_port == 2001
+    assert load(service={"containerPort": 1999}).service.container_port == 1999
+
+
+@pytest.mark.parametrize(
+    "key, program", [("Environment", "environment"), ("NAME", "Name"), ("Managed-By", "managed-by")]
+)
+def test_a_tag_that_differs_from_the_programs_only_in_case_is_refused(key, program):
+    with pytest.raises(config.ConfigError) as err:
+        load(tags={"team": "a", key: "x"})
+    assert str(err.value).startswith(f"cicd:tags.{key} differs only in case from the tag {program!r}")
+    assert load(tags={"team": "a", "environments": "x"}).tags["environments"] == "x"
+
+
+def test_an_access_key_in_a_plain_variable_is_refused():
+    with pytest.raises(
+        config.ConfigError, match="cicd:service.environment.UPSTREAM looks|holds what looks like an AWS"
+    ):
+        load(service={"environment": {"UPSTREAM": "id=AKIAABCDEFGHIJKLMNOP"}})
+    # Fifteen characters after AKIA is no key ID: not refused.
+    assert load(service={"environment": {"UPSTREAM": "AKIAABCDEFGHIJKLMNO"}}).service.environment["UPSTREAM"]
+
+
+def test_a_branch_given_as_a_ref_is_refused():
+    with pytest.raises(
+        config.ConfigError, match=r"cicd:pipeline.branch must be a git branch name, without refs/heads/"
+    ):
+        load(pipeline={"branch": "refs/heads/main"})
+    assert load(pipeline={"branch": "release/refs"}).pipeline.branch == "release/refs"
+
+
+DIGEST = "@sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    "image, phrase",
+    [
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com/api" + DIGEST, "is in repository api of us-east-1"),
+        ("123456789012.dkr.ecr.us-west-2.amazonaws.com/web-dev" + DIGEST, "is in repository web-dev of us-west-2"),
+    ],
+)
+def test_an_image_the_execution_role_cannot_pull_is_refused(image, phrase):
+    with pytest.raises(config.ConfigError) as err:
+        load(service={"image": image})
+    assert str(err.value).startswith(f"cicd:service.image {phrase}; the task execution role pulls from this stack's")
+    assert load(service={"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-dev" + DIGEST}).service.image
+
+
+def test_an_image_of_another_account_is_refused_once_the_account_is_known():
+    settings = load(service={"image": "222222222222.dkr.ecr.us-east-1.amazonaws.com/web-dev" + DIGEST})
+    assert settings.image_problem() is None  # no account named: the account is not known here
+    problem = settings.image_problem("123456789012")
+    assert problem.startswith("is in account 222222222222; the task execution role pulls web-dev of account 1234")
+    # A promoting stack runs its upstream's images: one of its own repository name is refused.
+    with pytest.raises(config.ConfigError, match="pulls from dev's repository web-dev in us-east-1 only"):
+        load(
+            environment="staging",
+            service={"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web-stg" + DIGEST},
+            pipeline={"promoteFrom": "dev", "sonarOrganization": None},
+        )
+
+
+def test_keys_the_aws_provider_does_not_have_are_refused():
+    assert config.provider_key_errors(["aws:region", "aws:profile", "cicd:service", "awsx:x"]) == []
+    assert config.provider_key_errors(["aws:regoin"]) == [
+        "aws:regoin is not a configuration key of the AWS provider (pulumi-aws): the CLI would pass it on and "
+        "nothing would read it; did you mean aws:region?"
+    ]
+
+
+def test_the_provider_keys_are_the_installed_sdks():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(importlib.util.find_spec("pulumi_aws").origin), "config", "vars.py")
+    with open(path, encoding="utf-8") as handle:
+        declared = set(re.findall(r"__config__\.get\w*\('(\w+)'\)", handle.read()))
+    assert declared == set(config.AWS_PROVIDER_KEYS)
+
+
+def test_the_program_refuses_an_unknown_aws_key_and_an_unpullable_image_with_their_lines():
+    with pytest.raises(config.ConfigError) as err:
+        run_plan("dev", **{"aws:regoin": "us-east-2"})
+    assert err.value.errors == [
+        "Pulumi.dev.yaml: aws:regoin is not a configuration key of the AWS provider (pulumi-aws): the CLI would pass "
+        "it on and nothing would read it; did you mean aws:region?"
+    ]
+    with pytest.raises(config.ConfigError) as err:
+        run_plan("dev", **{"cicd:service": {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/api" + DIGEST}})
+    (error,) = err.value.errors
+    assert error.startswith("Pulumi.dev.yaml:17: cicd:service.image is in repository api of us-east-1")
