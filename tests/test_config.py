@@ -829,4 +829,4 @@ def test_the_program_refuses_an_unknown_aws_key_and_an_unpullable_image_with_the
     with pytest.raises(config.ConfigError) as err:
         run_plan("dev", **{"cicd:service": {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/api" + DIGEST}})
     (error,) = err.value.errors
-    assert error.startswith("Pulumi.dev.yaml:17: cicd:service.image is in repository api of us-east-1")
+    assert error.startswith("Pulumi.dev.yaml:16: cicd:service.image is in repository api of us-east-1")
