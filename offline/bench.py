@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     program.preload()
     plan.plan("dev")  # first-use costs (type hints, caches) are paid once per process, not measured
-    for _ in range(args.runs):
+    for run in range(args.runs):
         started = time.perf_counter()
         with analyzer.PolicyServer(plan.POLICY_DIR) as server:
             serving.append(time.perf_counter() - started)
@@ -53,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
                 assert error is None, error
                 assert plan.plan(stack, server=servers[stack], result=result)["mandatoryViolations"] == 0
         parallel.append(time.perf_counter() - began)
+        print(
+            f"  warm run {run + 1}/{args.runs}: dev {warm['dev'][-1]:.2f} s, prod {warm['prod'][-1]:.2f} s, "
+            f"both in parallel {parallel[-1]:.2f} s",
+            flush=True,
+        )
     cold = []
-    for _ in range(max(1, args.runs // 2)):
+    colds = max(1, args.runs // 2)
+    for run in range(colds):
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "offline.plan", "--stack", ",".join(STACKS)],
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
         cold.append(time.perf_counter() - started)
+        print(f"  cold run {run + 1}/{colds}: {cold[-1]:.2f} s", flush=True)
     both = [s + d + p for s, d, p in zip(serving, warm["dev"], warm["prod"], strict=True)]
     print(f"offline plan, median of {args.runs} runs (program under mocks + policy pack over gRPC)")
     for stack in STACKS:

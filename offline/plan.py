@@ -147,22 +147,48 @@ def _tree(resources: list[dict]) -> list[str]:
     return lines
 
 
-def render(data: dict[str, Any]) -> str:
-    out = [
-        f"Plan for stack {data['stack']}"
-        + (" (first preview: computed outputs unknown)" if data["firstPreview"] else "")
-    ]
+def summary(data: dict[str, Any]) -> list[str]:
+    """What a newcomer reads first: the stack's place in the release chain, its size, its monthly cost
+    and the policy verdict (the details follow)."""
+    out = []
     role = data["outputs"].get("releaseRole")
     if role:
         out.append(
-            f"Releases: this stack {role}"
+            f"  releases:  this stack {role}"
             + (
                 " (git -> tests, scans, image -> deploy -> release)"
                 if role.startswith("builds")
                 else f" (a {role.split()[2]} release -> approval -> deploy -> release; never builds)"
             )
         )
+    out.append(f"  resources: {sum(data['counts'].values())} to create, in {len(data['counts'])} types")
+    cost = data.get("cost")
+    if cost:
+        from cost import estimate
+
+        budget = (cost.get("budget") or {}).get("maxMonthlyUsd")
+        out.append(
+            f"  cost:      {estimate.money(cost['monthlyUsd'])} a month in {cost['region']}"
+            + (f" (budget {estimate.money(budget)})" if budget is not None else "")
+        )
+    advisory = sum(1 for f in data["findings"] if f["level"] == "advisory")
+    verdict = "FAILED" if data["mandatoryViolations"] else "passed"
+    out.append(
+        f"  policies:  {verdict}: {data['mandatoryViolations']} mandatory violation(s), {advisory} advisory "
+        f"({data['policyPack']['name']}, {data['policyPack']['policies']} policies)"
+        + (f"; {len(data['notRun'])} check(s) a first preview cannot run" if data["firstPreview"] else "")
+    )
+    return out
+
+
+def render(data: dict[str, Any]) -> str:
+    out = [
+        f"Plan for stack {data['stack']}"
+        + (" (first preview: computed outputs unknown)" if data["firstPreview"] else "")
+    ]
+    out += summary(data)
     out.append("")
+    out.append("Resources, under their components (+ a resource, ▸ a component):")
     out += _tree(data["resources"])
     out.append("")
     out.append(f"Resources: {sum(data['counts'].values())} to create")

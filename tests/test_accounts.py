@@ -275,11 +275,13 @@ def test_the_plan_names_each_stacks_place_in_a_chain_across_accounts(policy_serv
     data = plan_cli.plan("prod", server=policy_server)
     data["outputs"]["releaseRole"] = f"promotes from dev (in account {D})"
     assert (
-        f"Releases: this stack promotes from dev (in account {D}) (a dev release -> approval -> deploy -> release;"
+        f"  releases:  this stack promotes from dev (in account {D}) (a dev release -> approval -> deploy -> release;"
         in plan_cli.render(data)
     )
     data["outputs"]["releaseRole"] = f"builds; prod promotes from it in account {P}"
-    assert f"Releases: this stack builds; prod promotes from it in account {P} (git -> tests" in plan_cli.render(data)
+    assert f"  releases:  this stack builds; prod promotes from it in account {P} (git -> tests" in plan_cli.render(
+        data
+    )
 
 
 def test_roles_and_certificate_of_another_account_are_refused():

@@ -470,3 +470,56 @@ def test_json_carries_a_failed_stack_with_its_errors(monkeypatch, tmp_path, caps
     capsys.readouterr()
     data = json.loads(out.read_text())
     assert data["stack"] == "dev" and data["errors"][0].startswith("Pulumi.dev.yaml:9: cicd:service.cpu must be one of")
+
+
+def test_the_plan_opens_with_what_a_newcomer_needs(policy_server):
+    """The stack's role, size, monthly cost and policy verdict before the long tree."""
+    data = plan_cli.plan("dev", server=policy_server)
+    head = plan_cli.render(data).splitlines()[:6]
+    count = sum(data["counts"].values())
+    assert head == [
+        "Plan for stack dev",
+        "  releases:  this stack builds (git -> tests, scans, image -> deploy -> release)",
+        f"  resources: {count} to create, in {len(data['counts'])} types",
+        "  cost:      $108.38 a month in us-east-1 (budget $150.00)",
+        "  policies:  passed: 0 mandatory violation(s), 3 advisory (cicd-security, 57 policies)",
+        "",
+    ]
+    failing = {**data, "mandatoryViolations": 2, "findings": [], "firstPreview": True, "notRun": [{}]}
+    assert plan_cli.summary(failing)[-1] == (
+        "  policies:  FAILED: 2 mandatory violation(s), 0 advisory (cicd-security, 57 policies); 1 check(s) a first "
+        "preview cannot run"
+    )
+
+
+def test_make_bench_reports_each_run_as_it_ends(monkeypatch, capsys):
+    """The timing itself is not tested (it lives in the benchmark); that a run shows progress is."""
+    from offline import bench
+
+    monkeypatch.setattr(bench.program, "preload", lambda: None)
+    monkeypatch.setattr(bench.plan, "plan", lambda stack, **kw: {"counts": {"t": 1}, "mandatoryViolations": 0})
+    monkeypatch.setattr(bench.plan, "run_programs", lambda stacks, fp, cb: ([(None, None)] * len(stacks), cb()))
+    monkeypatch.setattr(bench.plan, "serve_packs", lambda stacks, cleanup: dict.fromkeys(stacks))
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **kw: None)
+
+    class Server:
+        def __init__(self, *a, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(bench.analyzer, "PolicyServer", Server)
+    assert bench.main(["--runs", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    progress = [
+        line.split(":")[0].strip() for line in out if line.startswith("  warm run") or line.startswith("  cold run")
+    ]
+    assert progress == ["warm run 1/2", "warm run 2/2", "cold run 1/1"]
+    # Before the medians, which come once every run has ended.
+    assert max(i for i, line in enumerate(out) if " run " in line) < out.index(
+        "offline plan, median of 2 runs (program under mocks + policy pack over gRPC)"
+    )
