@@ -219,7 +219,8 @@ def test_a_failing_stack_is_named_and_does_not_hide_the_others(tmp_path):
 
     bad = os.path.join(ROOT, f"Pulumi.citest-{os.getpid()}.yaml")
     with open(bad, "w", encoding="utf-8") as handle:
-        handle.write("config:\n  aws:region: us-east-1\n  cicd:service:\n    cpu: 300\n")
+        # Its own service name: no physical name of the sample dev stack, which tests running beside it plan.
+        handle.write("config:\n  aws:region: us-east-1\n  cicd:service:\n    cpu: 300\n    name: citest\n")
     try:
         result = subprocess.run(
             [sys.executable, "-m", "offline.plan", "--stack", f"{os.path.basename(bad)[7:-5]},prod"],
