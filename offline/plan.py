@@ -8,7 +8,6 @@ findings. Exits 1 on a program error or a mandatory violation.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import multiprocessing
@@ -72,6 +71,7 @@ def plan(
                 "protect": r.protect,
                 "retainOnDelete": r.retain_on_delete,
                 "ignoreChanges": r.ignore_changes,
+                "inputs": masked_inputs(r.object),
             }
             for r in result.registrations.values()
         ],
@@ -87,6 +87,60 @@ def plan(
         "cost": monthly_cost(result, policy_config),
         "seconds": {"program": round(program_seconds, 3), "total": round(time.perf_counter() - started, 3)},
     }
+
+
+SECRET_SIG, SPECIAL_SIG_KEY = "1b47061264138c4ac30d75fd1eb44270", "4dabf18193072939515e22adb298388d"
+UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's unknown, as the SDK sends it
+
+
+def masked_inputs(obj: Any) -> Any:
+    """A resource's inputs as the engine receives them, with every secret value as "[secret]" and every
+    unknown as "(known after apply)": what --json carries, so two plans can be compared by a tool."""
+    from google.protobuf import json_format
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get(SPECIAL_SIG_KEY) == SECRET_SIG:
+                return "[secret]"
+            return {k: mask(v) for k, v in sorted(value.items())}
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return "(known after apply)" if value == UNKNOWN_VALUE else value
+
+    return mask(json_format.MessageToDict(obj)) if obj is not None else {}
+
+
+def changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """What an edit changed, stack by stack: resources added and removed (by URN), and for the others
+    the inputs and options that differ, by name. `old` and `new` are --json documents' stacks."""
+    before = {d["stack"]: d for d in old}
+    out = []
+    for data in new:
+        stack = data["stack"]
+        if stack not in before:
+            out.append(f"  {stack}: not in the old plan")
+            continue
+        if "resources" not in before[stack] or "resources" not in data:
+            out.append(f"  {stack}: no plan to compare (a failed stack)")
+            continue
+        was = {r["urn"]: r for r in before[stack]["resources"]}
+        now = {r["urn"]: r for r in data["resources"]}
+        lines = [f"    + {now[u]['name']}  {now[u]['type']}" for u in now if u not in was]
+        lines += [f"    - {was[u]['name']}  {was[u]['type']}" for u in was if u not in now]
+        for urn in (u for u in now if u in was):
+            a, b = was[urn], now[urn]
+            keys = sorted(k for k in set(a.get("inputs", {})) | set(b.get("inputs", {})) if
+                          a.get("inputs", {}).get(k) != b.get("inputs", {}).get(k))  # fmt: skip
+            keys += [f"({o})" for o in ("protect", "retainOnDelete", "ignoreChanges", "parent") if a.get(o) != b.get(o)]
+            if keys:
+                lines.append(f"    ~ {b['name']}  {b['type']}: {', '.join(keys)}")
+        added, removed = sum(line[4] == "+" for line in lines), sum(line[4] == "-" for line in lines)
+        out.append(
+            f"  {stack}: {added} to add, {removed} to remove, {len(lines) - added - removed} changed"
+            + ("" if lines else " (no change)")
+        )
+        out += lines
+    return out
 
 
 def monthly_cost(result: program.ProgramResult, policy_config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -252,8 +306,7 @@ def render(data: dict[str, Any]) -> str:
 
 def _run_program(job: tuple[str, bool]) -> tuple[program.ProgramResult | None, tuple[str, str, str] | None]:
     stack, first_preview = job
-    # A forked child must not drive the parent's event loop: its epoll descriptor is shared.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    # (program.record runs each program on a loop of its own, so a forked child never drives the parent's.)
     try:
         return program.run(stack, first_preview=first_preview), None
     except Exception as err:  # noqa: BLE001 - sent back to the parent, which reports it
@@ -331,9 +384,23 @@ def main(argv: list[str] | None = None) -> int:
         "--first-preview", action="store_true", help="leave computed outputs unknown, as in a first `pulumi preview`"
     )
     parser.add_argument("--verbose", action="store_true", help="print the traceback of a program error")
+    parser.add_argument(
+        "--diff",
+        metavar="OLD.json",
+        help="also print what changed against an earlier --json plan: resources added, removed and changed",
+    )
     args = parser.parse_args(argv)
     program.tune_gc()
     stacks = [s.strip() for s in args.stack.split(",") if s.strip()]
+    old_plan = None
+    if args.diff:
+        try:
+            with open(args.diff, encoding="utf-8") as handle:
+                old_plan = json.load(handle)
+        except (OSError, ValueError) as err:
+            print(f"error: --diff {args.diff}: not a plan written with --json ({err})", file=sys.stderr)
+            return 1
+        old_plan = old_plan if isinstance(old_plan, list) else [old_plan]
     if args.json:
         try:
             _check_writable(args.json)
@@ -393,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {stack}: {verdict}: {sum(data['counts'].values())} resources, "
                 f"{data['mandatoryViolations']} mandatory violation(s), {advisory} advisory"
             )
+    if old_plan is not None:
+        print(f"Changes against {args.diff}:")
+        print("\n".join(changes(old_plan, results)))
+        print()
     if len(stacks) > 1 or len(summary) != len(results):
         print("Summary:")
         print("\n".join(summary))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
 import runpy
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,25 +148,65 @@ def record(
     Returns the registrations and the stack's exported outputs. Each call starts a fresh runtime:
     nothing of a previous run (root stack, config, registrations) leaks into the next.
     """
-    mocks = PlatformMocks(first_preview=first_preview, region=region, parameters=parameters, account_id=account_id)
-    monitor = RecordingMonitor(mocks)
-    pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
-    pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=first_preview, monitor=monitor)
-    # The Python language host also hands the program its config as PULUMI_CONFIG (what
-    # `pulumi.runtime.get_config_env()` reads, and config.py lists the namespace's keys from).
+    # The SDK calls the monitor from the loop's default executor, and Pulumi's mock monitor gives each
+    # of its threads an event loop it never closes (pulumi/runtime/mocks.py, `_ensure_event_loop()`): at
+    # exit the collector may finalize such a loop's self-pipe socket before the loop, whose __del__ then
+    # fails ("Invalid file descriptor: -1"). Each run owns its loops, made before the runtime is set up
+    # (which binds to the current loop), and closes them.
+    worker_loops: list[asyncio.AbstractEventLoop] = []
+
+    def worker_loop() -> None:
+        worker_loops.append(asyncio.new_event_loop())
+        asyncio.set_event_loop(worker_loops[-1])
+
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="pulumi-rpc", initializer=worker_loop))
+    asyncio.set_event_loop(loop)
     saved = os.environ.get("PULUMI_CONFIG")
-    os.environ["PULUMI_CONFIG"] = json.dumps(dict(config or {}))
     try:
+        mocks = PlatformMocks(first_preview=first_preview, region=region, parameters=parameters, account_id=account_id)
+        monitor = RecordingMonitor(mocks)
+        pulumi_settings.ROOT.set(None)
+        pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
+        pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=first_preview, monitor=monitor)
+        # The Python language host also hands the program its config as PULUMI_CONFIG (what
+        # `pulumi.runtime.get_config_env()` reads, and config.py lists the namespace's keys from).
+        os.environ["PULUMI_CONFIG"] = json.dumps(dict(config or {}))
         _sync_await(run_pulumi_func(build))
+        stack_resource = pulumi_settings.get_root_resource()
+        outputs = {key: _resolve(value) for key, value in (getattr(stack_resource, "outputs", None) or {}).items()}
     finally:
         if saved is None:
             os.environ.pop("PULUMI_CONFIG", None)
         else:
             os.environ["PULUMI_CONFIG"] = saved
-    stack_resource = pulumi_settings.get_root_resource()
-    outputs = {key: _resolve(value) for key, value in (getattr(stack_resource, "outputs", None) or {}).items()}
-    return dict(monitor.registrations), outputs
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())  # joins the worker threads
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+            for worker in worker_loops:
+                worker.close()
+    return canonical_order(monitor.registrations), outputs
+
+
+def canonical_order(registrations: dict[str, Registration]) -> dict[str, Registration]:
+    """The registrations parents first, siblings by name and type. They reach the monitor in the order
+    the SDK's executor threads happen to finish their RPCs, which differs from run to run."""
+    children: dict[str, list[Registration]] = {}
+    for r in sorted(registrations.values(), key=lambda r: (r.name, r.type)):
+        children.setdefault(r.parent, []).append(r)
+    ordered: dict[str, Registration] = {}
+
+    def walk(parent: str) -> None:
+        for r in children.get(parent, []):
+            ordered[r.urn] = r
+            walk(r.urn)
+
+    for root in sorted(set(children) - set(registrations)):
+        walk(root)
+    return ordered
 
 
 def run(

@@ -524,3 +524,94 @@ def test_make_bench_reports_each_run_as_it_ends(monkeypatch, capsys):
     assert max(i for i, line in enumerate(out) if " run " in line) < out.index(
         "offline plan, median of 2 runs (program under mocks + policy pack over gRPC)"
     )
+
+
+# -- plans that can be compared --------------------------------------------------------------------
+
+
+def test_registrations_come_in_one_order_whatever_order_the_threads_finish_in(dev):
+    import random
+
+    from offline import program
+
+    registrations = {r.urn: r for r in dev.registrations}
+    shuffled = list(registrations.items())
+    random.Random(7).shuffle(shuffled)
+    ordered = program.canonical_order(dict(shuffled))
+    assert list(ordered) == list(program.canonical_order(registrations))
+    assert len(ordered) == len(registrations)
+    position = {urn: i for i, urn in enumerate(ordered)}
+    # Parents before their children, siblings by name.
+    assert all(position[r.parent] < position[r.urn] for r in ordered.values() if r.parent in position)
+    top = [r.name for r in ordered.values() if r.parent not in position]
+    assert top == sorted(top)
+
+
+def test_a_program_run_closes_every_event_loop_it_made():
+    """An event loop left open is finalized at exit in any order, and then fails with a traceback."""
+    import asyncio
+    import gc
+
+    from offline import program
+
+    def open_loops():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed())
+
+    before = open_loops()
+    program.run("dev")
+    assert open_loops() <= before
+
+
+def test_two_plans_of_the_same_stack_print_the_same(policy_server):
+    first = plan_cli.render(plan_cli.plan("prod", server=policy_server))
+    assert plan_cli.render(plan_cli.plan("prod", server=policy_server)) == first
+
+
+def test_json_carries_each_resources_inputs_with_secrets_masked(policy_server):
+    data = plan_cli.plan("dev", server=policy_server)
+    version = next(r for r in data["resources"] if r["type"] == "aws:secretsmanager/secretVersion:SecretVersion")
+    assert version["inputs"]["secretString"] == "[secret]"
+    repository = next(r for r in data["resources"] if r["type"] == "aws:ecr/repository:Repository")
+    assert repository["inputs"]["imageTagMutability"] == "IMMUTABLE"
+    json.dumps(data["resources"])  # plain JSON throughout
+
+
+def test_the_diff_names_what_an_edit_added_removed_and_changed():
+    def res(name, typ="aws:s3/bucket:Bucket", **inputs):
+        return {"urn": f"urn:{name}", "name": name, "type": typ, "inputs": inputs, "protect": False}
+
+    old = [{"stack": "dev", "resources": [res("a", x=1), res("b"), res("c", y=[1])]}, {"stack": "prod"}]
+    new = [
+        {"stack": "dev", "resources": [res("a", x=2), res("c", y=[1]), res("d")]},
+        {"stack": "staging", "resources": []},
+    ]
+    new[0]["resources"][1]["protect"] = True
+    assert plan_cli.changes(old, new) == [
+        "  dev: 1 to add, 1 to remove, 2 changed",
+        "    + d  aws:s3/bucket:Bucket",
+        "    - b  aws:s3/bucket:Bucket",
+        "    ~ a  aws:s3/bucket:Bucket: x",
+        "    ~ c  aws:s3/bucket:Bucket: (protect)",
+        "  staging: not in the old plan",
+    ]
+    same = [{"stack": "dev", "resources": [res("a")]}]
+    assert plan_cli.changes(same, same) == ["  dev: 0 to add, 0 to remove, 0 changed (no change)"]
+
+
+def test_make_plan_diff_compares_with_an_earlier_json_plan(tmp_path, capsys):
+    old = tmp_path / "old.json"
+    assert plan_cli.main(["--stack", "prod", "--json", str(old)]) == 0
+    document = json.loads(old.read_text())
+    document["resources"] = [r for r in document["resources"] if r["name"] != "pipeline-choose"]
+    old.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert plan_cli.main(["--stack", "prod", "--diff", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"Changes against {old}:\n  prod: 1 to add, 0 to remove, 0 changed\n    + pipeline-choose  aws:codebuild/pro"
+        in out
+    )
+    (tmp_path / "bad.json").write_text("{")
+    assert plan_cli.main(["--stack", "prod", "--diff", str(tmp_path / "bad.json")]) == 1
+    assert f"error: --diff {tmp_path / 'bad.json'}: not a plan written with --json" in capsys.readouterr().err
