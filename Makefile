@@ -11,7 +11,7 @@ $(VENV)/.installed: requirements.txt
 	@echo "First use: installing the pinned SDKs from requirements.txt into ./$(VENV) (about a minute)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check --progress-bar off -r requirements.txt | grep --line-buffered -E '^(Collecting|Installing|Successfully)' || true
-	$(PY) -m pip check --disable-pip-version-check > /dev/null && $(PY) -c "import pulumi, pulumi_aws, pulumi_awsx, pulumi_docker, pulumi_policy, pydantic, pytest, yaml"
+	$(PY) -m pip check --disable-pip-version-check > /dev/null && $(PY) -c "import pulumi, pulumi_aws, pulumi_awsx, pulumi_docker, pulumi_policy, pydantic, pytest, xdist, yaml"
 	touch $@
 
 plan: $(VENV)/.installed
@@ -20,7 +20,7 @@ plan: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 bench: $(VENV)/.installed
 	$(PY) -m offline.bench $(ARGS)
