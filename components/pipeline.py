@@ -256,20 +256,23 @@ class BuildPipeline(pulumi.ComponentResource):
         )
 
     def _serve_downstream(self, name: str, args: BuildPipelineArgs, env: str, account: str, prefix: str) -> None:
-        """A stack in another account promotes this one's releases: a role there may read the record's
-        history through a role here (its deploy job checks a release against it). Its pipeline starts
+        """A stack in another account promotes this one's releases: roles there may read the record's
+        history through a role here (its deploy and choose jobs check a release against it). Its pipeline starts
         on the bundle the release job copies into its bucket (no event crosses the accounts)."""
         ctx = args.context
         role_with_policy(
             self,
             f"{name}-reader-{env}",
             role_name=reader_role_name(args.prefix, prefix),
-            description=f"Lets the {env} deploy job in account {account} read the releases {args.prefix} recorded",
+            description=f"Lets the {env} deploy jobs in account {account} read the releases {args.prefix} recorded",
             trust=policy_document(
                 [
                     {
                         "Effect": "Allow",
-                        **other_account_roles(ctx.partition, [(account, f"{prefix}-deploy-build")]),
+                        # Its deploy job, and the job that shows its approver the release (with an approval).
+                        **other_account_roles(
+                            ctx.partition, [(account, f"{prefix}-deploy-build"), (account, f"{prefix}-choose-build")]
+                        ),
                         "Action": "sts:AssumeRole",
                     }
                 ]

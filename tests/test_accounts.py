@@ -102,19 +102,41 @@ def test_only_prods_execution_role_may_pull_devs_images(accounts):
     assert dev.named("image-policy").inputs["repository"] == "web-dev"
 
 
+def test_every_prod_role_that_assumes_devs_reader_role_is_admitted_by_its_trust(accounts):
+    """A grant to assume a role is useless unless the role's trust admits the grantee."""
+    dev, prod = accounts
+    reader = f"arn:aws:iam::{D}:role/web-dev-reader-web-prd"
+    [trust] = statements(dev.named("pipeline-reader-prod-role"), "assumeRolePolicy")
+    admitted = set(trust["Condition"]["ArnEquals"]["aws:PrincipalArn"])
+    assuming = set()
+    for policy in prod.all("aws:iam/rolePolicy:RolePolicy"):
+        if any(s["Action"] == "sts:AssumeRole" and s["Resource"] == reader for s in statements(policy)):
+            role = policy.name.removesuffix("-policy")
+            assuming.add(f"arn:aws:iam::{P}:role/{prod.named(role + '-role').inputs['name']}")
+    assert assuming == {f"arn:aws:iam::{P}:role/web-prd-deploy-build", f"arn:aws:iam::{P}:role/web-prd-choose-build"}
+    assert assuming <= admitted
+
+
 def test_prods_execution_role_pulls_from_devs_repository(accounts):
     _, prod = accounts
     pull = by_sid(prod, "service-execution-policy")["EcrPull"]
     assert pull["Resource"][0] == f"arn:aws:ecr:us-east-1:{D}:repository/web-dev"
 
 
-def test_the_reader_role_admits_only_prods_deploy_job_and_reads_only_devs_record_history(accounts):
+def test_the_reader_role_admits_only_prods_deploy_jobs_and_reads_only_devs_record_history(accounts):
     dev, _ = accounts
     role = dev.named("pipeline-reader-prod-role")
     assert role.inputs["name"] == "web-dev-reader-web-prd"
     [trust] = statements(role, "assumeRolePolicy")
     assert trust["Principal"] == {"AWS": [f"arn:aws:iam::{P}:root"]}
-    assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": [f"arn:aws:iam::{P}:role/web-prd-deploy-build"]}}
+    assert trust["Condition"] == {
+        "ArnEquals": {
+            "aws:PrincipalArn": [
+                f"arn:aws:iam::{P}:role/web-prd-choose-build",
+                f"arn:aws:iam::{P}:role/web-prd-deploy-build",
+            ]
+        }
+    }
     assert statements(dev.named("pipeline-reader-prod-policy")) == [
         {
             "Sid": "ReleaseHistory",
