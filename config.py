@@ -336,11 +336,33 @@ class Section(BaseModel):
         return {k: v for k, v in data.items() if v != OFFLINE_SECRET or takes(k)}
 
 
+def _service_name(value: str) -> str:
+    for reserved, what in (("sg-", "security group names"), ("internal-", "load balancer names")):
+        if value.startswith(reserved):
+            raise _error(f"must not start with '{reserved}', which AWS reserves for {what}; got {value!r}")
+    return value
+
+
+def _container_port(value: int) -> int:
+    if value == XRAY_DAEMON_PORT:
+        raise _error(
+            f"must not be {XRAY_DAEMON_PORT}: the task's X-Ray daemon sidecar listens there, in the network "
+            "namespace every container of the task shares"
+        )
+    if value < 1024:
+        # The container runs as a non-root user, which cannot bind ports below 1024.
+        raise _error(f"must be 1024 or above (the container runs as a non-root user); got {value}")
+    return value
+
+
 class ServiceSettings(Section):
     """`cicd:service`: the container service itself."""
 
-    name: Matching(r"^[a-z][a-z0-9-]{1,19}$", "2 to 20 characters of a-z, 0-9 and '-', starting with a letter") = "web"
-    container_port: Between(1, 65535) = 8080
+    name: Annotated[
+        Matching(r"^[a-z][a-z0-9-]{1,19}$", "2 to 20 characters of a-z, 0-9 and '-', starting with a letter"),
+        AfterValidator(_service_name),
+    ] = "web"
+    container_port: Annotated[Between(1, 65535), AfterValidator(_container_port)] = 8080
     health_check_path: Matching(r"^/[\x21-\x7e]{0,1023}$", "a path that starts with / (at most 1024 characters)") = (
         "/health"
     )
@@ -366,28 +388,11 @@ class ServiceSettings(Section):
         if _STACK_RULES_ONLY.get():
             return self  # reported already
         problems = _Problems()
-        for reserved, what in (("sg-", "security group names"), ("internal-", "load balancer names")):
-            if self.name.startswith(reserved):
-                problems.add(
-                    f"must not start with '{reserved}', which AWS reserves for {what}; got {self.name!r}", "name"
-                )
         allowed = FARGATE_MEMORY[self.cpu]
         if self.memory not in allowed:
             problems.add(
                 f"must be a Fargate size for cpu {self.cpu}: one of {', '.join(map(str, allowed))}; got {self.memory}",
                 "memory",
-            )
-        if self.container_port == XRAY_DAEMON_PORT:
-            problems.add(
-                f"must not be {XRAY_DAEMON_PORT}: the task's X-Ray daemon sidecar listens there, in the network "
-                "namespace every container of the task shares",
-                "containerPort",
-            )
-        if self.container_port < 1024:
-            # The container runs as a non-root user, which cannot bind ports below 1024.
-            problems.add(
-                f"must be 1024 or above (the container runs as a non-root user); got {self.container_port}",
-                "containerPort",
             )
         if not self.min_count <= self.desired_count <= self.max_count:
             key = "minCount" if self.min_count > self.desired_count else "desiredCount"
@@ -1139,10 +1144,12 @@ def _stack_rule_errors(values: Mapping[str, Any], identity: Mapping[str, Any], f
     retry: dict[str, Any] = dict(values)
     for top, keys in failed.items():
         value = retry.get(top)
+        field = Settings.model_fields.get(_snake(top))
+        section = field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, Section)
         if isinstance(value, dict) and keys:
             retry[top] = {k: v for k, v in value.items() if k not in keys}
-        elif not isinstance(value, dict):
-            retry.pop(top, None)
+        elif not (isinstance(value, dict) and section):
+            retry.pop(top, None)  # a scalar, a section of the wrong kind, or a map such as cicd:tags
     token = _STACK_RULES_ONLY.set(True)
     try:
         Settings.model_validate({**retry, **identity}, by_alias=True, by_name=False)

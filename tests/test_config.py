@@ -693,6 +693,22 @@ def test_a_failing_section_does_not_hide_the_stacks_own_rules():
     assert errors == ["cicd:service.spot must be true or false; got 'yes' (str)"]
 
 
+def test_a_bad_tag_does_not_hide_the_stacks_own_rules():
+    errors = _errors(
+        environment="prod", tags={"Environment": "x"}, pipeline={"promoteFrom": "dev", "sonarOrganization": None}
+    )
+    assert [e.split(" ", 1)[0] for e in errors] == ["cicd:tags.Environment", "cicd:certificateArn"]
+
+
+def test_rules_of_one_key_are_reported_beside_the_other_keys_errors():
+    errors = _errors(service={"memory": 333, "containerPort": 2000, "name": "sg-x"})
+    assert [e.split(" ", 1)[0] for e in errors] == [
+        "cicd:service.name",
+        "cicd:service.containerPort",
+        "cicd:service.memory",
+    ]
+
+
 def test_a_sections_own_rules_are_all_reported_at_once():
     errors = _errors(pipeline={"backendUrl": None, "deployRoleArn": None, "sonarOrganization": None})
     assert [e.split(" ", 1)[0] for e in errors] == [
@@ -700,12 +716,8 @@ def test_a_sections_own_rules_are_all_reported_at_once():
         "cicd:pipeline.deployRoleArn",
         "cicd:pipeline.sonarOrganization",
     ]
-    errors = _errors(service={"name": "sg-web", "cpu": 256, "memory": 4096, "containerPort": 80})
-    assert [e.split(" ", 1)[0] for e in errors] == [
-        "cicd:service.name",
-        "cicd:service.memory",
-        "cicd:service.containerPort",
-    ]
+    errors = _errors(service={"cpu": 256, "memory": 4096, "minCount": 3, "desiredCount": 2})
+    assert [e.split(" ", 1)[0] for e in errors] == ["cicd:service.memory", "cicd:service.minCount"]
 
 
 def test_errors_name_the_line_of_the_stack_file_that_sets_the_key(tmp_path):
