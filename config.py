@@ -983,7 +983,14 @@ def image_to_deploy(settings: Settings, released: str) -> str:
     return ""
 
 
-OTHER_PARTITIONS = {"cn-": "aws-cn", "us-gov-": "aws-us-gov", "us-iso": "aws-iso", "eu-isoe-": "aws-iso-e"}
+OTHER_PARTITIONS = {
+    "cn-": "aws-cn",
+    "us-gov-": "aws-us-gov",
+    "us-isob-": "aws-iso-b",
+    "us-iso-": "aws-iso",
+    "eu-isoe-": "aws-iso-e",
+    "us-isof-": "aws-iso-f",
+}
 
 
 def _region_problem(region: str, source: str) -> str | None:

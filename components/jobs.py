@@ -314,8 +314,8 @@ def _release_bucket_read(args, jobs: JobContext) -> list[dict]:
 
 def _release_job(args, jobs: JobContext) -> Project:
     """After a deploy: the rollback alarms must be quiet, then the release is recorded (history in the
-    releases bucket, the newest in the SSM parameter, which starts any downstream pipeline) and its
-    lead time sent as a metric."""
+    releases bucket, the newest in the SSM parameter, then the newest bundle, whose creation starts any
+    downstream pipeline) and its lead time sent as a metric."""
     ctx = args.context
     alarms = list(args.rollback_alarm_names)
     upstream: dict[str, Any] = {}

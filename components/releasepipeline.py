@@ -42,7 +42,7 @@ class ReleasePipelineArgs:
     repository_arn: pulumi.Input[str] | None = None
     # A promoting stack's pipeline starts from the newest release of its upstream environment: the
     # bundle `<upstream>/latest.zip` in the upstream's releases bucket (encrypted with the key of
-    # ``upstream_data_key_alias``), whenever ``upstream_release_parameter`` changes.
+    # ``upstream_data_key_alias``), whenever that object is written (after ``upstream_release_parameter``).
     upstream_releases_bucket: pulumi.Input[str] | None = None
     upstream_release_parameter: str = ""
     upstream_data_key_alias: str = ""

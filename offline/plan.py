@@ -221,9 +221,11 @@ def summary(data: dict[str, Any]) -> list[str]:
         from cost import estimate
 
         budget = (cost.get("budget") or {}).get("maxMonthlyUsd")
+        missing = sum(1 for note in cost["unpriced"] if f"has no price for {cost['region']}" in note)
         out.append(
             f"  cost:      {estimate.money(cost['monthlyUsd'])} a month in {cost['region']}"
             + (f" (budget {estimate.money(budget)})" if budget is not None else "")
+            + (f"; {missing} item(s) unpriced: the price table has no prices for {cost['region']}" if missing else "")
         )
     advisory = sum(1 for f in data["findings"] if f["level"] == "advisory")
     verdict = "FAILED" if data["mandatoryViolations"] else "passed"
