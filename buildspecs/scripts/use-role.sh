@@ -12,6 +12,7 @@ region="${AWS_REGION:-${AWS_DEFAULT_REGION:?AWS_REGION is not set}}"
 profile=cicd-role
 # Session names allow letters, digits and =,.@- (2 to 64 characters).
 session="$(printf '%s' "$session" | tr -c 'A-Za-z0-9=,.@-' '-' | cut -c1-64)"
+[[ ${#session} -ge 2 ]] || session="${session}-s"  # STS refuses a one-character name
 config="${AWS_CONFIG_FILE:-$HOME/.aws/config}"
 mkdir -p "$(dirname "$config")"
 {
