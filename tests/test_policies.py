@@ -1071,3 +1071,136 @@ def test_policies_see_through_edge_forms(policy, resource, violates, policy_serv
     policy_server.configure({})
     found = [f for f in findings(policy_server, resource, policy) if not f.could_not_run]
     assert bool(found) is violates, found
+
+
+# -- edge forms, as IAM and the APIs read them ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "action, violates",
+    [
+        ("iam:PassRole", True),
+        ("IAM:PASSROLE", True),  # IAM reads action names without case
+        ("iam:Pass*", True),
+        ("iam:P*", True),
+        ("iam:*Role", True),
+        ("iam:Pas?Role", True),
+        ("*:PassRole", True),
+        ("iam:*", True),
+        ("*", True),
+        ("iam:PassRoles", False),
+        ("iam:GetRole", False),
+        ("iam:Pass", False),
+        ("iam:Get*", False),
+    ],
+)
+def test_pass_role_in_any_form_iam_reads_is_refused_on_every_role(action, violates, policy_server):
+    policy_server.configure({})
+    found = findings(
+        policy_server, _role_policy({"Effect": "Allow", "Action": action, "Resource": "*"}), "iam-pass-role-scoped"
+    )
+    assert bool(found) is violates
+    scoped = _role_policy({"Effect": "Allow", "Action": action, "Resource": "arn:aws:iam::1:role/x"})
+    assert findings(policy_server, scoped, "iam-pass-role-scoped") == []
+
+
+@pytest.mark.parametrize(
+    "excluded, violates",
+    [(["s3:*"], True), (["iam:PassRole"], False), (["IAM:pass*"], False), (["iam:Get*"], True), (["iam:*"], False)],
+)
+def test_not_action_grants_pass_role_unless_it_excludes_it_in_any_form(excluded, violates, policy_server):
+    policy_server.configure({})
+    statement = {"Effect": "Allow", "NotAction": excluded, "Resource": "*"}
+    assert bool(findings(policy_server, _role_policy(statement), "iam-pass-role-scoped")) is violates
+
+
+@pytest.mark.parametrize("action", ["*", "*:*"])
+def test_every_action_on_every_resource_in_either_spelling_is_admin(action, policy_server):
+    policy_server.configure({})
+    statement = {"Effect": "Allow", "Action": action, "Resource": "*"}
+    assert findings(policy_server, _role_policy(statement), "iam-no-admin-statements")
+
+
+@pytest.mark.parametrize(
+    "container, violates",
+    [
+        ({"privileged": True}, True),
+        ({"linuxParameters": {"capabilities": {"add": ["SYS_ADMIN"]}}}, True),
+        ({"linuxParameters": {"capabilities": {"add": ["CAP_NET_ADMIN"]}}}, True),
+        ({"linuxParameters": {"capabilities": {"add": ["all"]}}}, True),
+        ({"linuxParameters": {"devices": [{"hostPath": "/dev/fuse"}]}}, True),
+        ({"linuxParameters": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}}, False),
+        ({"linuxParameters": {"capabilities": {"drop": ["ALL"]}, "initProcessEnabled": True}}, False),
+        ({"privileged": False}, False),
+    ],
+)
+def test_every_privilege_setting_of_a_container_is_refused(container, violates, policy_server):
+    policy_server.configure({})
+    resource = Resource(TD, td(**container))
+    assert bool(findings(policy_server, resource, "ecs-no-privileged-containers")) is violates
+
+
+@pytest.mark.parametrize(
+    "task, violates",
+    [
+        ({"pidMode": "host"}, True),
+        ({"ipcMode": "host"}, True),
+        ({"ipcMode": "HOST"}, True),
+        ({"volumes": [{"name": "root", "hostPath": "/"}]}, True),
+        ({"pidMode": "task", "ipcMode": "none"}, False),
+        ({"volumes": [{"name": "tmp"}]}, False),
+    ],
+)
+def test_every_host_namespace_of_a_task_is_refused(task, violates, policy_server):
+    policy_server.configure({})
+    assert bool(findings(policy_server, Resource(TD, {**td(), **task}), "ecs-no-host-namespaces")) is violates
+
+
+@pytest.mark.parametrize(
+    "policy, typ, key",
+    [
+        ("sns-topic-cmk", "aws:sns/topic:Topic", "kmsMasterKeyId"),
+        ("secretsmanager-cmk", "aws:secretsmanager/secret:Secret", "kmsKeyId"),
+        ("codebuild-kms-key", "aws:codebuild/project:Project", "encryptionKey"),
+    ],
+)
+@pytest.mark.parametrize(
+    "value", ["alias/aws/sns", "alias/aws/secretsmanager", "alias/aws/s3", "arn:aws:kms:us-east-1:1:alias/aws/s3"]
+)
+def test_any_aws_managed_key_is_not_a_customer_managed_one(policy, typ, key, value, policy_server):
+    policy_server.configure({})
+    props = {key: value}
+    if typ == "aws:codebuild/project:Project":
+        props = {**props, "environment": {"type": "LINUX_CONTAINER"}}
+    assert findings(policy_server, Resource(typ, props), policy)
+    assert not findings(policy_server, Resource(typ, {**props, key: "arn:aws:kms:us-east-1:1:key/k"}), policy)
+
+
+@pytest.mark.parametrize(
+    "configuration, violates",
+    [
+        ([{"encryptionType": "KMS"}], True),  # KMS without a key is ECR's AWS-managed key
+        ([{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:1:alias/aws/ecr"}], True),
+        ([{"encryptionType": "AES256"}], True),
+        ([], True),
+        ([{"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:1:key/k"}], False),
+    ],
+)
+def test_ecr_kms_means_a_customer_managed_key(configuration, violates, policy_server):
+    policy_server.configure({})
+    resource = Resource("aws:ecr/repository:Repository", {"encryptionConfigurations": configuration})
+    assert bool(findings(policy_server, resource, "ecr-kms-encryption")) is violates
+
+
+@pytest.mark.parametrize("minimum", [7, 90])
+def test_retention_one_day_under_the_configured_minimum_is_refused(minimum, policy_server):
+    policy_server.configure({"cloudwatch-log-group-retention": {"minimumRetentionDays": minimum}})
+    try:
+        group = "aws:cloudwatch/logGroup:LogGroup"
+        under = {7: 6, 90: 89}[minimum]
+        assert findings(policy_server, Resource(group, {"retentionInDays": under}), "cloudwatch-log-group-retention")
+        assert not findings(
+            policy_server, Resource(group, {"retentionInDays": minimum}), "cloudwatch-log-group-retention"
+        )
+    finally:
+        policy_server.configure({})

@@ -138,6 +138,19 @@ def actions(statement: dict) -> list[str]:
     return [a for a in as_list(statement.get("Action")) if isinstance(a, str)]
 
 
+def action_matches(pattern: str, action: str) -> bool:
+    """Whether an IAM action pattern covers `action` as IAM reads it: case-insensitive, `*` any run of
+    characters and `?` any one, inside the name too (`iam:Pass*`, `IAM:PASSROLE`, `iam:*Role`)."""
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern.lower())
+    return re.fullmatch(regex, action.lower()) is not None
+
+
+def aws_managed_key(key: Any) -> bool:
+    """A KMS key reference that names an AWS-managed key (`alias/aws/...`, or its alias ARN), which the
+    account cannot control or share: never a customer-managed key."""
+    return isinstance(key, str) and not is_unknown(key) and ("alias/aws/" in key or key.startswith("aws/"))
+
+
 def principals(statement: dict) -> list[str]:
     """Every principal of a statement: "*" or the values of AWS, Service, Federated, CanonicalUser."""
     principal = statement.get("Principal")

@@ -6,6 +6,7 @@ from ._util import (
     ADVISORY,
     AWS_KEY_RE,
     as_list,
+    aws_managed_key,
     dig,
     is_set,
     is_unknown,
@@ -59,7 +60,7 @@ def _logs(props, _args):
 
 def _kms(props, _args):
     key = props.get("encryptionKey")
-    if not is_set(key) or (isinstance(key, str) and key.endswith("alias/aws/s3")):
+    if not is_set(key) or aws_managed_key(key):
         yield "CodeBuild projects must encrypt artifacts with a customer-managed KMS key. Set encryptionKey."
 
 

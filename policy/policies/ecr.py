@@ -2,6 +2,7 @@
 
 from ._util import (
     as_list,
+    aws_managed_key,
     dig,
     is_public_principal,
     is_set,
@@ -42,7 +43,8 @@ def _kms(props, _args):
         "encryptionType": known(config.get("encryptionType"), "encryptionConfigurations.encryptionType"),
         "kmsKey": config.get("kmsKey"),
     }
-    if config.get("encryptionType") != "KMS" or not is_set(config.get("kmsKey")):
+    # KMS without a key (or with alias/aws/ecr) is ECR's AWS-managed key.
+    if config.get("encryptionType") != "KMS" or not is_set(config.get("kmsKey")) or aws_managed_key(config["kmsKey"]):
         yield (
             "ECR repositories must be encrypted with a customer-managed KMS key. Set "
             "encryptionConfigurations to [{encryptionType: KMS, kmsKey: <key ARN>}]."

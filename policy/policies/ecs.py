@@ -39,10 +39,27 @@ def _insights(props, _args):
         yield "ECS clusters must have Container Insights. Add settings [{name: containerInsights, value: enabled}]."
 
 
+# Linux capabilities that give a container the host's powers (Docker's own default set adds none of them).
+HOST_CAPABILITIES = frozenset(
+    {"ALL", "SYS_ADMIN", "SYS_PTRACE", "SYS_MODULE", "SYS_RAWIO", "SYS_BOOT", "NET_ADMIN", "DAC_READ_SEARCH", "BPF"}
+)
+
+
 def _privileged(props, _args):
+    """Every way a container definition asks for the host's privileges, not only `privileged`."""
     for c in _containers(props):
+        name = c.get("name")
         if c.get("privileged") is True:
-            yield f"Container {c.get('name')} must not be privileged. Remove privileged: true."
+            yield f"Container {name} must not be privileged. Remove privileged: true."
+        linux = c.get("linuxParameters") or {}
+        added = {str(cap).upper().removeprefix("CAP_") for cap in as_list((linux.get("capabilities") or {}).get("add"))}
+        if added & HOST_CAPABILITIES:
+            yield (
+                f"Container {name} must not add the capabilities {', '.join(sorted(added & HOST_CAPABILITIES))}, "
+                "which give it the host's powers. Remove them from linuxParameters.capabilities.add."
+            )
+        if as_list(linux.get("devices")):
+            yield f"Container {name} must not map host devices. Remove linuxParameters.devices."
 
 
 def _readonly_root(props, _args):
@@ -56,8 +73,12 @@ def _readonly_root(props, _args):
 
 def _host_namespaces(props, _args):
     for key in ("pidMode", "ipcMode"):
-        if known(props.get(key), key) == "host":
+        if str(known(props.get(key), key) or "").lower() == "host":
             yield f"Task definitions must not share the host's {key[:3].upper()} namespace. Remove {key}: host."
+    # A volume bound to a path of the host (EC2 only) reaches the host's filesystem.
+    for volume in as_list(props.get("volumes")):
+        if isinstance(volume, dict) and volume.get("hostPath"):
+            yield f"Task definitions must not mount the host's {volume['hostPath']}. Use a task volume."
 
 
 def _awsvpc(props, _args):
@@ -270,7 +291,7 @@ POLICIES = [
     ),
     resource_policy(
         "ecs-no-privileged-containers",
-        "Checks that no container runs privileged.",
+        "Checks that no container runs privileged, adds host capabilities or maps host devices.",
         TASK_DEFINITION,
         _privileged,
         severity=Severity.CRITICAL,
@@ -283,7 +304,7 @@ POLICIES = [
     ),
     resource_policy(
         "ecs-no-host-namespaces",
-        "Checks that task definitions do not share the host's PID or IPC.",
+        "Checks that task definitions do not share the host's PID or IPC, nor mount its paths.",
         TASK_DEFINITION,
         _host_namespaces,
     ),

@@ -2,7 +2,7 @@
 
 from pulumi_policy import Severity
 
-from ._util import is_set, is_unknown, known, resource_policy
+from ._util import aws_managed_key, is_set, known, resource_policy
 
 KEY = "aws:kms/key:Key"
 TOPIC = "aws:sns/topic:Topic"
@@ -18,7 +18,7 @@ def _rotation(props, _args):
 def _customer_key(key_property, aws_alias):
     def check(props, _args):
         value = props.get(key_property)
-        if not is_set(value) or (not is_unknown(value) and str(value).endswith(aws_alias)):
+        if not is_set(value) or aws_managed_key(value):
             yield (
                 f"{key_property} must name a customer-managed KMS key (not the AWS-managed {aws_alias}). "
                 "Set it to the key's ARN."

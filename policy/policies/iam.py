@@ -2,7 +2,7 @@
 
 from pulumi_policy import Severity
 
-from ._util import ADVISORY, actions, as_list, parse_json, principals, resource_policy, statements
+from ._util import ADVISORY, action_matches, actions, as_list, parse_json, principals, resource_policy, statements
 
 ROLE = "aws:iam/role:Role"
 DOCUMENT_TYPES = {
@@ -43,7 +43,7 @@ def _no_admin(props, args):
     for label, statement in _allowed(props, args):
         if not _everywhere(statement):
             continue
-        if "*" in actions(statement):
+        if any(set(a) <= {"*", ":"} for a in actions(statement)):  # "*", and the "*:*" IAM reads as it
             yield f"{label} must not allow * on *. Name the actions and resources the principal needs."
         elif "NotAction" in statement:
             # Allow + NotAction grants every action but those listed: all but admin in name.
@@ -55,7 +55,7 @@ def _no_admin(props, args):
 
 def _no_service_wildcards(props, args):
     for label, statement in _allowed(props, args):
-        wild = [a for a in actions(statement) if a == "*" or a.endswith(":*")]
+        wild = [a for a in actions(statement) if a == "*" or a.endswith(":*") or a.split(":")[0] == "*"]
         if "NotAction" in statement:
             wild.append(f"NotAction {', '.join(_not_actions(statement))}")
         if wild:
@@ -71,9 +71,9 @@ def _trust(props, _args):
 
 def _pass_role(props, args):
     for label, statement in _allowed(props, args):
-        passes = [a for a in actions(statement) if a.lower() in ("iam:passrole", "iam:*", "*", "iam:pass*")]
-        excluded = {a.lower() for a in _not_actions(statement)}
-        if "NotAction" in statement and not excluded & {"iam:passrole", "iam:*", "iam:pass*", "*"}:
+        # Any pattern that covers iam:PassRole as IAM matches it (case-insensitive, wildcards inside).
+        passes = [a for a in actions(statement) if action_matches(a, "iam:PassRole")]
+        if "NotAction" in statement and not any(action_matches(a, "iam:PassRole") for a in _not_actions(statement)):
             passes.append("NotAction")
         if passes and _everywhere(statement):
             yield f"{label} allows iam:PassRole on every role. Scope Resource to the roles that are passed."
