@@ -151,7 +151,7 @@ def load_policy_config(
     known = set(policies) if policies is not None else None
     allowed = ", ".join(LEVEL_VALUES)
     for policy, value in config.items():
-        if known is not None and policy not in known:
+        if known is not None and policy not in known and policy != "all":
             close = [p for p in sorted(known) if p.split("-")[0] == policy.split("-")[0]][:3]
             hint = f" (the pack has {', '.join(close)})" if close else ""
             raise PolicyConfigError(f"{name}: {policy} is not a policy of the pack{hint}")
@@ -160,10 +160,12 @@ def load_policy_config(
             raise PolicyConfigError(f"{name}: {policy} must be a level ({allowed}) or an object; got {value!r}")
         if level is not None and level not in LEVEL_VALUES:
             raise PolicyConfigError(f"{name}: {policy} has enforcement level {level!r}; allowed: {allowed}")
+        if policy == "all" and isinstance(value, dict) and set(value) - {"enforcementLevel"}:
+            raise PolicyConfigError(f"{name}: all sets only an enforcementLevel; got {', '.join(sorted(value))}")
     if isinstance(policies, Mapping):
         errors = []
         for policy, value in config.items():
-            if not isinstance(value, dict):
+            if not isinstance(value, dict) or policy == "all":
                 continue
             properties = policies.get(policy) or {}
             for key, given in value.items():
@@ -256,6 +258,7 @@ class PolicyServer:
 
     def configure(self, policy_config: dict[str, Any]) -> None:
         request = analyzer_pb2.ConfigureAnalyzerRequest()
+        policy_config = self._with_all(policy_config)
         for name, value in policy_config.items():
             config = analyzer_pb2.PolicyConfig()
             if isinstance(value, str):
@@ -268,6 +271,22 @@ class PolicyServer:
                 config.properties.update(value)
             request.policyConfig[name].CopyFrom(config)
         self.stub.Configure(request)
+
+    def _with_all(self, policy_config: dict[str, Any]) -> dict[str, Any]:
+        """`all` sets the level of every policy of the pack, as the CLI reads it; a policy's own entry
+        overrides it (its level, or its properties at the `all` level)."""
+        if "all" not in policy_config:
+            return policy_config
+        given = policy_config["all"]
+        level = given if isinstance(given, str) else (given or {}).get("enforcementLevel")
+        expanded: dict[str, Any] = {p.name: level for p in self.info().policies} if level else {}
+        for name, value in policy_config.items():
+            if name == "all":
+                continue
+            if isinstance(value, dict) and "enforcementLevel" not in value and level:
+                value = {**value, "enforcementLevel": level}
+            expanded[name] = value
+        return expanded
 
     def _default_level(self, policy: str) -> int:
         levels = {p.name: p.enforcementLevel for p in self.info().policies}

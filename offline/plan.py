@@ -343,6 +343,12 @@ def serve_packs(stacks: list[str], cleanup: contextlib.ExitStack) -> dict[str, a
         except Exception:  # noqa: BLE001 - a stack file the program reports itself
             config = {}
         servers[stack] = cleanup.enter_context(analyzer.PolicyServer(POLICY_DIR, stack=stack, config=config))
+        # The policy config against the pack's schemas, as the CLI checks it before the program runs.
+        try:
+            analyzer.load_policy_config(policy_config_path(stack), servers[stack].config_schemas())
+        except analyzer.PolicyConfigError as err:
+            lines = "\n".join(f"stack {stack}: {line}" for line in str(err).splitlines())
+            raise analyzer.PolicyConfigError(lines) from None
     return servers
 
 
@@ -423,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             runs, servers = run_programs(stacks, args.first_preview, lambda: serve_packs(stacks, cleanup))
         except analyzer.PolicyConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
+            for line in str(err).splitlines():
+                print(f"error: {line}", file=sys.stderr)
             return 1
         for stack, (result, error) in zip(stacks, runs, strict=True):
             if error:

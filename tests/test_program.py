@@ -1,6 +1,7 @@
 """Whole-program tests: each stack plans, passes every mandatory policy, and has its components."""
 
 import json
+import re
 
 import pytest
 from conftest import POLICY_DIR, policy_config
@@ -311,7 +312,7 @@ def test_every_bad_property_of_a_policy_config_is_a_line_of_its_own(tmp_path, mo
         "monthly-budget.maxMonthlyUsd must be at least 0; got -1",
         "required-tags.tags must be of type array; got 'team' (str)",
     ]
-    assert all(e.startswith("error: stack dev: ") for e in errors) and "(and 1 more)" in captured.out
+    assert all(e.startswith("error: stack dev: ") for e in errors) and "Plan for stack" not in captured.out
 
 
 def test_an_unwritable_json_path_fails_before_planning(tmp_path, capsys):
@@ -615,3 +616,93 @@ def test_make_plan_diff_compares_with_an_earlier_json_plan(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{")
     assert plan_cli.main(["--stack", "prod", "--diff", str(tmp_path / "bad.json")]) == 1
     assert f"error: --diff {tmp_path / 'bad.json'}: not a plan written with --json" in capsys.readouterr().err
+
+
+# -- the plan's verdict with a violation present ------------------------------------------------------
+
+
+@pytest.fixture
+def dev_result():
+    from offline import program
+
+    return program.run("dev")
+
+
+def _verdict(tmp_path, monkeypatch, capsys, result, config):
+    """The plan of dev (which serves plain HTTP: lb-http-redirects-to-https and lb-deletion-protection
+    fail unless relaxed) with `config` as its policy pack config: (exit code, {policy: level})."""
+    import re
+
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setattr(plan_cli, "policy_config_path", lambda stack: str(path))
+    monkeypatch.setattr(plan_cli, "run_programs", lambda stacks, fp, cb: ([(result, None)], cb()))
+    code = plan_cli.main(["--stack", "dev"])
+    out = capsys.readouterr().out
+    return code, {policy: level for level, policy in re.findall(r"^  \[(mandatory|advisory)\] ([\w-]+) ", out, re.M)}
+
+
+def test_a_mandatory_violation_fails_the_plan_and_an_advisory_one_does_not(tmp_path, monkeypatch, capsys, dev_result):
+    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, {})
+    assert code == 1 and levels["lb-http-redirects-to-https"] == "mandatory"
+    relaxed = {"lb-http-redirects-to-https": "advisory", "lb-deletion-protection": "advisory"}
+    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, relaxed)
+    assert code == 0 and levels["lb-http-redirects-to-https"] == "advisory"
+    # An object without a level keeps the policy's own level (mandatory), as the CLI does.
+    kept = {"lb-http-redirects-to-https": {}, "lb-deletion-protection": "advisory"}
+    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, kept)
+    assert code == 1 and levels["lb-http-redirects-to-https"] == "mandatory"
+    disabled = {"lb-http-redirects-to-https": "disabled", "lb-deletion-protection": {"enforcementLevel": "disabled"}}
+    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, disabled)
+    assert code == 0 and "lb-http-redirects-to-https" not in levels and "lb-deletion-protection" not in levels
+
+
+def test_all_sets_every_policys_level_and_a_policys_own_entry_overrides_it(tmp_path, monkeypatch, capsys, dev_result):
+    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, {"all": "advisory"})
+    assert code == 0 and set(levels.values()) == {"advisory"} and "lb-http-redirects-to-https" in levels
+    code, levels = _verdict(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        dev_result,
+        {"all": {"enforcementLevel": "advisory"}, "lb-deletion-protection": "mandatory"},
+    )
+    assert (
+        code == 1
+        and levels["lb-deletion-protection"] == "mandatory"
+        and levels["lb-http-redirects-to-https"] == "advisory"
+    )
+    # An advisory policy (ecs-non-root-user is advisory by default) becomes mandatory under all: mandatory.
+    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, {"all": "mandatory"})
+    assert code == 1 and set(levels.values()) == {"mandatory"}
+
+
+def test_all_takes_only_a_level(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "dev.json"
+    path.write_text('{"all": {"enforcementLevel": "advisory", "maxMonthlyUsd": 5}}')
+    monkeypatch.setattr(plan_cli, "policy_config_path", lambda stack: str(path))
+    assert plan_cli.main(["--stack", "dev"]) == 1
+    assert "all sets only an enforcementLevel; got enforcementLevel, maxMonthlyUsd" in capsys.readouterr().err
+
+
+def test_a_first_preview_passes_with_checks_it_cannot_run_and_names_them(monkeypatch, capsys):
+    """A check that cannot run yet is reported, never counted as a violation or a pass."""
+    import dataclasses
+
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+    from offline import program
+
+    result = program.run("prod", first_preview=True)
+    (task,) = [r for r in result.registrations.values() if r.type == "aws:ecs/taskDefinition:TaskDefinition"]
+    unknown = type(task.object)()
+    unknown.CopyFrom(task.object)
+    unknown["containerDefinitions"] = UNKNOWN_STRING_VALUE
+    result.registrations[task.urn] = dataclasses.replace(task, object=unknown)
+    monkeypatch.setattr(plan_cli, "run_programs", lambda stacks, fp, cb: ([(result, None)], cb()))
+    assert plan_cli.main(["--stack", "prod", "--first-preview"]) == 0
+    out = capsys.readouterr().out
+    count = int(re.search(r"Checks a first preview cannot run: (\d+)", out).group(1))
+    assert count >= 4  # the container checks, privileged to plaintext secrets
+    assert "ecs-no-privileged-containers: " in out and "Policy check passed: 0 mandatory violation(s)" in out
+    assert f"; {count} check(s) a first preview cannot run" in out.splitlines()[4]
