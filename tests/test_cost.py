@@ -544,3 +544,50 @@ def test_interface_endpoints_are_priced_per_zone_hour_and_their_data_named():
     assert endpoints and all(i["quantity"] == 2 * H and i["monthlyUsd"] == round(2 * H * 0.01, 2) for i in endpoints)
     assert "data processed by the interface endpoints (endpoint.gb in the price table)" in cost["unpriced"]
     assert not [i for i in cost["items"] if i["unit"].startswith("NAT")]
+
+
+# -- units: each price unit converted as worked out by hand -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, service, usagetype, unit, per_unit, table_usd",
+    [
+        # Made-up answers (not recordings), in the Price List's own units; the table's unit beside.
+        ("nat.hour", "AmazonEC2", "USE1-NatGateway-Hours", "Hrs", "0.045", 0.045),  # per hour
+        ("s3.storageGbMonth", "AmazonS3", "USE1-TimedStorage-ByteHrs", "GB-Mo", "0.023", 0.023),  # per GB-month
+        ("kms.requests10k", "awskms", "us-east-1-KMS-Requests", "Requests", "0.000003", 0.03),  # per 10,000
+        ("xray.tracesMillion", "AWSXRay", "USE1-XRay-TracesStored", "Traces", "0.000005", 5.0),  # per million
+        ("waf.requestsMillion", "awswaf", "USE1-RequestV2-Tier1", "Request", "0.0000006", 0.6),  # per million
+    ],
+)
+def test_refresh_converts_each_price_unit_to_the_tables(key, service, usagetype, unit, per_unit, table_usd):
+    term = {"priceDimensions": {"d": {"beginRange": "0", "unit": unit, "pricePerUnit": {"USD": per_unit}}}}
+    product = {
+        "product": {"productFamily": "f", "attributes": {"usagetype": usagetype}},
+        "terms": {"OnDemand": {"t": term}},
+    }
+    table = estimate.load_prices()
+    new, _ = refresh.refresh(
+        RecordedClient({(service, "us-east-1"): {"PriceList": [json.dumps(product)]}}), table, "2026-12-07"
+    )
+    assert new["prices"][key]["usd"]["us-east-1"] == [table_usd, "PRICE-LIST-API"]
+
+
+def test_each_priced_unit_of_the_estimate_as_worked_out_by_hand(dev):
+    """One line of each kind of unit: per hour, per GB-month, per action-minute, per build-minute, per
+    million traces, per metric-month."""
+    cost = cost_of(dev)
+    items = {(i["resource"], i["what"]): i for i in cost["items"]}
+    nat = items[("network-vpc", "1 NAT gateway(s)")]
+    assert (nat["quantity"], nat["unitUsd"], nat["monthlyUsd"]) == (730, 0.045, round(730 * 0.045, 2))  # hours
+    ecr = next(i for i in cost["items"] if i["unit"].startswith("GB-month") and i["resource"] == "image-repo")
+    assert ecr["quantity"] == round(30 * 200 / 1024, 4) and ecr["monthlyUsd"] == round(30 * 200 / 1024 * 0.10, 2)
+    pipeline = next(i for i in cost["items"] if i["resource"] == "pipeline-pipeline")
+    assert pipeline["quantity"] == 150 * (6 * 5 + 1) and pipeline["monthlyUsd"] == round(150 * 31 * 0.002, 2)
+    builds = [i for i in cost["items"] if i["unit"] == "build-minute"]
+    assert builds and all(i["unitUsd"] == 0.0034 for i in builds)
+    assert sum(i["quantity"] for i in builds) == 150 * 6 * 5 + 30 * 5 + 150 * 5
+    traces = next(i for i in cost["items"] if i["resource"] == "monitoring-sampling")
+    assert traces["quantity"] == 1e6 * 0.2 / 1e6 and traces["monthlyUsd"] == round(0.2 * 5.0, 2)  # per million
+    logs = next(i for i in cost["items"] if i["what"].startswith("log data kept"))
+    assert logs["quantity"] == round(5 * 14 * 24 / 730, 4)  # GB kept for 14 days, in GB-months
