@@ -64,3 +64,11 @@ def test_unhealthy_green_fails_the_deployment(target):
 def test_no_load_balancer_nodes_fails_the_deployment(target):
     module, _ = target
     assert module.handler({}, None, ec2=FakeEc2([])) == {"hookStatus": "FAILED"}
+
+
+def test_one_unhealthy_node_among_healthy_ones_fails_the_deployment(target):
+    """Green must answer through every load balancer node (one per zone): a release broken in one zone
+    is not shifted to production. 127.0.0.2 is loopback too, and nothing listens on its port there."""
+    module, _ = target
+    assert module.handler({}, None, ec2=FakeEc2(["127.0.0.1", "127.0.0.1"])) == {"hookStatus": "SUCCEEDED"}
+    assert module.handler({}, None, ec2=FakeEc2(["127.0.0.1", "127.0.0.2"])) == {"hookStatus": "FAILED"}
