@@ -352,3 +352,21 @@ def test_drift_buildspec_expects_no_changes():
         spec = yaml.safe_load(handle)
     assert spec["version"] == 0.2
     assert any("pulumi preview --refresh --expect-no-changes" in c for c in spec["phases"]["build"]["commands"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_only_this_accounts_alarms_rules_and_notifications_may_publish_alerts(stack, request):
+    """The confused-deputy guard AWS documents for service principals: without aws:SourceAccount, any
+    account's alarm, rule or notification could publish to the topic."""
+    plan = request.getfixturevalue(stack)
+    policy = json.loads(plan.one("aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
+    (publish,) = [s for s in policy["Statement"] if s.get("Sid") == "ServicesPublish"]
+    assert sorted(publish["Principal"]["Service"]) == [
+        "cloudwatch.amazonaws.com",
+        "codestar-notifications.amazonaws.com",
+        "events.amazonaws.com",
+    ]
+    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    assert publish["Action"] == "sns:Publish"
+    others = [s for s in policy["Statement"] if s.get("Effect") == "Allow" and s is not publish]
+    assert all("Condition" in s for s in others)
