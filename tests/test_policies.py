@@ -1204,3 +1204,21 @@ def test_retention_one_day_under_the_configured_minimum_is_refused(minimum, poli
         )
     finally:
         policy_server.configure({})
+
+
+@pytest.mark.parametrize("value", ["false", "False", False])
+def test_a_tls_only_deny_is_recognised_in_each_spelling_iam_accepts(value, policy_server):
+    """IAM reads a Bool condition's "false", "False" and JSON false alike: each is a TLS-only bucket."""
+    policy_server.configure({})
+    deny = {
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "s3:*",
+        "Resource": "*",
+        "Condition": {"Bool": {"aws:SecureTransport": value}},
+    }
+    resources = bucket_set(policy={"policy": doc(deny)})
+    assert [f for f in policy_server.analyze(resources) if f.policy == "s3-ssl-only"] == []
+    allow = {**deny, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}
+    resources = bucket_set(policy={"policy": doc(allow)})
+    assert [f for f in policy_server.analyze(resources) if f.policy == "s3-ssl-only"]
