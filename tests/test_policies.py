@@ -1222,3 +1222,52 @@ def test_a_tls_only_deny_is_recognised_in_each_spelling_iam_accepts(value, polic
     allow = {**deny, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}
     resources = bucket_set(policy={"policy": doc(allow)})
     assert [f for f in policy_server.analyze(resources) if f.policy == "s3-ssl-only"]
+
+
+def test_only_the_documented_policies_are_advisory_by_default(policy_server):
+    """Every policy is mandatory unless the README lists it as advisory: a rule quietly made advisory
+    (a secret in plain environment, say) would stop failing deploys."""
+    from offline.analyzer import analyzer_pb2
+
+    levels = {p.name: p.enforcementLevel for p in policy_server.info().policies}
+    advisory = sorted(name for name, level in levels.items() if level != analyzer_pb2.MANDATORY)
+    assert advisory == [
+        "codebuild-privileged-only-for-images",
+        "codecommit-approval-rule",
+        "ecs-non-root-user",
+        "eventbridge-target-dlq-or-retry",
+        "iam-no-service-wildcard-actions",
+        "monthly-budget",
+        "sg-descriptions",
+    ]
+    assert all(levels[name] == analyzer_pb2.ADVISORY for name in advisory)
+    assert levels["ecs-no-plaintext-secrets"] == levels["iam-pass-role-scoped"] == analyzer_pb2.MANDATORY
+
+
+@pytest.mark.parametrize(
+    "policy, typ, props",
+    [
+        ("ecs-service-no-public-ip", SERVICE, {"networkConfiguration": {"assignPublicIp": "UNKNOWN"}}),
+        (
+            "ecr-scan-on-push",
+            "aws:ecr/repository:Repository",
+            {"imageScanningConfiguration": {"scanOnPush": "UNKNOWN"}},
+        ),
+    ],
+)
+def test_a_nested_value_unknown_at_preview_is_a_check_that_could_not_run(policy, typ, props, policy_server):
+    """Not a pass and not a violation: the leaf itself is unknown, as at a first preview."""
+    from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE
+
+    def unknown(value):
+        if isinstance(value, dict):
+            return {k: unknown(v) for k, v in value.items()}
+        return (
+            (UNKNOWN_BOOLEAN_VALUE if policy != "ecs-service-no-public-ip" else UNKNOWN_STRING_VALUE)
+            if value == "UNKNOWN"
+            else value
+        )
+
+    policy_server.configure({})
+    found = findings(policy_server, Resource(typ, unknown(props)), policy)
+    assert found and all(f.could_not_run for f in found), found
