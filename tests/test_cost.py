@@ -591,3 +591,38 @@ def test_each_priced_unit_of_the_estimate_as_worked_out_by_hand(dev):
     assert traces["quantity"] == 1e6 * 0.2 / 1e6 and traces["monthlyUsd"] == round(0.2 * 5.0, 2)  # per million
     logs = next(i for i in cost["items"] if i["what"].startswith("log data kept"))
     assert logs["quantity"] == round(5 * 14 * 24 / 730, 4)  # GB kept for 14 days, in GB-months
+
+
+@pytest.mark.parametrize(
+    "typ, props, unknown_at",
+    [
+        (
+            "aws:ecs/service:Service",
+            {"name": "s", "capacityProviderStrategies": [{"weight": "?"}]},
+            "capacityProviderStrategies",
+        ),
+        (
+            "aws:ecs/taskDefinition:TaskDefinition",
+            {"cpu": "256", "memory": "512", "runtimePlatform": {"cpuArchitecture": "?"}},
+            "runtimePlatform",
+        ),
+    ],
+)
+def test_a_budget_with_an_unknown_inside_a_list_or_object_it_reads_could_not_run(typ, props, unknown_at, policy_server):
+    """A value the estimate reads one level down (a strategy's weight, the task's architecture) unknown:
+    an estimate from a guess could pass a stack over budget."""
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+    def fill(value):
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return UNKNOWN_STRING_VALUE if value == "?" else value
+
+    resource = SimpleNamespace(
+        type=typ, urn=f"urn:pulumi:dev::cicd::{typ}::r", name="r", object=analyzer.struct(fill(props)),
+        parent="", protect=False, ignore_changes=[], dependencies=[], property_dependencies={},
+    )  # fmt: skip
+    [finding] = budget_findings(policy_server, SimpleNamespace(registrations=[resource]), maxMonthlyUsd=1)
+    assert finding.could_not_run and f"r.{unknown_at}" in finding.message
