@@ -244,6 +244,9 @@ def test_the_pulumi_jobs_setup_stops_at_its_first_failure(tmp_path):
         "pulumi stack",
     ]
     assert all(result.returncode != 0 for _, result, _ in failures)
+    # A stack that does not exist (a wrong backend or name) must fail the job, not be created empty.
+    _, calls = run("pulumi-setup.sh", [], work, tmp_path, env)
+    assert [c for c in calls if c.startswith("pulumi ")] == ["pulumi login s3://state", "pulumi stack select dev"]
 
 
 # -- the installers ----------------------------------------------------------------------------------
