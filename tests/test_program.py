@@ -706,3 +706,18 @@ def test_a_first_preview_passes_with_checks_it_cannot_run_and_names_them(monkeyp
     assert count >= 4  # the container checks, privileged to plaintext secrets
     assert "ecs-no-privileged-containers: " in out and "Policy check passed: 0 mandatory violation(s)" in out
     assert f"; {count} check(s) a first preview cannot run" in out.splitlines()[4]
+
+
+def test_a_secret_stack_output_is_never_printed_in_the_plan():
+    """The plan's output is posted as a pull-request comment: a secret output shows as [secret]."""
+    import pulumi
+
+    from offline import program
+
+    def build():
+        pulumi.export("token", pulumi.Output.secret("s3cr3t-value"))
+        pulumi.export("plain", "visible")
+
+    _, outputs = program.record(build)
+    assert outputs == {"token": program.SECRET_PLACEHOLDER, "plain": "visible"}
+    assert "s3cr3t-value" not in json.dumps(outputs)
