@@ -564,9 +564,9 @@ def test_a_program_run_closes_every_event_loop_it_made():
     assert open_loops() <= before
 
 
-def test_two_plans_of_the_same_stack_print_the_same(policy_server):
-    first = plan_cli.render(plan_cli.plan("prod", server=policy_server))
-    assert plan_cli.render(plan_cli.plan("prod", server=policy_server)) == first
+def test_two_plans_of_the_same_stack_print_the_same(policy_server, prod):
+    first = plan_cli.render(plan_cli.plan("prod", server=policy_server, result=prod.result))
+    assert plan_cli.render(plan_cli.plan("prod", server=policy_server)) == first  # a run of its own
 
 
 def test_json_carries_each_resources_inputs_with_secrets_masked(policy_server):
@@ -600,7 +600,8 @@ def test_the_diff_names_what_an_edit_added_removed_and_changed():
     assert plan_cli.changes(same, same) == ["  dev: 0 to add, 0 to remove, 0 changed (no change)"]
 
 
-def test_make_plan_diff_compares_with_an_earlier_json_plan(tmp_path, capsys):
+def test_make_plan_diff_compares_with_an_earlier_json_plan(tmp_path, capsys, monkeypatch, prod):
+    monkeypatch.setattr(plan_cli, "run_programs", lambda stacks, fp, cb: ([(prod.result, None)], cb()))
     old = tmp_path / "old.json"
     assert plan_cli.main(["--stack", "prod", "--json", str(old)]) == 0
     document = json.loads(old.read_text())
@@ -622,10 +623,11 @@ def test_make_plan_diff_compares_with_an_earlier_json_plan(tmp_path, capsys):
 
 
 @pytest.fixture
-def dev_result():
-    from offline import program
-
-    return program.run("dev")
+def dev_verdict(tmp_path, monkeypatch, capsys, dev, policy_server):
+    """_verdict on the session's dev run and policy pack (the plan re-configures the pack each time)."""
+    monkeypatch.setattr(plan_cli, "serve_packs", lambda stacks, cleanup: dict.fromkeys(stacks, policy_server))
+    yield lambda config: _verdict(tmp_path, monkeypatch, capsys, dev.result, config)
+    policy_server.configure({})
 
 
 def _verdict(tmp_path, monkeypatch, capsys, result, config):
@@ -642,38 +644,32 @@ def _verdict(tmp_path, monkeypatch, capsys, result, config):
     return code, {policy: level for level, policy in re.findall(r"^  \[(mandatory|advisory)\] ([\w-]+) ", out, re.M)}
 
 
-def test_a_mandatory_violation_fails_the_plan_and_an_advisory_one_does_not(tmp_path, monkeypatch, capsys, dev_result):
-    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, {})
+def test_a_mandatory_violation_fails_the_plan_and_an_advisory_one_does_not(dev_verdict):
+    code, levels = dev_verdict({})
     assert code == 1 and levels["lb-http-redirects-to-https"] == "mandatory"
     relaxed = {"lb-http-redirects-to-https": "advisory", "lb-deletion-protection": "advisory"}
-    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, relaxed)
+    code, levels = dev_verdict(relaxed)
     assert code == 0 and levels["lb-http-redirects-to-https"] == "advisory"
     # An object without a level keeps the policy's own level (mandatory), as the CLI does.
     kept = {"lb-http-redirects-to-https": {}, "lb-deletion-protection": "advisory"}
-    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, kept)
+    code, levels = dev_verdict(kept)
     assert code == 1 and levels["lb-http-redirects-to-https"] == "mandatory"
     disabled = {"lb-http-redirects-to-https": "disabled", "lb-deletion-protection": {"enforcementLevel": "disabled"}}
-    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, disabled)
+    code, levels = dev_verdict(disabled)
     assert code == 0 and "lb-http-redirects-to-https" not in levels and "lb-deletion-protection" not in levels
 
 
-def test_all_sets_every_policys_level_and_a_policys_own_entry_overrides_it(tmp_path, monkeypatch, capsys, dev_result):
-    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, {"all": "advisory"})
+def test_all_sets_every_policys_level_and_a_policys_own_entry_overrides_it(dev_verdict):
+    code, levels = dev_verdict({"all": "advisory"})
     assert code == 0 and set(levels.values()) == {"advisory"} and "lb-http-redirects-to-https" in levels
-    code, levels = _verdict(
-        tmp_path,
-        monkeypatch,
-        capsys,
-        dev_result,
-        {"all": {"enforcementLevel": "advisory"}, "lb-deletion-protection": "mandatory"},
-    )
+    code, levels = dev_verdict({"all": {"enforcementLevel": "advisory"}, "lb-deletion-protection": "mandatory"})
     assert (
         code == 1
         and levels["lb-deletion-protection"] == "mandatory"
         and levels["lb-http-redirects-to-https"] == "advisory"
     )
     # An advisory policy (ecs-non-root-user is advisory by default) becomes mandatory under all: mandatory.
-    code, levels = _verdict(tmp_path, monkeypatch, capsys, dev_result, {"all": "mandatory"})
+    code, levels = dev_verdict({"all": "mandatory"})
     assert code == 1 and set(levels.values()) == {"mandatory"}
 
 
