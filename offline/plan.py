@@ -35,11 +35,13 @@ def plan(
     first_preview: bool = False,
     server: analyzer.PolicyServer | None = None,
     result: program.ProgramResult | None = None,
+    inputs: bool = True,
 ) -> dict[str, Any]:
     """Run the program and the pack for `stack`; return the plan as data.
 
     `server` is a running policy pack to reuse (planning several stacks serves the pack once);
-    `result` is the program's run when it has already happened (in another process).
+    `result` is the program's run when it has already happened (in another process); `inputs`: each
+    resource with its inputs, secrets masked (for --json and --diff).
     """
     started = time.perf_counter()
     if result is None:
@@ -71,7 +73,7 @@ def plan(
                 "protect": r.protect,
                 "retainOnDelete": r.retain_on_delete,
                 "ignoreChanges": r.ignore_changes,
-                "inputs": masked_inputs(r.object),
+                **({"inputs": masked_inputs(r.object)} if inputs else {}),
             }
             for r in result.registrations.values()
         ],
@@ -451,7 +453,13 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append({"stack": stack, "errors": lines})
                 continue
             try:
-                data = plan(stack, first_preview=args.first_preview, server=servers[stack], result=result)
+                data = plan(
+                    stack,
+                    first_preview=args.first_preview,
+                    server=servers[stack],
+                    result=result,
+                    inputs=bool(args.json or args.diff),  # what only a document or a diff shows
+                )
             except analyzer.PolicyConfigError as err:
                 lines = str(err).splitlines()
                 for line in lines:
