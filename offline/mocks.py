@@ -21,6 +21,11 @@ ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 
 
+def route_table_of(subnet: str) -> str:
+    """The mock route table a subnet is associated with (the offline plan's getRouteTables answer)."""
+    return f"rtb-{_hex(subnet, 17)}"
+
+
 @dataclass
 class Registration:
     """One resource as the engine sees it when the program registers it."""
@@ -144,8 +149,10 @@ class PlatformMocks(pulumi_mocks.Mocks):
                 "id": path,
             }
         if token == "aws:ec2/getRouteTables:getRouteTables":
+            # The route tables of the subnets the filter names: one each, named after the subnet.
+            subnets = [v for f in args.args.get("filters") or [] for v in f.get("values") or []]
             vpc = args.args.get("vpcId") or "vpc"
-            return {"ids": [f"rtb-{_hex(vpc + str(i), 17)}" for i in range(3)], "id": self.region}
+            return {"ids": [route_table_of(s) for s in subnets] or [f"rtb-{_hex(vpc, 17)}"], "id": self.region}
         raise NotImplementedError(f"the offline plan has no mock for the invoke {token}")
 
     # -- resources ---------------------------------------------------------------------------------

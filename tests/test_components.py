@@ -676,3 +676,43 @@ def test_the_program_reserves_exactly_the_variables_it_sets(dev):
     app = json.loads(dev.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])[0]
     configured = set(json.loads(dev.result.config["cicd:service"])["environment"])
     assert {v["name"] for v in app["environment"]} - configured == set(PROGRAM_VARIABLES)
+
+
+# -- pinned after the second round of planted bugs ------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "variant"])
+def test_the_s3_gateway_endpoint_is_on_the_route_tables_of_the_tasks_subnets(stack, request):
+    from offline.mocks import route_table_of
+
+    plan = request.getfixturevalue(stack)
+    endpoint = next(e for e in plan.all("aws:ec2/vpcEndpoint:VpcEndpoint") if e.inputs["vpcEndpointType"] == "Gateway")
+    (service,) = plan.all("aws:ecs/service:Service")
+    subnets = service.inputs["networkConfiguration"]["subnets"]
+    assert subnets and endpoint.inputs["routeTableIds"] == [route_table_of(s) for s in subnets]
+    public = plan.one("awsx:ec2:Vpc").outputs["publicSubnetIds"]
+    assert not set(endpoint.inputs["routeTableIds"]) & {route_table_of(s) for s in public}
+
+
+def test_green_is_healthy_only_when_it_answers_200(dev):
+    for group in dev.all("aws:lb/targetGroup:TargetGroup"):
+        check = group.inputs["healthCheck"]
+        assert check["matcher"] == "200" and check["protocol"] == "HTTP" and check["port"] == "traffic-port"
+
+
+def test_the_service_writes_only_to_its_own_tmp_volume(dev):
+    (task,) = dev.all("aws:ecs/taskDefinition:TaskDefinition")
+    app = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "app")
+    assert app["readonlyRootFilesystem"] is True
+    assert app["mountPoints"] == [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}]
+    assert [v["name"] for v in task.inputs["volumes"]] == ["tmp"]
+
+
+def test_ecs_may_invoke_the_smoke_test_by_the_arn_it_calls(dev):
+    """ECS invokes the hook's unqualified function ARN: a grant on versions (`:*`) would not match it."""
+    policies = [r for r in dev.all("aws:iam/rolePolicy:RolePolicy") if "InvokeSmokeTest" in r.inputs["policy"]]
+    (statement,) = [
+        s for p in policies for s in json.loads(p.inputs["policy"])["Statement"] if s["Sid"] == "InvokeSmokeTest"
+    ]
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert statement["Resource"] == "arn:aws:lambda:us-east-1:123456789012:function:web-dev-smoke-test"
