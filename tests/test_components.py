@@ -716,3 +716,25 @@ def test_ecs_may_invoke_the_smoke_test_by_the_arn_it_calls(dev):
     ]
     assert statement["Action"] == "lambda:InvokeFunction"
     assert statement["Resource"] == "arn:aws:lambda:us-east-1:123456789012:function:web-dev-smoke-test"
+
+
+@pytest.mark.parametrize("step, steps", [(25.0, 4), (30.0, 4), (33.0, 4), (50.0, 2), (99.0, 2), (3.0, 34)])
+def test_a_linear_deployment_waits_a_bake_between_each_of_its_steps(step, steps):
+    """ECS shifts step_percent at a time until all traffic is on green: ceil(100 / step) steps, with a
+    bake between each (a 30 % step is 30, 60, 90, 100: four steps, three bakes)."""
+    from types import SimpleNamespace
+
+    deployment = SimpleNamespace(
+        strategy="LINEAR", linear_step_percent=step, linear_step_bake_minutes=2, health_check_interval_seconds=10,
+        healthy_threshold=2, bake_time_minutes=0, deregistration_delay_seconds=0,
+    )  # fmt: skip
+    assert deploy_wait_seconds(deployment)["linear steps"] == (steps - 1) * 2 * 60
+
+
+def test_the_release_job_may_publish_its_lead_time_in_the_namespace_it_uses(dev):
+    project = dev.one("aws:codebuild/project:Project", "pipeline-release").inputs
+    variables = {v["name"]: v["value"] for v in project["environment"]["environmentVariables"]}
+    policy = json.loads(dev.one("aws:iam/rolePolicy:RolePolicy", "pipeline-release-policy").inputs["policy"])
+    (lead,) = [s for s in policy["Statement"] if s["Sid"] == "LeadTime"]
+    assert lead["Condition"] == {"StringEquals": {"cloudwatch:namespace": variables["METRIC_NAMESPACE"]}}
+    assert variables["METRIC_NAMESPACE"] == "cicd/web-dev"
