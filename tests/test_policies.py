@@ -1271,3 +1271,41 @@ def test_a_nested_value_unknown_at_preview_is_a_check_that_could_not_run(policy,
     policy_server.configure({})
     found = findings(policy_server, Resource(typ, unknown(props)), policy)
     assert found and all(f.could_not_run for f in found), found
+
+
+@pytest.mark.parametrize(
+    "typ",
+    [
+        "aws:iam/rolePolicy:RolePolicy",
+        "aws:iam/policy:Policy",
+        "aws:iam/userPolicy:UserPolicy",
+        "aws:iam/groupPolicy:GroupPolicy",
+    ],
+)
+def test_every_kind_of_permission_document_is_read(typ, policy_server):
+    """A managed policy attached to a role grants as much as an inline one."""
+    policy_server.configure({})
+    admin = Resource(typ, {"policy": doc({"Effect": "Allow", "Action": "*", "Resource": "*"})})
+    assert findings(policy_server, admin, "iam-no-admin-statements")
+    passes = Resource(typ, {"policy": doc({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"})})
+    assert findings(policy_server, passes, "iam-pass-role-scoped")
+
+
+def test_a_statement_given_as_one_object_is_read_like_a_list_of_one(policy_server):
+    """IAM, S3 and KMS accept "Statement": {...}: it must be checked as well."""
+    policy_server.configure({})
+    single = json.dumps({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}})
+    assert findings(
+        policy_server, Resource("aws:iam/rolePolicy:RolePolicy", {"policy": single}), "iam-no-admin-statements"
+    )
+    public = json.dumps({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*"}})
+    assert findings(
+        policy_server, Resource("aws:s3/bucketPolicy:BucketPolicy", {"policy": public}), "s3-no-public-bucket-policy"
+    )
+
+
+@pytest.mark.parametrize("action", ["iam:PassRole*", "iam:*PassRole", "*iam:PassRole", "iam:Pass*Role"])
+def test_a_star_matches_no_characters_too(action, policy_server):
+    policy_server.configure({})
+    statement = {"Effect": "Allow", "Action": action, "Resource": "*"}
+    assert findings(policy_server, _role_policy(statement), "iam-pass-role-scoped"), action
