@@ -1309,3 +1309,19 @@ def test_a_star_matches_no_characters_too(action, policy_server):
     policy_server.configure({})
     statement = {"Effect": "Allow", "Action": action, "Resource": "*"}
     assert findings(policy_server, _role_policy(statement), "iam-pass-role-scoped"), action
+
+
+@pytest.mark.parametrize(
+    "ssl_policy",
+    [
+        "ELBSecurityPolicy-TLS-1-1-2017-01",  # TLS 1.1 and up
+        "ELBSecurityPolicy-2016-08",  # TLS 1.0 and up: the API's default
+        "ELBSecurityPolicy-TLS13-1-1-2021-06",  # TLS 1.3 named, but 1.1 still offered
+        "ELBSecurityPolicy-TLS13-1-0-2021-06",
+        "ELBSecurityPolicy-FS-1-1-2019-08",
+    ],
+)
+def test_a_listener_policy_that_still_negotiates_tls_below_1_2_is_refused(ssl_policy, policy_server):
+    policy_server.configure({})
+    listener = Resource("aws:lb/listener:Listener", {"protocol": "HTTPS", "sslPolicy": ssl_policy})
+    assert findings(policy_server, listener, "lb-tls-policy"), ssl_policy
