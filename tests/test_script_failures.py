@@ -282,3 +282,42 @@ def test_an_installer_refuses_a_download_whose_checksum_differs(tmp_path, script
         for leftover in (name, "pulumi-checksums.txt", "trivy-checksums.txt"):
             if os.path.exists(os.path.join("/tmp", leftover)):
                 os.remove(os.path.join("/tmp", leftover))
+
+
+@pytest.mark.parametrize(
+    "script, variable, url",
+    [
+        (
+            "install-pulumi.sh",
+            "PULUMI_VERSION",
+            "https://github.com/pulumi/pulumi/releases/download/v{v}/pulumi-v{v}-linux-x64.tar.gz",
+        ),
+        (
+            "install-trivy.sh",
+            "TRIVY_VERSION",
+            "https://github.com/aquasecurity/trivy/releases/download/v{v}/trivy_{v}_Linux-64bit.tar.gz",
+        ),
+    ],
+)
+def test_an_installer_downloads_the_file_its_project_publishes_for_x86_64(tmp_path, script, variable, url):
+    if os.uname().machine != "x86_64":
+        pytest.skip("the names below are the x86_64 downloads")
+    version = f"0.0.{os.getpid()}"
+    failing_stub(tmp_path, "curl", "exit 22")  # the first download fails: its URL is what we check
+    result, calls = run(script, [], tmp_path, tmp_path, {variable: version})
+    assert result.returncode != 0
+    assert calls == [f"curl -fsSLO {url.format(v=version)}"]
+
+
+def test_the_lead_time_is_sent_in_minutes(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    (tmp_path / "s3").mkdir()
+    failing_stub(tmp_path, "aws", AWS_STUB)
+    committed = (datetime.now(UTC) - timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    env = release_env(tmp_path, COMMITTED_AT=committed)
+    result, calls = run("publish-release.sh", [str(tmp_path / "out")], ROOT, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    (metric,) = [c for c in calls if c.startswith("aws cloudwatch put-metric-data")]
+    assert "--metric-name LeadTimeMinutes" in metric
+    assert 89.5 <= float(metric.split("--value ")[1].split()[0]) <= 92
