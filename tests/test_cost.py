@@ -210,7 +210,7 @@ def test_refresh_reads_the_recorded_fargate_prices_and_keeps_what_it_cannot_read
         recorded = json.load(handle)
     table = estimate.load_prices()
     client = RecordedClient({("AmazonECS", "us-east-1"): recorded})
-    new, missing = refresh.refresh(client, table, "2026-11-27")
+    new, missing = refresh.refresh(client, table, "2026-12-07")
     usd = {k: v["usd"]["us-east-1"] for k, v in new["prices"].items()}
     assert usd["fargate.vcpuHour.X86_64"] == [0.04048, "PRICE-LIST-API"]
     assert usd["fargate.gbHour.X86_64"] == [0.004445, "PRICE-LIST-API"]
@@ -223,8 +223,9 @@ def test_refresh_reads_the_recorded_fargate_prices_and_keeps_what_it_cannot_read
     # Windows and ARM rows of the same offer are not taken for the Linux x86 ones.
     assert not [m for m in missing if m.startswith("fargate.") and "us-east-1" in m]
     assert ("AmazonECS", "us-east-1") in client.asked and "PRICE-LIST-API" in new["sources"]
-    # Not every price was refreshed: the table keeps its date.
+    # Not every price was refreshed: the table keeps its date, not the day of a partial refresh.
     assert new["compiled"] == table["compiled"] == "2026-11-27"
+    assert new["sources"]["PRICE-LIST-API"]["published"] == "2026-12-07"
 
 
 def test_refresh_takes_the_application_load_balancers_price_of_the_usagetype_all_balancers_share():
