@@ -717,3 +717,16 @@ def test_a_secret_stack_output_is_never_printed_in_the_plan():
     _, outputs = program.record(build)
     assert outputs == {"token": program.SECRET_PLACEHOLDER, "plain": "visible"}
     assert "s3cr3t-value" not in json.dumps(outputs)
+
+
+def test_a_policy_config_value_at_its_schemas_minimum_is_accepted_and_one_below_refused():
+    from offline import analyzer
+
+    schema = {"type": "integer", "minimum": 1}
+    assert analyzer.schema_errors("p.x", 1, schema) == []
+    assert analyzer.schema_errors("p.x", 0, schema) == ["p.x must be at least 1; got 0"]
+    top = {"type": "number", "maximum": 10}
+    assert analyzer.schema_errors("p.y", 10, top) == []
+    assert analyzer.schema_errors("p.y", 10.5, top) == ["p.y must be at most 10; got 10.5"]
+    # The budget's minimum is 0: a budget of nothing is a budget (every cost is over it).
+    assert analyzer.schema_errors("monthly-budget.maxMonthlyUsd", 0, {"type": "number", "minimum": 0}) == []
