@@ -730,3 +730,15 @@ def test_a_policy_config_value_at_its_schemas_minimum_is_accepted_and_one_below_
     assert analyzer.schema_errors("p.y", 10.5, top) == ["p.y must be at most 10; got 10.5"]
     # The budget's minimum is 0: a budget of nothing is a budget (every cost is over it).
     assert analyzer.schema_errors("monthly-budget.maxMonthlyUsd", 0, {"type": "number", "minimum": 0}) == []
+
+
+def test_mock_secret_arns_carry_the_six_characters_secrets_manager_appends(dev):
+    """A grant on the bare name (no -??????) would pass offline and fail on AWS, unless the mocks answer
+    as Secrets Manager does."""
+    secrets = dev.all("aws:secretsmanager/secret:Secret")
+    for secret in secrets:
+        name = secret.inputs["name"]
+        assert re.fullmatch(
+            rf"arn:aws:secretsmanager:us-east-1:123456789012:secret:{re.escape(name)}-[0-9a-zA-Z]{{6}}",
+            secret.outputs["arn"],
+        )
