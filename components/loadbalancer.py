@@ -51,7 +51,6 @@ ELB_LOG_ACCOUNTS = {
     "me-south-1": "076674570225",
     "sa-east-1": "507241528517",
 }
-LEGACY_ELB_LOG_REGIONS = frozenset(ELB_LOG_ACCOUNTS)
 
 
 def elb_log_account_arn(region: str, partition: str = "aws") -> str | None:

@@ -496,7 +496,7 @@ def test_alb_logs_are_delivered_by_what_aws_publishes_for_the_region(dev):
     # A region opened after August 2022 has no ELB account: the service principal alone. (No such region
     # has every pipeline service yet, so the configuration refuses it: asked of the helper directly.)
     assert loadbalancer.elb_log_account_arn("ca-west-1") is None
-    assert "ca-west-1" not in loadbalancer.LEGACY_ELB_LOG_REGIONS
+    assert "ca-west-1" not in loadbalancer.ELB_LOG_ACCOUNTS
 
 
 def test_the_vpc_default_security_group_has_no_rules(dev):

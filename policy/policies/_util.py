@@ -148,7 +148,7 @@ def action_matches(pattern: str, action: str) -> bool:
 def aws_managed_key(key: Any) -> bool:
     """A KMS key reference that names an AWS-managed key (`alias/aws/...`, or its alias ARN), which the
     account cannot control or share: never a customer-managed key."""
-    return isinstance(key, str) and not is_unknown(key) and ("alias/aws/" in key or key.startswith("aws/"))
+    return isinstance(key, str) and not is_unknown(key) and "alias/aws/" in key
 
 
 def principals(statement: dict) -> list[str]:
